@@ -1,0 +1,118 @@
+//! Wiring: configuration -> stores -> state -> router -> background tasks, all stopped by one
+//! shutdown token.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    http::{self, auth::JwtKeys},
+    metrics,
+    state::AppState,
+    store::{pg, redis::RedisStore},
+    workers,
+};
+
+/// A built application: stores connected, port bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Connects the stores, checks the schema and binds the listener (`JUPANG_LISTEN`; port 0
+    /// picks a free port, which tests use).
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let db = pg::connect(config.database_url.expose(), config.db_pool_size).await?;
+        let pending = pg::pending_migrations(&db).await.context("reading the migration state")?;
+        if !pending.is_empty() {
+            if config.auto_migrate {
+                pg::migrate(&db).await?;
+            } else {
+                bail!(
+                    "the database is not migrated ({} migration(s) pending): run `jupang migrate` \
+                     or set JUPANG_AUTO_MIGRATE=true",
+                    pending.len()
+                );
+            }
+        }
+        let urls: Vec<&str> = config.redis_urls.iter().map(|s| s.expose()).collect();
+        let redis = RedisStore::connect(&urls, &config.redis_prefix).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (JUPANG_LISTEN)", config.listen))?;
+        let state = AppState {
+            db,
+            redis,
+            jwt: Arc::new(JwtKeys::new(config.jwt_secret.expose().as_bytes())),
+            config: Arc::new(config),
+            metrics: metrics::install(),
+        };
+        Ok(Application { listener, state, shutdown: CancellationToken::new() })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The shared state (tests reach the stores through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token stops the API (draining in-flight requests) and every worker.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then waits for workers to finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { listener, state, shutdown } = self;
+        let workers = workers::spawn(&state, &shutdown);
+        let router = http::router(state);
+        let token = shutdown.clone();
+        let served = axum::serve(listener, router).with_graceful_shutdown(async move { token.cancelled().await }).await;
+        shutdown.cancel();
+        for w in workers {
+            if let Err(e) = w.await {
+                tracing::error!(error.cause = %e, "a worker task failed");
+            }
+        }
+        served.context("HTTP server failed")
+    }
+}
+
+/// `jupang serve`: builds the application and runs it until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let addr = app.local_addr();
+    tracing::info!(listen.addr = %addr, "serving");
+    let token = app.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received; draining");
+        token.cancel();
+    });
+    app.run_until_stopped().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

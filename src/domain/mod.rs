@@ -1,0 +1,9 @@
+//! The business vocabulary as plain Rust: no HTTP, no SQL, no Redis in here.
+
+pub mod market;
+pub mod money;
+pub mod stock;
+
+pub use market::{Currency, Lang, Market};
+pub use money::Money;
+pub use stock::StockStatus;

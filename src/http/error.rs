@@ -1,0 +1,222 @@
+//! The API's one error type: a stable `code`, its HTTP status, and a message in Korean or English.
+//!
+//! Handlers return [`ApiError`]; turning it into a response leaves an [`ErrorPayload`] in the
+//! response extensions, and the [`localize`] middleware renders the JSON body in the caller's
+//! language. Internal faults are logged once, here at the boundary, and leave nothing behind
+//! but `INTERNAL`.
+
+use axum::{
+    body::Body,
+    extract::Request,
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::domain::Lang;
+
+macro_rules! error_codes {
+    ($( $variant:ident = $wire:literal => $status:ident, $ko:literal, $en:literal; )*) => {
+        /// Every error code the API can answer with; the wire form is SCREAMING_SNAKE_CASE.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+        #[allow(missing_docs)]
+        pub enum ErrorCode { $( #[serde(rename = $wire)] $variant, )* }
+
+        impl ErrorCode {
+            /// The HTTP status this code is answered with.
+            pub fn status(self) -> StatusCode {
+                match self { $( ErrorCode::$variant => StatusCode::$status, )* }
+            }
+            /// The human message in a language.
+            pub fn message(self, lang: Lang) -> &'static str {
+                match (self, lang) {
+                    $( (ErrorCode::$variant, Lang::Ko) => $ko, (ErrorCode::$variant, Lang::En) => $en, )*
+                }
+            }
+            /// The stable wire code, e.g. `INSUFFICIENT_STOCK`.
+            pub fn as_str(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $wire, )* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    ValidationError = "VALIDATION_ERROR" => BAD_REQUEST, "요청 값이 올바르지 않습니다", "The request is invalid";
+    Unauthenticated = "UNAUTHENTICATED" => UNAUTHORIZED, "인증이 필요합니다", "Authentication is required";
+    Forbidden = "FORBIDDEN" => FORBIDDEN, "이 작업을 수행할 권한이 없습니다", "You are not allowed to do this";
+    NotFound = "NOT_FOUND" => NOT_FOUND, "요청한 경로를 찾을 수 없습니다", "No such route";
+    MethodNotAllowed = "METHOD_NOT_ALLOWED" => METHOD_NOT_ALLOWED, "허용되지 않은 메서드입니다", "Method not allowed";
+    UserNotFound = "USER_NOT_FOUND" => NOT_FOUND, "사용자를 찾을 수 없습니다", "User not found";
+    ProductNotFound = "PRODUCT_NOT_FOUND" => NOT_FOUND, "상품을 찾을 수 없습니다", "Product not found";
+    ProductOptionNotFound = "PRODUCT_OPTION_NOT_FOUND" => NOT_FOUND, "상품 옵션을 찾을 수 없습니다", "Product option not found";
+    CartItemNotFound = "CART_ITEM_NOT_FOUND" => NOT_FOUND, "장바구니 항목을 찾을 수 없습니다", "Cart item not found";
+    OrderNotFound = "ORDER_NOT_FOUND" => NOT_FOUND, "주문을 찾을 수 없습니다", "Order not found";
+    CouponNotFound = "COUPON_NOT_FOUND" => NOT_FOUND, "쿠폰을 찾을 수 없습니다", "Coupon not found";
+    InsufficientStock = "INSUFFICIENT_STOCK" => BAD_REQUEST, "재고가 부족합니다", "Not enough stock";
+    EmptyOrder = "EMPTY_ORDER" => BAD_REQUEST, "주문할 상품이 없습니다", "The order has no items";
+    InsufficientBalance = "INSUFFICIENT_BALANCE" => BAD_REQUEST, "잔액이 부족합니다", "Not enough balance";
+    OrderExpired = "ORDER_EXPIRED" => BAD_REQUEST, "주문서가 만료되었습니다. 주문서를 다시 생성하세요", "The order has expired; create the order again";
+    OrderNotPayable = "ORDER_NOT_PAYABLE" => BAD_REQUEST, "결제할 수 없는 주문입니다", "The order cannot be paid";
+    OrderNotCancellable = "ORDER_NOT_CANCELLABLE" => BAD_REQUEST, "취소할 수 없는 주문입니다", "The order cannot be cancelled";
+    AlreadyIssued = "ALREADY_ISSUED" => BAD_REQUEST, "이미 발급받은 쿠폰입니다", "You already have this coupon";
+    CouponSoldOut = "COUPON_SOLD_OUT" => BAD_REQUEST, "선착순 마감", "sold out";
+    CouponNotActive = "COUPON_NOT_ACTIVE" => BAD_REQUEST, "쿠폰 발급 기간이 아닙니다", "The coupon is not being issued now";
+    ExpiredCoupon = "EXPIRED_COUPON" => BAD_REQUEST, "만료된 쿠폰입니다", "The coupon has expired";
+    AlreadyUsed = "ALREADY_USED" => BAD_REQUEST, "이미 사용된 쿠폰입니다", "The coupon has already been used";
+    InvalidCoupon = "INVALID_COUPON" => BAD_REQUEST, "사용할 수 없는 쿠폰입니다", "The coupon is not valid for you";
+    CouponMinOrderAmount = "COUPON_MIN_ORDER_AMOUNT" => BAD_REQUEST, "쿠폰 최소 주문 금액에 미달합니다", "The order is below the coupon's minimum amount";
+    CouponNotApplicable = "COUPON_NOT_APPLICABLE" => BAD_REQUEST, "이 주문에 적용할 수 없는 쿠폰입니다", "The coupon does not apply to this order";
+    CouponUpdateNotAllowed = "COUPON_UPDATE_NOT_ALLOWED" => BAD_REQUEST, "발급이 시작된 쿠폰은 수량 증가와 발급 종료만 가능합니다", "Once issuing has started, a coupon may only gain quantity or end its window";
+    StockBelowReserved = "STOCK_BELOW_RESERVED" => BAD_REQUEST, "예약된 수량보다 재고를 줄일 수 없습니다", "Stock cannot go below what is reserved";
+    MarketMismatch = "MARKET_MISMATCH" => BAD_REQUEST, "다른 시장의 상품이나 쿠폰입니다", "The item or coupon belongs to another market";
+    ConcurrencyConflict = "CONCURRENCY_CONFLICT" => CONFLICT, "요청이 몰려 처리하지 못했습니다. 다시 시도하세요", "Too much contention; please retry";
+    IdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED" => UNPROCESSABLE_ENTITY, "같은 멱등 키로 다른 요청을 보냈습니다", "This Idempotency-Key was used for a different request";
+    IdempotencyInProgress = "IDEMPOTENCY_IN_PROGRESS" => CONFLICT, "같은 멱등 키의 요청이 처리 중입니다", "A request with this Idempotency-Key is still running";
+    Overloaded = "OVERLOADED" => SERVICE_UNAVAILABLE, "요청이 많아 잠시 후 다시 시도하세요", "Overloaded; retry shortly";
+    Timeout = "TIMEOUT" => SERVICE_UNAVAILABLE, "요청 처리 시간이 초과되었습니다", "The request took too long";
+    Internal = "INTERNAL" => INTERNAL_SERVER_ERROR, "일시적인 오류가 발생했습니다", "Something went wrong on our side";
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    details: Value,
+    retry_after_secs: Option<u32>,
+    /// Only for `INTERNAL`: the cause, logged at the boundary and never sent.
+    source: Option<anyhow::Error>,
+}
+
+/// What a localised error body is built from; travels in response extensions to [`localize`].
+#[derive(Debug, Clone)]
+pub struct ErrorPayload {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// Structured context (field names, available quantities...), never internals.
+    pub details: Value,
+}
+
+/// The JSON error body of every 4xx/5xx answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// Human message in the caller's language.
+    pub message: String,
+    /// Context for the code; an empty object when there is none.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+impl ApiError {
+    /// An error with a code and no details.
+    pub fn new(code: ErrorCode) -> ApiError {
+        ApiError { code, details: json!({}), retry_after_secs: None, source: None }
+    }
+
+    /// Adds structured details (merged over existing ones).
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = details;
+        self
+    }
+
+    /// 400 `VALIDATION_ERROR` naming the field and what is wrong with it.
+    pub fn validation(field: impl Into<String>, reason: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::ValidationError)
+            .with_details(json!({ "field": field.into(), "reason": reason.into() }))
+    }
+
+    /// 503 `OVERLOADED` with a `Retry-After`.
+    pub fn overloaded(retry_after_secs: u32) -> ApiError {
+        ApiError { retry_after_secs: Some(retry_after_secs), ..ApiError::new(ErrorCode::Overloaded) }
+    }
+
+    /// 500 `INTERNAL`: the cause is logged once when the response is built and never sent.
+    pub fn internal(source: impl Into<anyhow::Error>) -> ApiError {
+        ApiError { source: Some(source.into()), ..ApiError::new(ErrorCode::Internal) }
+    }
+
+    /// The code, for callers that branch on it (and tests).
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(source) = &self.source {
+            tracing::error!(error.cause = format!("{source:#}"), "internal error");
+        }
+        let mut res = render(&ErrorPayload { code: self.code, details: self.details.clone() }, Lang::Ko);
+        if let Some(secs) = self.retry_after_secs {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res.extensions_mut().insert(ErrorPayload { code: self.code, details: self.details });
+        res
+    }
+}
+
+fn render(p: &ErrorPayload, lang: Lang) -> Response {
+    let body = ErrorBody { code: p.code, message: p.code.message(lang).to_owned(), details: p.details.clone() };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut res = Response::new(Body::from(bytes));
+    *res.status_mut() = p.code.status();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// Middleware: renders every error body in the language of the request's `Accept-Language`,
+/// and gives the bodiless answers of the framework (405, timeouts) a contract body too.
+pub async fn localize(req: Request, next: Next) -> Response {
+    let lang = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map(Lang::from_accept_language)
+        .unwrap_or_default();
+    let res = next.run(req).await;
+    let payload = match res.extensions().get::<ErrorPayload>() {
+        Some(p) => p.clone(),
+        None if res.status() == StatusCode::METHOD_NOT_ALLOWED => {
+            ErrorPayload { code: ErrorCode::MethodNotAllowed, details: json!({}) }
+        }
+        None if res.status() == StatusCode::REQUEST_TIMEOUT => {
+            ErrorPayload { code: ErrorCode::Timeout, details: json!({}) }
+        }
+        None => return res,
+    };
+    let (mut parts, _) = res.into_parts();
+    let rendered = render(&payload, lang);
+    parts.status = rendered.status();
+    let (rparts, body) = rendered.into_parts();
+    parts.headers.insert(header::CONTENT_TYPE, rparts.headers[header::CONTENT_TYPE].clone());
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, body)
+}
+
+/// Fallback for unknown routes: 404 `NOT_FOUND` with the contract body.
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound)
+}

@@ -1,0 +1,43 @@
+//! The HTTP layer: one router per domain, merged here; cross-cutting middleware.
+
+pub mod admin;
+pub mod auth;
+pub mod catalog;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod observe;
+pub mod users;
+
+use axum::{Router, middleware};
+use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+/// Every `/api` route with its OpenAPI description, merged from the domain modules.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(catalog::router()).merge(users::router()).merge(admin::router())
+}
+
+/// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.
+pub fn router(state: AppState) -> Router {
+    let (api_router, openapi) =
+        OpenApiRouter::with_openapi(docs::ApiDoc::openapi()).nest("/api", api()).split_for_parts();
+    let (v1_router, _) = OpenApiRouter::<AppState>::new().nest("/api/v1", api()).split_for_parts();
+    Router::new()
+        .merge(api_router)
+        .merge(v1_router)
+        .merge(observe::router())
+        .merge(docs::router(openapi))
+        .fallback(error::not_found)
+        .layer(middleware::from_fn(observe::track))
+        .layer(middleware::from_fn_with_state(state.jwt.clone(), auth::authenticate))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(error::ApiError::internal(anyhow::anyhow!("handler panicked")))
+        }))
+        .layer(middleware::from_fn(error::localize))
+        .with_state(state)
+}

@@ -1,0 +1,4 @@
+//! Storage adapters: Postgres (the system of record) and Redis (the hot path).
+
+pub mod pg;
+pub mod redis;

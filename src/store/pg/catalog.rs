@@ -1,0 +1,1 @@
+//! Postgres queries of the catalog domain.

@@ -1,0 +1,7 @@
+//! The one integration-test binary: real Postgres, real Redis, real HTTP.
+
+mod helpers;
+
+mod auth;
+mod errors;
+mod observe;
