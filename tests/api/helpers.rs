@@ -2,6 +2,8 @@
 //! of a migrated template) and its own Redis key prefix, against the real servers named by
 //! `DATABASE_URL` and `REDIS_URL` (scripts/test.sh starts private ones).
 
+#![allow(dead_code)] // A toolbox shared by every test module; not each one uses every tool.
+
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use jupang::{
