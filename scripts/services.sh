@@ -54,9 +54,21 @@ pg_bin_dir() {
   echo "$best"
 }
 
+# The cluster's directory: .data/pg, unless the postgres user cannot reach the project (a clone
+# under /root, say); then a directory it can reach, named after the project path, linked from .data.
+pg_dir() {
+  mkdir -p "$DATA"
+  if ! is_root || runuser -u postgres -- test -x "$DATA"; then echo "$DATA/pg"; return; fi
+  local alt; alt="/var/tmp/jupang-$(printf '%s' "$DATA" | sha1sum | cut -c1-12)"
+  mkdir -p "$alt"; chmod 755 "$alt"
+  [ -L "$DATA/pg" ] || ln -sfn "$alt/pg" "$DATA/pg"
+  echo "$alt/pg"
+}
+
 # Runs a command as the user that owns the private cluster (postgres refuses to run as root).
 as_pg() {
-  if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From / so a working directory the postgres user cannot read does not matter.
+  if is_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 database_url_answers() {
@@ -74,20 +86,14 @@ pg_up() {
   [ -n "$bin" ] || die "no PostgreSQL >= 15 found under /usr/lib/postgresql"
   command -v psql >/dev/null || apt_install postgresql-client
 
-  local dir="$DATA/pg"
+  local dir; dir="$(pg_dir)"
   mkdir -p "$DATA"
-  if is_root; then
-    # The postgres user must be able to reach the project directory.
-    if ! runuser -u postgres -- test -x "$DATA"; then
-      die "user postgres cannot enter $DATA; set JUPANG_DATA_DIR to a directory it can reach"
-    fi
-  fi
   if [ ! -s "$dir/PG_VERSION" ]; then
     log "initialising a private Postgres in $dir"
     mkdir -p "$dir"
     is_root && chown postgres: "$dir"
     chmod 700 "$dir"
-    local pw="$DATA/.pgpass-init"
+    local pw; pw="$(dirname "$dir")/.pgpass-init"
     echo "$PG_PASS" >"$pw"; is_root && chown postgres: "$pw"
     as_pg "$bin/initdb" -D "$dir" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
       --pwfile="$pw" -E UTF8 --locale=C.UTF-8 >/dev/null
@@ -117,7 +123,7 @@ EOF
 }
 
 pg_down() {
-  local bin dir="$DATA/pg"; bin="$(pg_bin_dir)"
+  local bin dir; bin="$(pg_bin_dir)"; dir="$(pg_dir)"
   [ -n "$bin" ] && [ -s "$dir/PG_VERSION" ] || return 0
   if as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
     log "stopping private Postgres"
