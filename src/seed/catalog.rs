@@ -293,7 +293,7 @@ pub struct CatalogCreated {
 /// moved since the last seed is not reset.
 pub async fn ensure_catalog(tx: &mut PgConnection) -> sqlx::Result<CatalogCreated> {
     // Two seeds at once would both see a product missing and both insert it.
-    sqlx::query("SELECT pg_advisory_xact_lock(7274_0001)").execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(72740001)").execute(&mut *tx).await?;
     let names: Vec<&str> = PRODUCTS.iter().map(|p| p.name.1).collect();
     let existing: Vec<String> = sqlx::query_scalar("SELECT name_en FROM products WHERE name_en = ANY($1)")
         .bind(&names)
