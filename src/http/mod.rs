@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod catalog_admin;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -18,7 +19,11 @@ use crate::state::AppState;
 
 /// Every `/api` route with its OpenAPI description, merged from the domain modules.
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(catalog::router()).merge(users::router()).merge(admin::router())
+    OpenApiRouter::new()
+        .merge(catalog::router())
+        .merge(catalog_admin::router())
+        .merge(users::router())
+        .merge(admin::router())
 }
 
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.

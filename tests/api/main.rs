@@ -3,5 +3,8 @@
 mod helpers;
 
 mod auth;
+mod catalog;
+mod catalog_admin;
 mod errors;
 mod observe;
+mod seed;

@@ -1,5 +1,7 @@
 //! `jupang seed`: demo data. Idempotent: running it twice changes nothing the second time.
 
+pub mod catalog;
+
 use std::fmt;
 
 use sqlx::PgPool;
@@ -11,18 +13,38 @@ use crate::cli::SeedArgs;
 pub struct SeedReport {
     /// Users created by this run.
     pub users_created: u64,
+    /// Demo products created by this run.
+    pub products_created: u64,
+    /// Options of those products.
+    pub options_created: u64,
+    /// Flash-sale coupons created by this run (0 or 1).
+    pub coupons_created: u64,
 }
 
 impl fmt::Display for SeedReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "seed: {} user(s) created", self.users_created)
+        write!(
+            f,
+            "seed: {} user(s), {} product(s) with {} option(s), {} coupon(s) created",
+            self.users_created, self.products_created, self.options_created, self.coupons_created
+        )
     }
 }
 
-/// Makes sure the demo data exists.
+/// Makes sure the demo data exists: users `1..=args.users`, then (unless `--users-only`) the
+/// demo catalog and the flash-sale coupon in one transaction.
 pub async fn run(pool: &PgPool, args: &SeedArgs) -> anyhow::Result<SeedReport> {
     let users_created = ensure_users(pool, args.users, args.balance).await?;
-    Ok(SeedReport { users_created })
+    let mut report = SeedReport { users_created, ..SeedReport::default() };
+    if !args.users_only {
+        let mut tx = pool.begin().await?;
+        let created = catalog::ensure_catalog(&mut tx).await?;
+        tx.commit().await?;
+        report.products_created = created.products;
+        report.options_created = created.options;
+        report.coupons_created = created.coupons;
+    }
+    Ok(report)
 }
 
 /// Makes sure users `1..=n` exist in the KR market; the ones created get `balance` KRW, recorded

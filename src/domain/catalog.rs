@@ -1,0 +1,303 @@
+//! The catalog's vocabulary: how listings are sorted and paged, how search text is matched, and
+//! what a valid new product looks like.
+
+use std::collections::BTreeMap;
+
+use super::{Currency, Lang};
+
+/// A request for something wrong with one field: the field's name and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field as the client spelled it (`options[1].prices.KRW`).
+    pub field: String,
+    /// What is wrong with it, in English.
+    pub reason: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
+        FieldError { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// The order of a product listing. Every order ends with the product id, so pages never
+/// overlap or skip a product whatever the ties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProductSort {
+    /// Cheapest listed price first (ties: lower id first).
+    PriceAsc,
+    /// Dearest listed price first (ties: lower id first).
+    PriceDesc,
+    /// Most units sold in paid orders of the last 3 days first (ties: most recent sale, then
+    /// lower id).
+    Popular,
+    /// Most recently created first (ties: higher id first); the default.
+    #[default]
+    Newest,
+}
+
+impl ProductSort {
+    /// Parses the `sort` query value.
+    pub fn parse(s: &str) -> Option<ProductSort> {
+        match s {
+            "price_asc" => Some(ProductSort::PriceAsc),
+            "price_desc" => Some(ProductSort::PriceDesc),
+            "popular" => Some(ProductSort::Popular),
+            "newest" => Some(ProductSort::Newest),
+            _ => None,
+        }
+    }
+}
+
+/// A validated page of a listing: `page` from 1, `size` 1..=[`PageRequest::MAX_SIZE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// 1-based page number.
+    pub page: i64,
+    /// Items per page.
+    pub size: i64,
+}
+
+impl PageRequest {
+    /// Items per page when the client does not say.
+    pub const DEFAULT_SIZE: i64 = 20;
+    /// The largest page a client may ask for.
+    pub const MAX_SIZE: i64 = 100;
+
+    /// Validates raw `page` / `size` query values (absent or empty = default).
+    pub fn parse(page: Option<&str>, size: Option<&str>) -> Result<PageRequest, FieldError> {
+        let page = match page.filter(|s| !s.is_empty()) {
+            None => 1,
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or_else(|| FieldError::new("page", "must be an integer of at least 1"))?,
+        };
+        let size =
+            match size.filter(|s| !s.is_empty()) {
+                None => Self::DEFAULT_SIZE,
+                Some(s) => s.parse::<i64>().ok().filter(|n| (1..=Self::MAX_SIZE).contains(n)).ok_or_else(|| {
+                    FieldError::new("size", format!("must be an integer from 1 to {}", Self::MAX_SIZE))
+                })?,
+            };
+        // A page so far out that its offset overflows can only be a client bug.
+        (page - 1).checked_mul(size).ok_or_else(|| FieldError::new("page", "is too large"))?;
+        Ok(PageRequest { page, size })
+    }
+
+    /// Rows to skip before this page.
+    pub fn offset(self) -> i64 {
+        (self.page - 1) * self.size
+    }
+}
+
+/// A `LIKE` pattern matching `q` anywhere, with `LIKE`'s own wildcards (`%`, `_`) and the escape
+/// character taken literally: searching "50%" finds "50% off", not everything starting with 50.
+pub fn contains_pattern(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 2);
+    out.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Text in both of the shop's languages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Localized {
+    /// Korean.
+    pub ko: String,
+    /// English.
+    pub en: String,
+}
+
+impl Localized {
+    /// The text in a language.
+    pub fn get(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::Ko => &self.ko,
+            Lang::En => &self.en,
+        }
+    }
+}
+
+/// One option (SKU) of a new product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOption {
+    /// Display name (sizes, colours: not translated).
+    pub name: String,
+    /// Price per currency, each currency once; at least one.
+    pub prices: Vec<(Currency, i64)>,
+    /// Initial physical stock.
+    pub stock: i32,
+}
+
+/// A product an inventory manager wants to create, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    /// Name in both languages.
+    pub name: Localized,
+    /// Description in both languages (may be empty).
+    pub description: Localized,
+    /// Lowercase slug (`electronics`).
+    pub category: String,
+    /// Picture, an http(s) URL.
+    pub image_url: Option<String>,
+    /// Whether customers see it.
+    pub on_sale: bool,
+    /// At least one option.
+    pub options: Vec<NewOption>,
+}
+
+/// Raw product input, before validation.
+#[derive(Debug, Clone)]
+pub struct RawProduct {
+    /// Name in both languages.
+    pub name: Localized,
+    /// Description in both languages.
+    pub description: Localized,
+    /// Category slug.
+    pub category: String,
+    /// Picture URL, if any.
+    pub image_url: Option<String>,
+    /// Whether customers see it.
+    pub on_sale: bool,
+    /// The options.
+    pub options: Vec<RawOption>,
+}
+
+/// Raw option input, before validation (prices keyed by whatever the client sent).
+#[derive(Debug, Clone)]
+pub struct RawOption {
+    /// Option name.
+    pub name: String,
+    /// Currency code -> amount in minor units.
+    pub prices: BTreeMap<String, i64>,
+    /// Initial stock.
+    pub stock: i64,
+}
+
+/// Longest product name the schema stores.
+const MAX_PRODUCT_NAME: usize = 300;
+/// Longest option name the schema stores.
+const MAX_OPTION_NAME: usize = 200;
+/// Longest description accepted.
+const MAX_DESCRIPTION: usize = 10_000;
+/// Most options one product may have.
+const MAX_OPTIONS: usize = 100;
+
+fn text(field: &str, value: &str, max: usize, required: bool) -> Result<String, FieldError> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(FieldError::new(field, format!("must be at most {max} characters")));
+    }
+    Ok(value.to_owned())
+}
+
+/// Whether a category is a lowercase slug: `a-z`, `0-9` and inner `-`, 1..=100 characters.
+pub fn is_category_slug(s: &str) -> bool {
+    (1..=100).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl NewProduct {
+    /// Validates every field of a creation request, naming the first bad one.
+    pub fn validate(raw: RawProduct) -> Result<NewProduct, FieldError> {
+        let RawProduct { name, description, category, image_url, on_sale, options } = raw;
+        let category = category.as_str();
+        let name = Localized {
+            ko: text("name.ko", &name.ko, MAX_PRODUCT_NAME, true)?,
+            en: text("name.en", &name.en, MAX_PRODUCT_NAME, true)?,
+        };
+        let description = Localized {
+            ko: text("description.ko", &description.ko, MAX_DESCRIPTION, false)?,
+            en: text("description.en", &description.en, MAX_DESCRIPTION, false)?,
+        };
+        if !is_category_slug(category) {
+            return Err(FieldError::new("category", "must be a lowercase slug such as `electronics` (a-z, 0-9, -)"));
+        }
+        let image_url = match image_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 2_000 => {
+                Some(u.to_owned())
+            }
+            Some(_) => return Err(FieldError::new("image_url", "must be an http(s) URL of at most 2000 characters")),
+        };
+        if options.is_empty() {
+            return Err(FieldError::new("options", "must have at least one option"));
+        }
+        if options.len() > MAX_OPTIONS {
+            return Err(FieldError::new("options", format!("must have at most {MAX_OPTIONS} options")));
+        }
+        let mut validated: Vec<NewOption> = Vec::with_capacity(options.len());
+        for (i, raw) in options.into_iter().enumerate() {
+            let name = text(&format!("options[{i}].name"), &raw.name, MAX_OPTION_NAME, true)?;
+            if validated.iter().any(|o| o.name == name) {
+                return Err(FieldError::new(format!("options[{i}].name"), "duplicates another option's name"));
+            }
+            if raw.prices.is_empty() {
+                return Err(FieldError::new(format!("options[{i}].prices"), "must have a price in KRW or USD"));
+            }
+            let mut prices = Vec::with_capacity(raw.prices.len());
+            for (code, amount) in raw.prices {
+                let field = format!("options[{i}].prices.{code}");
+                let currency = Currency::parse(&code).ok_or_else(|| FieldError::new(&field, "only KRW and USD"))?;
+                if amount < 0 {
+                    return Err(FieldError::new(field, "must be at least 0"));
+                }
+                prices.push((currency, amount));
+            }
+            let stock = i32::try_from(raw.stock)
+                .ok()
+                .filter(|s| *s >= 0)
+                .ok_or_else(|| FieldError::new(format!("options[{i}].stock"), "must be from 0 to 2147483647"))?;
+            validated.push(NewOption { name, prices, stock });
+        }
+        Ok(NewProduct { name, description, category: category.to_owned(), image_url, on_sale, options: validated })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_in_search_text_are_taken_literally() {
+        assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(contains_pattern("사과"), "%사과%");
+    }
+
+    #[test]
+    fn paging_defaults_and_limits() {
+        assert_eq!(PageRequest::parse(None, None), Ok(PageRequest { page: 1, size: 20 }));
+        assert_eq!(PageRequest::parse(Some("3"), Some("100")).unwrap().offset(), 200);
+        assert_eq!(PageRequest::parse(Some("0"), None).unwrap_err().field, "page");
+        assert_eq!(PageRequest::parse(None, Some("0")).unwrap_err().field, "size");
+        assert_eq!(PageRequest::parse(None, Some("101")).unwrap_err().field, "size");
+        assert_eq!(PageRequest::parse(Some("x"), None).unwrap_err().field, "page");
+        assert_eq!(PageRequest::parse(Some(&i64::MAX.to_string()), Some("100")).unwrap_err().field, "page");
+    }
+
+    #[test]
+    fn sort_values_are_the_four_of_the_contract() {
+        assert_eq!(ProductSort::parse("popular"), Some(ProductSort::Popular));
+        assert_eq!(ProductSort::parse("cheapest"), None);
+        assert_eq!(ProductSort::default(), ProductSort::Newest);
+    }
+
+    #[test]
+    fn categories_are_lowercase_slugs() {
+        assert!(is_category_slug("electronics") && is_category_slug("home-living"));
+        assert!(!is_category_slug("Electronics") && !is_category_slug("") && !is_category_slug("a b"));
+    }
+}

@@ -1,0 +1,217 @@
+//! Product administration: `POST /admin/products` (`inventory_manager`; `ops_admin` passes).
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    middleware,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    auth::{Caller, MaybeCaller, Role, require_roles},
+    catalog::{lang_of, resolve_market},
+    error::{ApiError, ErrorBody},
+    extract,
+};
+use crate::{
+    domain::{
+        Market, Money, StockStatus,
+        catalog::{Localized, NewOption, NewProduct, RawOption, RawProduct},
+    },
+    state::AppState,
+    store::pg::{
+        catalog,
+        outbox::{self, EventType},
+    },
+};
+
+/// The product administration routes (mounted under `/api`), behind their role gate.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_product))
+        .route_layer(middleware::from_fn_with_state(&[Role::InventoryManager][..], require_roles))
+}
+
+/// Text in Korean and English.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalizedText {
+    /// Korean.
+    pub ko: String,
+    /// English.
+    pub en: String,
+}
+
+/// One option (SKU) of a new product.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOption {
+    /// Option name (size, colour...), 1-200 characters, unique within the product.
+    pub name: String,
+    /// Price in minor units per currency: keys `KRW` and/or `USD`, at least one, amounts >= 0.
+    #[schema(example = json!({"KRW": 50000, "USD": 3999}))]
+    pub prices: BTreeMap<String, i64>,
+    /// Initial physical stock, >= 0.
+    pub stock: i64,
+}
+
+/// A new product.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProduct {
+    /// Name in both languages (each 1-300 characters).
+    pub name: LocalizedText,
+    /// Description in both languages (may be empty; omitted = empty).
+    #[serde(default)]
+    pub description: LocalizedText,
+    /// Lowercase category slug (`electronics`).
+    pub category: String,
+    /// Picture, an http(s) URL.
+    #[serde(default)]
+    pub image_url: Option<String>,
+    /// Whether customers see it (default true).
+    #[serde(default = "on_sale_by_default")]
+    pub on_sale: bool,
+    /// At least one option.
+    pub options: Vec<CreateOption>,
+}
+
+fn on_sale_by_default() -> bool {
+    true
+}
+
+/// An option of the created product.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedOption {
+    /// Option id.
+    pub id: i64,
+    /// Option name.
+    pub name: String,
+    /// Price in the response's `market` currency; null when the option is not sold there.
+    pub price: Option<Money>,
+    /// Every price of the option, minor units per currency.
+    pub prices: BTreeMap<String, i64>,
+    /// Physical stock.
+    pub stock: i64,
+    /// Sellable quantity (the stock: nothing is reserved yet).
+    pub available: i64,
+    /// Stock status of the option.
+    pub stock_status: StockStatus,
+}
+
+/// The created product, shaped like the detail route, plus what only staff see.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedProduct {
+    /// Product id.
+    pub id: i64,
+    /// Name in the `Accept-Language` language.
+    pub name: String,
+    /// Description in the `Accept-Language` language.
+    pub description: String,
+    /// Category slug.
+    pub category: String,
+    /// Picture URL.
+    pub image_url: Option<String>,
+    /// Whether customers see it.
+    pub on_sale: bool,
+    /// The market `price` is given in: the caller's (as for catalog reads), or the other one
+    /// when the product has no price there.
+    pub market: Market,
+    /// Lowest option price in `market`'s currency.
+    pub price: Money,
+    /// Stock status over the options sold in `market`.
+    pub stock_status: StockStatus,
+    /// False when sold out.
+    pub purchasable: bool,
+    /// Every option, in the order given.
+    pub options: Vec<CreatedOption>,
+}
+
+/// Creates a product with its options and prices in one transaction (`inventory_manager`).
+#[utoipa::path(
+    post, path = "/admin/products", tag = "admin", request_body = CreateProduct, security(("bearer" = [])),
+    responses(
+        (status = 201, body = CreatedProduct),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ),
+)]
+async fn create_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    extract::Json(body): extract::Json<CreateProduct>,
+) -> Result<(StatusCode, Json<CreatedProduct>), ApiError> {
+    let product = NewProduct::validate(RawProduct {
+        name: Localized { ko: body.name.ko, en: body.name.en },
+        description: Localized { ko: body.description.ko, en: body.description.en },
+        category: body.category,
+        image_url: body.image_url,
+        on_sale: body.on_sale,
+        options: body
+            .options
+            .into_iter()
+            .map(|o| RawOption { name: o.name, prices: o.prices, stock: o.stock })
+            .collect(),
+    })?;
+    let preferred = resolve_market(&state, None, &MaybeCaller(Some(caller.clone())), &headers).await?;
+
+    let now = chrono::Utc::now();
+    let mut tx = state.db.begin().await?;
+    let inserted = catalog::insert(&mut tx, &product, None).await?;
+    // The initial stock is a stock change like any other for the data platform.
+    for (option, option_id) in product.options.iter().zip(&inserted.option_ids) {
+        if option.stock > 0 {
+            let payload = json!({"product_option_id": option_id, "delta": option.stock, "reason": "product created"});
+            outbox::enqueue(&mut tx, EventType::StockChanged, now, payload).await?;
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(product.id = inserted.id, actor.user_id = caller.user_id, "product created");
+
+    let priced_in = |m: Market| product.options.iter().any(|o| o.prices.iter().any(|(c, _)| *c == m.currency()));
+    let other = if preferred == Market::Kr { Market::Us } else { Market::Kr };
+    let market = if priced_in(preferred) { preferred } else { other };
+    let currency = market.currency();
+    let price_of =
+        |o: &NewOption| o.prices.iter().find(|(c, _)| *c == currency).map(|(_, amount)| Money::new(*amount, currency));
+    let options: Vec<CreatedOption> = product
+        .options
+        .iter()
+        .zip(&inserted.option_ids)
+        .map(|(o, id)| CreatedOption {
+            id: *id,
+            name: o.name.clone(),
+            price: price_of(o),
+            prices: o.prices.iter().map(|(c, a)| (c.code().to_owned(), *a)).collect(),
+            stock: o.stock.into(),
+            available: o.stock.into(),
+            stock_status: StockStatus::from_available(o.stock.into()),
+        })
+        .collect();
+    let sold_here = options.iter().filter(|o| o.price.is_some());
+    let price = sold_here.clone().filter_map(|o| o.price).min_by_key(|m| m.amount).unwrap_or(Money::zero(currency));
+    let status = StockStatus::from_available(sold_here.map(|o| o.available).sum());
+    let lang = lang_of(&headers);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedProduct {
+            id: inserted.id,
+            name: product.name.get(lang).to_owned(),
+            description: product.description.get(lang).to_owned(),
+            category: product.category,
+            image_url: product.image_url,
+            on_sale: product.on_sale,
+            market,
+            price,
+            stock_status: status,
+            purchasable: status.purchasable(),
+            options,
+        }),
+    ))
+}
