@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod observe;
 pub mod users;
 

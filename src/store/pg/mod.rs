@@ -1,6 +1,7 @@
 //! Postgres: pool, migrations and the queries of each domain.
 
 pub mod catalog;
+pub mod idempotency;
 pub mod outbox;
 pub mod users;
 
