@@ -4,4 +4,6 @@ mod helpers;
 
 mod auth;
 mod errors;
+mod idempotency;
 mod observe;
+mod wallet;
