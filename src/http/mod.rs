@@ -7,6 +7,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod inventory;
 pub mod observe;
 pub mod users;
 
@@ -19,7 +20,11 @@ use crate::state::AppState;
 
 /// Every `/api` route with its OpenAPI description, merged from the domain modules.
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(catalog::router()).merge(users::router()).merge(admin::router())
+    OpenApiRouter::new()
+        .merge(catalog::router())
+        .merge(users::router())
+        .merge(admin::router())
+        .merge(inventory::router())
 }
 
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.

@@ -5,5 +5,6 @@ mod helpers;
 mod auth;
 mod errors;
 mod idempotency;
+mod inventory;
 mod observe;
 mod wallet;

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod idempotency;
+pub mod inventory;
 pub mod outbox;
 pub mod users;
 
