@@ -9,6 +9,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod inventory;
 pub mod observe;
+pub mod popular;
 pub mod users;
 
 use axum::{Router, middleware};
@@ -25,6 +26,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(admin::router())
         .merge(inventory::router())
+        .merge(popular::router())
 }
 
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.

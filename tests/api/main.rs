@@ -7,4 +7,5 @@ mod errors;
 mod idempotency;
 mod inventory;
 mod observe;
+mod popular;
 mod wallet;

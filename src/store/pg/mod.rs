@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod idempotency;
 pub mod inventory;
 pub mod outbox;
+pub mod popular;
 pub mod users;
 
 use std::time::Duration;
