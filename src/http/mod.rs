@@ -7,7 +7,10 @@ pub mod catalog_admin;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
+pub mod inventory;
 pub mod observe;
+pub mod popular;
 pub mod users;
 
 use axum::{Router, middleware};
@@ -24,6 +27,8 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(catalog_admin::router())
         .merge(users::router())
         .merge(admin::router())
+        .merge(inventory::router())
+        .merge(popular::router())
 }
 
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.

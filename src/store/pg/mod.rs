@@ -1,7 +1,10 @@
 //! Postgres: pool, migrations and the queries of each domain.
 
 pub mod catalog;
+pub mod idempotency;
+pub mod inventory;
 pub mod outbox;
+pub mod popular;
 pub mod users;
 
 use std::time::Duration;

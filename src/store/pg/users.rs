@@ -1,6 +1,8 @@
 //! Postgres queries of users and wallets.
 
-use sqlx::{FromRow, PgExecutor};
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
 
 use crate::domain::{Currency, Market, Money};
 
@@ -47,4 +49,129 @@ pub async fn create(db: impl PgExecutor<'_>, name: &str, market: Market) -> sqlx
         .bind(market.currency().code())
         .fetch_one(db)
         .await
+}
+
+/// Why a wallet balance changed (`balance_transactions.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceTxKind {
+    /// Money put into the wallet (positive amount).
+    Charge,
+    /// An order paid from the wallet (negative amount).
+    Payment,
+    /// A paid order refunded (positive amount).
+    Refund,
+    /// A manual correction (either sign).
+    Adjustment,
+}
+
+impl BalanceTxKind {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceTxKind::Charge => "CHARGE",
+            BalanceTxKind::Payment => "PAYMENT",
+            BalanceTxKind::Refund => "REFUND",
+            BalanceTxKind::Adjustment => "ADJUSTMENT",
+        }
+    }
+}
+
+/// Adds `amount` (minor units, may be negative) to a wallet in one atomic statement, so
+/// concurrent changes never lose an update; the row stays locked until the transaction ends.
+/// `None` when the user does not exist. A balance that would go negative or overflow fails with
+/// the database's check/overflow error (see [`is_out_of_range`]).
+pub async fn add_to_balance(tx: &mut PgConnection, user_id: i64, amount: i64) -> sqlx::Result<Option<Money>> {
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "UPDATE users SET balance = balance + $2, updated_at = now() WHERE id = $1 RETURNING balance, currency",
+    )
+    .bind(user_id)
+    .bind(amount)
+    .fetch_optional(tx)
+    .await?;
+    Ok(row.map(|(balance, currency)| Money::new(balance, Currency::parse(&currency).unwrap_or(Currency::Krw))))
+}
+
+/// Whether a database error is a numeric overflow or a violated CHECK (e.g. a negative balance).
+pub fn is_out_of_range(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "22003" || c == "23514")
+}
+
+/// A balance change to record next to the balance update, in the same transaction.
+#[derive(Debug, Clone)]
+pub struct NewBalanceTx {
+    /// Wallet owner.
+    pub user_id: i64,
+    /// Why.
+    pub kind: BalanceTxKind,
+    /// Signed change in minor units (negative for a payment).
+    pub amount: i64,
+    /// The balance right after the change.
+    pub balance_after: Money,
+    /// The order paid or refunded, if any.
+    pub order_id: Option<Uuid>,
+}
+
+/// Appends a row to `balance_transactions` and returns its id. `created_at` is the clock time
+/// of the insert (not the transaction start), taken while the wallet row is locked, so the
+/// history's order is the order in which the balance actually changed.
+pub async fn record_balance_tx(tx: &mut PgConnection, t: &NewBalanceTx) -> sqlx::Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO balance_transactions (id, user_id, type, amount, balance_after, currency, order_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())",
+    )
+    .bind(id)
+    .bind(t.user_id)
+    .bind(t.kind.as_str())
+    .bind(t.amount)
+    .bind(t.balance_after.amount)
+    .bind(t.balance_after.currency.code())
+    .bind(t.order_id)
+    .execute(tx)
+    .await?;
+    Ok(id)
+}
+
+/// One row of a wallet's history.
+#[derive(Debug, Clone, FromRow)]
+pub struct BalanceTxRow {
+    /// Transaction id (UUIDv7).
+    pub id: Uuid,
+    /// `CHARGE`, `PAYMENT`, `REFUND` or `ADJUSTMENT`.
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    /// Signed change in minor units.
+    pub amount: i64,
+    /// Balance after the change.
+    pub balance_after: i64,
+    /// Currency code.
+    pub currency: String,
+    /// Related order.
+    pub order_id: Option<Uuid>,
+    /// When the balance changed.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A page of a wallet's history, newest first, and the total count.
+pub async fn list_balance_txs(
+    db: &PgPool,
+    user_id: i64,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<BalanceTxRow>, i64)> {
+    let rows = sqlx::query_as(
+        "SELECT id, type, amount, balance_after, currency, order_id, created_at
+         FROM balance_transactions WHERE user_id = $1
+         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(user_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM balance_transactions WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
 }

@@ -1,0 +1,157 @@
+//! Popular products: the daily top-5 snapshot per market (seed 001 US-003) and the job that
+//! writes it.
+//!
+//! The snapshot is computed by `POST /admin/jobs/popular-products` (`ops_admin`) from the last 3
+//! days of PAID/FULFILLED orders before the run, and `GET /products/top` reads the latest one,
+//! so the read is one indexed lookup however many orders there are. Intended to run daily at
+//! 00:00 UTC; until a scheduler worker exists an operator (or cron) calls the admin route.
+//! Products are ranked by units sold, ties by the more recent sale, then by product id; a
+//! product is listed even if it went off sale after selling (the snapshot reports what sold).
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, header},
+    middleware,
+};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    auth::{MaybeCaller, Role, require_roles},
+    error::{ApiError, ErrorBody},
+    extract,
+};
+use crate::{
+    domain::{Lang, Market, Money},
+    state::AppState,
+    store::pg::{popular, users},
+};
+
+/// The popular-products routes (mounted under `/api`): the public read and the gated job.
+pub fn router() -> OpenApiRouter<AppState> {
+    let ops = OpenApiRouter::new()
+        .routes(routes!(run_job))
+        .route_layer(middleware::from_fn_with_state(&[Role::OpsAdmin][..], require_roles));
+    OpenApiRouter::new().routes(routes!(top_products)).merge(ops)
+}
+
+/// `?market=` of the popular products.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct TopQuery {
+    /// `KR` or `US`; else the caller's market, else the one implied by `Accept-Language`, else KR.
+    pub market: Option<String>,
+}
+
+/// One of the top products.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopItem {
+    /// 1-5.
+    pub rank: i32,
+    /// The product.
+    pub product_id: i64,
+    /// Name in the language of `Accept-Language`.
+    pub name: String,
+    /// Lowest option price in the market's currency.
+    pub price: Option<Money>,
+    /// Category.
+    pub category: String,
+    /// Units sold in the 3 days before the snapshot.
+    pub sold_quantity: i64,
+    /// The most recent of those sales.
+    pub last_sold_at: DateTime<Utc>,
+}
+
+/// The latest snapshot of a market.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopResponse {
+    /// When the snapshot was computed; null when none was ever computed.
+    pub generated_at: Option<DateTime<Utc>>,
+    /// At most 5, best first; empty when nothing sold.
+    pub items: Vec<TopItem>,
+}
+
+fn lang_of(headers: &HeaderMap) -> Option<Lang> {
+    headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(Lang::from_accept_language)
+}
+
+/// The top 5 products of the last 3 days, from the latest daily snapshot.
+#[utoipa::path(
+    get, path = "/products/top", tag = "catalog", params(TopQuery),
+    responses((status = 200, body = TopResponse), (status = 400, body = ErrorBody)),
+)]
+async fn top_products(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    headers: HeaderMap,
+    extract::Query(q): extract::Query<TopQuery>,
+) -> Result<Json<TopResponse>, ApiError> {
+    let lang = lang_of(&headers);
+    let market = match q.market {
+        Some(m) => Market::parse(&m).ok_or_else(|| ApiError::validation("market", "must be KR or US"))?,
+        None => match caller.0 {
+            Some(c) => users::find(&state.db, c.user_id).await?.map(|u| u.market()),
+            None => None,
+        }
+        .or(lang.map(Market::for_lang))
+        .unwrap_or(Market::Kr),
+    };
+    let lang = lang.unwrap_or_default();
+    let Some((generated_at, rows)) = popular::latest(&state.db, market).await? else {
+        return Ok(Json(TopResponse { generated_at: None, items: Vec::new() }));
+    };
+    let currency = market.currency();
+    let items = rows
+        .into_iter()
+        .map(|r| TopItem {
+            rank: r.rank,
+            product_id: r.product_id,
+            name: match lang {
+                Lang::Ko => r.name_ko,
+                Lang::En => r.name_en,
+            },
+            price: r.price.map(|p| Money::new(p, currency)),
+            category: r.category,
+            sold_quantity: r.sold_quantity,
+            last_sold_at: r.last_sold_at,
+        })
+        .collect();
+    Ok(Json(TopResponse { generated_at: Some(generated_at), items }))
+}
+
+/// One market's part of a job run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobMarket {
+    /// The market.
+    pub market: Market,
+    /// Products ranked (0-5).
+    pub ranked: u64,
+}
+
+/// What the job wrote.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobResponse {
+    /// The UTC date the snapshot is filed under (its rows were replaced).
+    pub snapshot_date: NaiveDate,
+    /// The snapshot time: sales in the 3 days before it count.
+    pub generated_at: DateTime<Utc>,
+    /// Per market.
+    pub markets: Vec<JobMarket>,
+}
+
+/// Runs the daily popular-products snapshot now (`ops_admin`); idempotent for the day.
+#[utoipa::path(
+    post, path = "/admin/jobs/popular-products", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = JobResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+)]
+async fn run_job(State(state): State<AppState>) -> Result<Json<JobResponse>, ApiError> {
+    // Postgres keeps microseconds: the answer must show the instant that was stored.
+    let at = Utc::now().trunc_subsecs(6);
+    let snapshot_date = at.date_naive();
+    let written = popular::write_snapshot(&state.db, snapshot_date, at).await?;
+    tracing::info!(snapshot.date = %snapshot_date, "popular-products snapshot written");
+    let markets = written.into_iter().map(|m| JobMarket { market: m.market, ranked: m.ranked }).collect();
+    Ok(Json(JobResponse { snapshot_date, generated_at: at, markets }))
+}

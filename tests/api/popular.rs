@@ -1,0 +1,244 @@
+//! Popular products (seed 001 US-003): the daily snapshot job and the top-5 read.
+
+use jupang::http::auth::Role;
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, assert_error, json_of, spawn_app};
+
+/// A product on sale with one option priced in both currencies; returns (product, option).
+async fn product(app: &TestApp, name: &str, category: &str, krw: i64, usd: i64) -> (i64, i64) {
+    let product: i64 =
+        sqlx::query_scalar("INSERT INTO products (category, name_ko, name_en) VALUES ($1, $2, $3) RETURNING id")
+            .bind(category)
+            .bind(format!("{name}-ko"))
+            .bind(format!("{name}-en"))
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let option: i64 = sqlx::query_scalar(
+        "INSERT INTO product_options (product_id, name, stock) VALUES ($1, 'one', 1000) RETURNING id",
+    )
+    .bind(product)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO option_prices (option_id, currency, amount) VALUES ($1, 'KRW', $2), ($1, 'USD', $3)")
+        .bind(option)
+        .bind(krw)
+        .bind(usd)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    (product, option)
+}
+
+/// An order of `quantity` units of one product, in `status`, paid `hours_ago` (when paid at all).
+async fn order(app: &TestApp, user: i64, market: &str, item: (i64, i64), quantity: i32, status: &str, hours_ago: f64) {
+    let currency = if market == "US" { "USD" } else { "KRW" };
+    let paid = matches!(status, "PAID" | "FULFILLED" | "REFUNDED");
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, market, currency, status, total_amount, final_amount, expires_at, created_at, paid_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, now(), now() - make_interval(secs => $7 * 3600),
+                 CASE WHEN $8 THEN now() - make_interval(secs => $7 * 3600) END)",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(market)
+    .bind(currency)
+    .bind(status)
+    .bind(1_000 * quantity as i64)
+    .bind(hours_ago)
+    .bind(paid)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO order_items (order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal)
+         VALUES ($1, $2, $3, 'p', 'o', 1000, $4, 1000 * $4)",
+    )
+    .bind(id)
+    .bind(item.0)
+    .bind(item.1)
+    .bind(quantity)
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+async fn run_job(app: &TestApp) -> Value {
+    let res = app
+        .request(Method::POST, "/api/admin/jobs/popular-products")
+        .bearer_auth(app.token(1, &[Role::OpsAdmin]))
+        .send()
+        .await
+        .unwrap();
+    json_of(res, 200).await
+}
+
+async fn top(app: &TestApp, query: &str, lang: &str) -> Value {
+    let res: Response = app
+        .request(Method::GET, &format!("/api/products/top{query}"))
+        .header("accept-language", lang)
+        .send()
+        .await
+        .unwrap();
+    json_of(res, 200).await
+}
+
+fn ids(body: &Value) -> Vec<i64> {
+    body["items"].as_array().unwrap().iter().map(|i| i["product_id"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn the_top_five_are_ranked_by_quantity_sold_with_their_details() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    let mut products = Vec::new();
+    for (i, qty) in [2, 6, 1, 5, 3, 4].into_iter().enumerate() {
+        let p = product(&app, &format!("p{i}"), "food", 1_000 * (i as i64 + 1), 99).await;
+        order(&app, user, "KR", p, qty, "PAID", 5.0).await;
+        products.push(p.0);
+    }
+    let job = run_job(&app).await;
+    assert_eq!(job["markets"][0], json!({"market": "KR", "ranked": 5}));
+    let body = top(&app, "?market=KR", "ko").await;
+    assert_eq!(ids(&body), [products[1], products[3], products[5], products[4], products[0]]);
+    let first = &body["items"][0];
+    assert_eq!(first["rank"], 1);
+    assert_eq!(first["name"], "p1-ko");
+    assert_eq!(first["category"], "food");
+    assert_eq!(first["price"], json!({"amount": 2000, "currency": "KRW"}));
+    assert_eq!(first["sold_quantity"], 6);
+    assert!(first["last_sold_at"].is_string() && body["generated_at"].is_string(), "{body}");
+    let ranks: Vec<i64> = body["items"].as_array().unwrap().iter().map(|i| i["rank"].as_i64().unwrap()).collect();
+    assert_eq!(ranks, [1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn quantities_add_up_across_orders_and_ties_go_to_the_more_recent_sale() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    let older = product(&app, "older", "food", 100, 1).await;
+    let newer = product(&app, "newer", "food", 100, 1).await;
+    let summed = product(&app, "summed", "food", 100, 1).await;
+    order(&app, user, "KR", newer, 3, "PAID", 2.0).await;
+    order(&app, user, "KR", older, 3, "PAID", 30.0).await;
+    order(&app, user, "KR", summed, 2, "PAID", 1.0).await;
+    order(&app, user, "KR", summed, 2, "FULFILLED", 50.0).await;
+    run_job(&app).await;
+    let body = top(&app, "", "ko").await;
+    assert_eq!(ids(&body), [summed.0, newer.0, older.0]);
+    assert_eq!(body["items"][0]["sold_quantity"], 4);
+}
+
+#[tokio::test]
+async fn only_paid_or_fulfilled_orders_of_the_last_three_days_count() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    let inside = product(&app, "inside", "food", 100, 1).await;
+    let outside = product(&app, "outside", "food", 100, 1).await;
+    let unpaid = product(&app, "unpaid", "food", 100, 1).await;
+    order(&app, user, "KR", inside, 1, "PAID", 71.0).await; // 2 days 23 hours ago
+    order(&app, user, "KR", outside, 50, "PAID", 73.0).await; // 3 days 1 hour ago
+    order(&app, user, "KR", unpaid, 10, "PENDING", 1.0).await;
+    order(&app, user, "KR", unpaid, 10, "CANCELLED", 1.0).await;
+    order(&app, user, "KR", unpaid, 10, "EXPIRED", 1.0).await;
+    order(&app, user, "KR", unpaid, 10, "REFUNDED", 1.0).await;
+    run_job(&app).await;
+    assert_eq!(ids(&top(&app, "?market=KR", "ko").await), [inside.0]);
+}
+
+#[tokio::test]
+async fn each_market_has_its_own_ranking_priced_in_its_currency() {
+    let app = spawn_app().await;
+    let kr_user = app.create_user("KR", 0).await;
+    let us_user = app.create_user("US", 0).await;
+    let kimchi = product(&app, "kimchi", "food", 9_900, 799).await;
+    let bagel = product(&app, "bagel", "food", 3_000, 250).await;
+    order(&app, kr_user, "KR", kimchi, 5, "PAID", 3.0).await;
+    order(&app, us_user, "US", bagel, 2, "PAID", 3.0).await;
+    order(&app, us_user, "US", kimchi, 1, "PAID", 3.0).await;
+    run_job(&app).await;
+    assert_eq!(ids(&top(&app, "?market=KR", "ko").await), [kimchi.0]);
+    let us = top(&app, "?market=US", "en-US").await;
+    assert_eq!(ids(&us), [bagel.0, kimchi.0]);
+    assert_eq!(us["items"][0]["name"], "bagel-en");
+    assert_eq!(us["items"][0]["price"], json!({"amount": 250, "currency": "USD"}));
+    // Without ?market= an English reader gets the US market, a signed-in user its own market.
+    assert_eq!(ids(&top(&app, "", "en").await), [bagel.0, kimchi.0]);
+    let res = app
+        .request(Method::GET, "/api/products/top")
+        .header("accept-language", "en")
+        .bearer_auth(app.customer(kr_user))
+        .send()
+        .await
+        .unwrap();
+    let mine = json_of(res, 200).await;
+    assert_eq!((ids(&mine), mine["items"][0]["name"].as_str()), (vec![kimchi.0], Some("kimchi-en")));
+    let bad = app.get("/api/products/top?market=JP").await;
+    assert_eq!(assert_error(bad, 400, "VALIDATION_ERROR").await["details"]["field"], "market");
+}
+
+#[tokio::test]
+async fn nothing_sold_gives_an_empty_list_even_when_an_older_snapshot_had_items() {
+    let app = spawn_app().await;
+    let never = top(&app, "", "ko").await;
+    assert_eq!(never, json!({"generated_at": null, "items": []}));
+    // Yesterday's snapshot listed a product; today nothing sold in the window.
+    let p = product(&app, "old", "food", 100, 1).await;
+    sqlx::raw_sql(&format!(
+        "INSERT INTO popularity_snapshot_runs (snapshot_date, market, window_start, generated_at)
+         VALUES ((now() AT TIME ZONE 'UTC')::date - 1, 'KR', now() - interval '4 days', now() - interval '1 day');
+         INSERT INTO popularity_snapshots (snapshot_date, market, rank, product_id, sold_quantity, last_sold_at)
+         VALUES ((now() AT TIME ZONE 'UTC')::date - 1, 'KR', 1, {}, 3, now() - interval '2 days')",
+        p.0
+    ))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(ids(&top(&app, "", "ko").await), [p.0]);
+    let job = run_job(&app).await;
+    assert_eq!(job["markets"][0]["ranked"], 0);
+    let now = top(&app, "", "ko").await;
+    assert_eq!(now["items"], json!([]));
+    assert_eq!(now["generated_at"], job["generated_at"]);
+}
+
+#[tokio::test]
+async fn running_the_job_again_replaces_the_days_snapshot() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    let a = product(&app, "a", "food", 100, 1).await;
+    let b = product(&app, "b", "food", 100, 1).await;
+    order(&app, user, "KR", a, 2, "PAID", 1.0).await;
+    run_job(&app).await;
+    assert_eq!(ids(&top(&app, "", "ko").await), [a.0]);
+    order(&app, user, "KR", b, 5, "PAID", 0.5).await;
+    run_job(&app).await;
+    run_job(&app).await;
+    assert_eq!(ids(&top(&app, "", "ko").await), [b.0, a.0]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM popularity_snapshots").fetch_one(&app.db).await.unwrap();
+    assert_eq!(rows, 2);
+}
+
+#[tokio::test]
+async fn only_ops_admins_may_run_the_job() {
+    let app = spawn_app().await;
+    for role in [Role::Customer, Role::InventoryManager, Role::MarketingManager] {
+        let res = app
+            .request(Method::POST, "/api/admin/jobs/popular-products")
+            .bearer_auth(app.token(3, &[role]))
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, 403, "FORBIDDEN").await;
+    }
+    let anonymous = app.request(Method::POST, "/api/admin/jobs/popular-products").send().await.unwrap();
+    assert_error(anonymous, 401, "UNAUTHENTICATED").await;
+    let runs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM popularity_snapshot_runs").fetch_one(&app.db).await.unwrap();
+    assert_eq!(runs, 0);
+}
