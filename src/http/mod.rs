@@ -2,11 +2,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cart;
 pub mod catalog;
 pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod observe;
+pub mod orders;
+pub mod payment;
 pub mod users;
 
 use axum::{Router, middleware};
@@ -18,7 +21,13 @@ use crate::state::AppState;
 
 /// Every `/api` route with its OpenAPI description, merged from the domain modules.
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(catalog::router()).merge(users::router()).merge(admin::router())
+    OpenApiRouter::new()
+        .merge(catalog::router())
+        .merge(users::router())
+        .merge(admin::router())
+        .merge(cart::router())
+        .merge(orders::router())
+        .merge(payment::router())
 }
 
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.

@@ -1,7 +1,9 @@
 //! The one integration-test binary: real Postgres, real Redis, real HTTP.
 
+mod fixtures;
 mod helpers;
 
 mod auth;
+mod cart;
 mod errors;
 mod observe;

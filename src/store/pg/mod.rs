@@ -1,7 +1,13 @@
 //! Postgres: pool, migrations and the queries of each domain.
 
+pub mod cart;
 pub mod catalog;
+pub mod expiry;
+pub mod orders;
 pub mod outbox;
+pub mod payment;
+pub mod redemption;
+pub mod reservations;
 pub mod users;
 
 use std::time::Duration;
