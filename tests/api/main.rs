@@ -7,3 +7,5 @@ mod auth;
 mod cart;
 mod errors;
 mod observe;
+mod orders;
+mod payment;
