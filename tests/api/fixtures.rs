@@ -4,7 +4,7 @@
 #![allow(dead_code)] // Shared by several test modules; not each one uses every helper.
 
 use chrono::{DateTime, Duration, Utc};
-use reqwest::{Method, Response};
+use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -194,11 +194,16 @@ pub async fn add_to_cart(app: &TestApp, user_id: i64, option_id: i64, quantity: 
     app.send_json(Method::POST, &format!("/api/users/{user_id}/cart"), Some(&app.customer(user_id)), &body).await
 }
 
-/// POST /api/orders with explicit items `(option id, quantity)`.
-pub async fn order_items(app: &TestApp, user_id: i64, items: &[(i64, i64)]) -> Response {
+/// POST /api/orders with explicit items `(option id, quantity)`, not yet sent.
+pub fn order_request(app: &TestApp, user_id: i64, items: &[(i64, i64)]) -> RequestBuilder {
     let items: Vec<Value> = items.iter().map(|(o, q)| json!({ "product_option_id": o, "quantity": q })).collect();
     let body = json!({ "user_id": user_id, "items": items });
-    app.send_json(Method::POST, "/api/orders", Some(&app.customer(user_id)), &body).await
+    app.request(Method::POST, "/api/orders").bearer_auth(app.customer(user_id)).json(&body)
+}
+
+/// POST /api/orders with explicit items `(option id, quantity)`.
+pub async fn order_items(app: &TestApp, user_id: i64, items: &[(i64, i64)]) -> Response {
+    order_request(app, user_id, items).send().await.expect("request")
 }
 
 /// POST /api/orders of the user's cart.
@@ -213,13 +218,29 @@ pub async fn placed(app: &TestApp, user_id: i64, items: &[(i64, i64)]) -> String
     body["order_id"].as_str().unwrap().to_owned()
 }
 
-/// POST /api/orders/{id}/payment.
-pub async fn pay(app: &TestApp, user_id: i64, order_id: &str, user_coupon_id: Option<Uuid>) -> Response {
+/// POST /api/orders/{id}/payment, not yet sent.
+pub fn pay_request(app: &TestApp, user_id: i64, order_id: &str, user_coupon_id: Option<Uuid>) -> RequestBuilder {
     let mut body = json!({ "user_id": user_id });
     if let Some(c) = user_coupon_id {
         body["user_coupon_id"] = json!(c);
     }
-    app.send_json(Method::POST, &format!("/api/orders/{order_id}/payment"), Some(&app.customer(user_id)), &body).await
+    app.request(Method::POST, &format!("/api/orders/{order_id}/payment")).bearer_auth(app.customer(user_id)).json(&body)
+}
+
+/// POST /api/orders/{id}/payment.
+pub async fn pay(app: &TestApp, user_id: i64, order_id: &str, user_coupon_id: Option<Uuid>) -> Response {
+    pay_request(app, user_id, order_id, user_coupon_id).send().await.expect("request")
+}
+
+/// Sends every request at the same time, each on its own task, and returns the responses in
+/// the order given.
+pub async fn send_all(requests: Vec<RequestBuilder>) -> Vec<Response> {
+    let handles: Vec<_> = requests.into_iter().map(|r| tokio::spawn(r.send())).collect();
+    let mut responses = Vec::with_capacity(handles.len());
+    for h in handles {
+        responses.push(h.await.expect("request task").expect("request"));
+    }
+    responses
 }
 
 /// POST /api/orders/{id}/cancel as the user.

@@ -6,6 +6,8 @@ mod helpers;
 mod auth;
 mod cart;
 mod errors;
+mod expiry;
 mod observe;
+mod order_concurrency;
 mod orders;
 mod payment;
