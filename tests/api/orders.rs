@@ -227,3 +227,20 @@ async fn order_history_lists_newest_first_with_items_and_filters_by_status() {
     assert_error(foreign.unwrap(), 403, "FORBIDDEN").await;
     assert_eq!(status_of(&app, &first).await, "PENDING");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_cart_order_and_payment_routes() {
+    let app = spawn_app().await;
+    let doc = json_of(app.get("/api-docs/openapi.json").await, 200).await;
+    for path in [
+        "/api/users/{user_id}/cart",
+        "/api/users/{user_id}/cart/{cart_item_id}",
+        "/api/orders",
+        "/api/orders/{order_id}",
+        "/api/users/{user_id}/orders",
+        "/api/orders/{order_id}/payment",
+        "/api/orders/{order_id}/cancel",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
+}
