@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cart;
 pub mod catalog;
 pub mod catalog_admin;
 pub mod docs;
@@ -10,6 +11,8 @@ pub mod extract;
 pub mod idempotency;
 pub mod inventory;
 pub mod observe;
+pub mod orders;
+pub mod payment;
 pub mod popular;
 pub mod users;
 
@@ -29,6 +32,9 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(inventory::router())
         .merge(popular::router())
+        .merge(cart::router())
+        .merge(orders::router())
+        .merge(payment::router())
 }
 
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.

@@ -1,4 +1,5 @@
 //! Storage adapters: Postgres (the system of record) and Redis (the hot path).
 
+pub mod ordering;
 pub mod pg;
 pub mod redis;

@@ -1,14 +1,20 @@
 //! The one integration-test binary: real Postgres, real Redis, real HTTP.
 
+mod fixtures;
 mod helpers;
 
 mod auth;
+mod cart;
 mod catalog;
 mod catalog_admin;
 mod errors;
+mod expiry;
 mod idempotency;
 mod inventory;
 mod observe;
+mod order_concurrency;
+mod orders;
+mod payment;
 mod popular;
 mod seed;
 mod wallet;

@@ -1,10 +1,16 @@
 //! Postgres: pool, migrations and the queries of each domain.
 
+pub mod cart;
 pub mod catalog;
+pub mod expiry;
 pub mod idempotency;
 pub mod inventory;
+pub mod orders;
 pub mod outbox;
+pub mod payment;
 pub mod popular;
+pub mod redemption;
+pub mod reservations;
 pub mod users;
 
 use std::time::Duration;

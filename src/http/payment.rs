@@ -1,0 +1,168 @@
+//! Paying an order from the wallet (optionally with a coupon) and cancelling or refunding it.
+
+use axum::{Json, extract::State, http::StatusCode, middleware};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    auth::{Caller, Role},
+    error::{ApiError, ErrorBody, ErrorCode},
+    extract::{self, Path},
+    idempotency::{self, Idempotency},
+    orders::OrderView,
+};
+use crate::{
+    domain::{Money, order::OrderStatus},
+    state::AppState,
+    store::pg::{expiry, payment},
+};
+
+/// `payment_total{outcome}`.
+const PAYMENT_TOTAL: &str = "payment_total";
+
+/// The payment routes (mounted under `/api`).
+pub fn router() -> OpenApiRouter<AppState> {
+    let idempotent =
+        OpenApiRouter::new().routes(routes!(pay_order)).route_layer(middleware::from_fn(idempotency::layer));
+    OpenApiRouter::new().routes(routes!(cancel_order)).merge(idempotent)
+}
+
+/// Pays an order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayOrder {
+    /// Must be the caller and the order's owner.
+    pub user_id: i64,
+    /// A held coupon to apply (one per order).
+    #[serde(default)]
+    pub user_coupon_id: Option<Uuid>,
+}
+
+/// A completed payment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentView {
+    /// The order.
+    pub order_id: Uuid,
+    /// `PAID`.
+    pub status: OrderStatus,
+    /// Sum of the lines.
+    pub total_amount: Money,
+    /// Coupon discount.
+    pub discount_amount: Money,
+    /// What was charged.
+    pub final_amount: Money,
+    /// Wallet balance after the charge.
+    pub balance_after: Money,
+    /// When it was paid.
+    pub paid_at: DateTime<Utc>,
+}
+
+fn outcome_of(e: &ApiError) -> &'static str {
+    match e.code() {
+        ErrorCode::InsufficientBalance => "insufficient_balance",
+        ErrorCode::OrderExpired => "expired",
+        ErrorCode::OrderNotPayable => "not_payable",
+        ErrorCode::OrderNotFound => "not_found",
+        ErrorCode::ExpiredCoupon
+        | ErrorCode::AlreadyUsed
+        | ErrorCode::InvalidCoupon
+        | ErrorCode::CouponMinOrderAmount
+        | ErrorCode::CouponNotApplicable => "coupon_rejected",
+        ErrorCode::ValidationError | ErrorCode::Forbidden => "rejected",
+        _ => "error",
+    }
+}
+
+/// Pays a PENDING order from the wallet in one atomic step: coupon checked and used, wallet
+/// debited, stock confirmed, order PAID.
+#[utoipa::path(
+    post, path = "/orders/{order_id}/payment", tag = "orders", request_body = PayOrder,
+    params(("order_id" = Uuid, Path, description = "Order id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = PaymentView),
+        (status = 400, description = "INSUFFICIENT_BALANCE, ORDER_EXPIRED, ORDER_NOT_PAYABLE, EXPIRED_COUPON, \
+            ALREADY_USED, INVALID_COUPON, COUPON_MIN_ORDER_AMOUNT, COUPON_NOT_APPLICABLE", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "ORDER_NOT_FOUND", body = ErrorBody),
+    ),
+)]
+async fn pay_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(order_id): Path<Uuid>,
+    idem: Idempotency,
+    extract::Json(body): extract::Json<PayOrder>,
+) -> Result<Json<PaymentView>, ApiError> {
+    let result = pay(&state, &caller, &idem, order_id, body).await;
+    let outcome = match &result {
+        Ok(_) => "paid",
+        Err(e) => outcome_of(e),
+    };
+    metrics::counter!(PAYMENT_TOTAL, "outcome" => outcome).increment(1);
+    Ok(Json(result?))
+}
+
+async fn pay(
+    state: &AppState,
+    caller: &Caller,
+    idem: &Idempotency,
+    order_id: Uuid,
+    body: PayOrder,
+) -> Result<PaymentView, ApiError> {
+    caller.ensure_is(body.user_id)?;
+    let now = Utc::now();
+    let mut tx = state.db.begin().await?;
+    let paid = match payment::pay(&mut tx, order_id, body.user_id, body.user_coupon_id, now).await {
+        Ok(paid) => paid,
+        Err(e) => {
+            drop(tx);
+            let e = ApiError::from(e);
+            if e.code() == ErrorCode::OrderExpired {
+                // Found overdue before the sweeper: expire it now, as the sweeper would.
+                expiry::expire_if_overdue(&state.db, order_id, now).await?;
+            }
+            return Err(e);
+        }
+    };
+    let o = &paid.order;
+    let view = PaymentView {
+        order_id: o.id,
+        status: o.status,
+        total_amount: o.money(o.total_amount),
+        discount_amount: o.money(o.discount_amount),
+        final_amount: o.money(o.final_amount),
+        balance_after: o.money(paid.balance_after),
+        paid_at: o.paid_at.unwrap_or(now),
+    };
+    // Stored in the payment's own transaction: a retried key replays this answer and never charges twice.
+    idem.complete(&mut tx, StatusCode::OK, &serde_json::to_vec(&view).map_err(ApiError::internal)?).await?;
+    tx.commit().await?;
+    Ok(view)
+}
+
+/// Cancels an order: PENDING -> CANCELLED (stock returns); PAID -> REFUNDED (wallet refunded,
+/// stock returns, coupon given back while still valid). The owner or an `ops_admin` may cancel.
+#[utoipa::path(
+    post, path = "/orders/{order_id}/cancel", tag = "orders",
+    params(("order_id" = Uuid, Path, description = "Order id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = OrderView),
+        (status = 400, description = "ORDER_NOT_CANCELLABLE", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "ORDER_NOT_FOUND", body = ErrorBody),
+    ),
+)]
+async fn cancel_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(order_id): Path<Uuid>,
+) -> Result<Json<OrderView>, ApiError> {
+    let visible = |owner: i64| owner == caller.user_id || caller.has(Role::OpsAdmin);
+    let order = payment::cancel(&state.db, order_id, visible, Utc::now()).await?;
+    Ok(Json(order.into()))
+}

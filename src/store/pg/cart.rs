@@ -1,0 +1,160 @@
+//! Postgres side of the cart: lines with live prices and availability, and their changes.
+//!
+//! The cart reserves nothing; it only refuses quantities beyond what is sellable right now
+//! (stock minus reservations). The order re-checks under lock.
+
+use sqlx::{FromRow, PgExecutor, PgPool};
+
+use super::orders::{Rejection, StoreError};
+
+/// A cart line joined with its product, price (in the user's currency) and availability.
+#[derive(Debug, Clone, FromRow)]
+pub struct CartLine {
+    /// Cart item id.
+    pub id: i64,
+    /// Product id.
+    pub product_id: i64,
+    /// Option id.
+    pub option_id: i64,
+    /// Product name in Korean.
+    pub name_ko: String,
+    /// Product name in English.
+    pub name_en: String,
+    /// Option name.
+    pub option_name: String,
+    /// Product category (for coupon restrictions).
+    pub category: String,
+    /// Unit price in the user's currency.
+    pub unit_price: i64,
+    /// Units in the cart.
+    pub quantity: i32,
+    /// Sellable now: stock minus reservations.
+    pub available: i64,
+}
+
+impl CartLine {
+    /// unit price x quantity.
+    pub fn subtotal(&self) -> i64 {
+        self.unit_price.saturating_mul(i64::from(self.quantity))
+    }
+}
+
+const LINES: &str = "SELECT ci.id, po.product_id, ci.option_id, p.name_ko, p.name_en, po.name AS option_name, \
+     p.category, op.amount AS unit_price, ci.quantity, (po.stock - po.reserved)::bigint AS available \
+     FROM cart_items ci \
+     JOIN product_options po ON po.id = ci.option_id \
+     JOIN products p ON p.id = po.product_id \
+     JOIN option_prices op ON op.option_id = po.id AND op.currency = $2 \
+     WHERE ci.user_id = $1";
+
+/// The user's cart lines priced in `currency`, oldest first. Lines without a price in that
+/// currency cannot be added, so none are hidden in practice.
+pub async fn lines(db: impl PgExecutor<'_>, user_id: i64, currency: &str) -> sqlx::Result<Vec<CartLine>> {
+    sqlx::query_as(&format!("{LINES} ORDER BY ci.created_at, ci.id")).bind(user_id).bind(currency).fetch_all(db).await
+}
+
+/// One line of the user's cart.
+pub async fn line(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    currency: &str,
+    item_id: i64,
+) -> sqlx::Result<Option<CartLine>> {
+    sqlx::query_as(&format!("{LINES} AND ci.id = $3"))
+        .bind(user_id)
+        .bind(currency)
+        .bind(item_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// What an option offers a user: whether it is sold in the user's currency and how much is left.
+async fn offer(db: impl PgExecutor<'_>, option_id: i64, currency: &str) -> Result<i64, StoreError> {
+    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT (po.stock - po.reserved)::bigint, op.amount FROM product_options po \
+         JOIN products p ON p.id = po.product_id AND p.on_sale \
+         LEFT JOIN option_prices op ON op.option_id = po.id AND op.currency = $2 WHERE po.id = $1",
+    )
+    .bind(option_id)
+    .bind(currency)
+    .fetch_optional(db)
+    .await?;
+    match row {
+        None => Err(Rejection::OptionNotFound { option_id }.into()),
+        Some((_, None)) => Err(Rejection::MarketMismatch { option_id }.into()),
+        Some((available, Some(_))) => Ok(available),
+    }
+}
+
+/// Adds `quantity` of an option, accumulating onto an existing line; returns the line's id.
+/// Refused (nothing changed) when the resulting quantity is more than is available.
+pub async fn add(
+    pool: &PgPool,
+    user_id: i64,
+    currency: &str,
+    option_id: i64,
+    quantity: i64,
+) -> Result<i64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let available = offer(&mut *tx, option_id, currency).await?;
+    // The upsert is one atomic step on the (user, option) row, so concurrent adds accumulate;
+    // the sum is clamped to the column's range (the stock check below then refuses it anyway).
+    let (id, total): (i64, i32) = sqlx::query_as(
+        "INSERT INTO cart_items (user_id, option_id, quantity) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id, option_id) DO UPDATE \
+         SET quantity = LEAST(cart_items.quantity::bigint + EXCLUDED.quantity, 2147483647)::int, updated_at = now() \
+         RETURNING id, quantity",
+    )
+    .bind(user_id)
+    .bind(option_id)
+    .bind(quantity as i32)
+    .fetch_one(&mut *tx)
+    .await?;
+    if i64::from(total) > available {
+        // Dropping the transaction rolls the upsert back.
+        return Err(
+            Rejection::InsufficientStock { option_id, available: available.max(0), requested: total.into() }.into()
+        );
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Sets a line's quantity after re-checking availability.
+pub async fn set_quantity(
+    pool: &PgPool,
+    user_id: i64,
+    currency: &str,
+    item_id: i64,
+    quantity: i64,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    let option_id: i64 =
+        sqlx::query_scalar("SELECT option_id FROM cart_items WHERE id = $1 AND user_id = $2 FOR UPDATE")
+            .bind(item_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(Rejection::CartItemNotFound)?;
+    let available = offer(&mut *tx, option_id, currency).await?;
+    if quantity > available {
+        return Err(Rejection::InsufficientStock { option_id, available: available.max(0), requested: quantity }.into());
+    }
+    sqlx::query("UPDATE cart_items SET quantity = $2, updated_at = now() WHERE id = $1")
+        .bind(item_id)
+        .bind(quantity as i32)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes a line; false when the user has no such line.
+pub async fn remove(db: impl PgExecutor<'_>, user_id: i64, item_id: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM cart_items WHERE id = $1 AND user_id = $2")
+        .bind(item_id)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,399 @@
+//! Postgres side of orders: creation with an all-or-nothing stock reservation, and reads.
+//! Payment and cancellation are in `payment.rs`; stock movements in `reservations.rs`.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use super::{
+    outbox::{self, EventType},
+    reservations,
+};
+use crate::domain::{
+    Currency, Market, Money,
+    discount::RedemptionError,
+    order::{OrderStatus, TransitionError},
+};
+
+/// A business rule said no; each maps to one contract error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// `USER_NOT_FOUND`.
+    UserNotFound,
+    /// `PRODUCT_OPTION_NOT_FOUND` (also for products not on sale).
+    OptionNotFound {
+        /// The option asked for.
+        option_id: i64,
+    },
+    /// `MARKET_MISMATCH`: the option has no price in the user's currency.
+    MarketMismatch {
+        /// The option asked for.
+        option_id: i64,
+    },
+    /// `INSUFFICIENT_STOCK`.
+    InsufficientStock {
+        /// The option short of stock.
+        option_id: i64,
+        /// What can still be sold.
+        available: i64,
+        /// What was asked for.
+        requested: i64,
+    },
+    /// `EMPTY_ORDER`.
+    EmptyOrder,
+    /// `CART_ITEM_NOT_FOUND`.
+    CartItemNotFound,
+    /// `ORDER_NOT_FOUND` (also for another user's order).
+    OrderNotFound,
+    /// `ORDER_NOT_PAYABLE` / `ORDER_EXPIRED` / `ORDER_NOT_CANCELLABLE`.
+    Transition(TransitionError),
+    /// A coupon check failed.
+    Coupon(RedemptionError),
+    /// `INSUFFICIENT_BALANCE`.
+    InsufficientBalance {
+        /// The wallet's currency.
+        currency: Currency,
+        /// The wallet balance.
+        balance: i64,
+        /// What the payment needs.
+        required: i64,
+    },
+}
+
+/// A store call failed: either a rule or the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A business rule refused; nothing changed.
+    #[error("rejected: {0:?}")]
+    Rejected(Rejection),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<Rejection> for StoreError {
+    fn from(r: Rejection) -> Self {
+        StoreError::Rejected(r)
+    }
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, FromRow)]
+pub struct OrderItem {
+    /// The order it belongs to.
+    pub order_id: Uuid,
+    /// Product id.
+    pub product_id: i64,
+    /// Option id.
+    pub option_id: i64,
+    /// Product name captured at order time (in the user's market language).
+    pub product_name: String,
+    /// Option name captured at order time.
+    pub option_name: String,
+    /// Price per unit captured at order time.
+    pub unit_price: i64,
+    /// Units.
+    pub quantity: i32,
+    /// unit_price x quantity.
+    pub subtotal: i64,
+}
+
+/// An order with its items.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// UUIDv7.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: i64,
+    /// State.
+    pub status: OrderStatus,
+    /// The user's currency at order time.
+    pub currency: Currency,
+    /// Sum of the items.
+    pub total_amount: i64,
+    /// Coupon discount (0 until paid with a coupon).
+    pub discount_amount: i64,
+    /// What was (or would be) charged.
+    pub final_amount: i64,
+    /// The coupon used, if any.
+    pub user_coupon_id: Option<Uuid>,
+    /// When an unpaid order expires.
+    pub expires_at: DateTime<Utc>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Payment time.
+    pub paid_at: Option<DateTime<Utc>>,
+    /// Cancellation/refund time.
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// The lines.
+    pub items: Vec<OrderItem>,
+}
+
+impl Order {
+    /// An amount in the order's currency.
+    pub fn money(&self, amount: i64) -> Money {
+        Money::new(amount, self.currency)
+    }
+}
+
+/// An `orders` row. Every order is V1 (`reservation = 'db'`) until the V2 backend exists; it will
+/// read the column to send releases to the right place.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct OrderRow {
+    pub id: Uuid,
+    pub user_id: i64,
+    pub status: String,
+    pub market: String,
+    pub currency: String,
+    pub total_amount: i64,
+    pub discount_amount: i64,
+    pub final_amount: i64,
+    pub user_coupon_id: Option<Uuid>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) const ORDER_COLUMNS: &str = "id, user_id, status, market, currency, total_amount, discount_amount, final_amount, \
+     user_coupon_id, expires_at, created_at, paid_at, cancelled_at";
+
+impl OrderRow {
+    /// The status (the column's CHECK allows only the six spellings).
+    pub fn status(&self) -> OrderStatus {
+        OrderStatus::parse(&self.status).unwrap_or(OrderStatus::Expired)
+    }
+
+    /// The market the order was placed in.
+    pub fn market(&self) -> Market {
+        Market::parse(&self.market).unwrap_or(Market::Kr)
+    }
+
+    pub(crate) fn with_items(self, items: Vec<OrderItem>) -> Order {
+        Order {
+            id: self.id,
+            user_id: self.user_id,
+            status: self.status(),
+            currency: Currency::parse(&self.currency).unwrap_or(Currency::Krw),
+            total_amount: self.total_amount,
+            discount_amount: self.discount_amount,
+            final_amount: self.final_amount,
+            user_coupon_id: self.user_coupon_id,
+            expires_at: self.expires_at,
+            created_at: self.created_at,
+            paid_at: self.paid_at,
+            cancelled_at: self.cancelled_at,
+            items,
+        }
+    }
+}
+
+/// Where the lines of a new order come from.
+#[derive(Debug, Clone)]
+pub enum OrderSource {
+    /// Explicit (option id, quantity) pairs; the same option may repeat and is merged.
+    Items(Vec<(i64, i64)>),
+    /// The user's cart, emptied of what was ordered when the order is created.
+    Cart,
+}
+
+/// Creates a PENDING order, reserving every line's stock, inside the caller's transaction (which
+/// the caller commits, together with anything it must record atomically, e.g. an idempotent answer).
+pub async fn create(
+    tx: &mut PgConnection,
+    user_id: i64,
+    source: OrderSource,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<Order, StoreError> {
+    let user: Option<(String, String)> = sqlx::query_as("SELECT market, currency FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (market, currency) = user.ok_or(Rejection::UserNotFound)?;
+    let lines: Vec<(i64, i64)> =
+        match &source {
+            OrderSource::Items(items) => items.clone(),
+            // Locked so a concurrent cart edit waits for the order instead of racing its clean-up.
+            OrderSource::Cart => sqlx::query_as(
+                "SELECT option_id, quantity::bigint FROM cart_items WHERE user_id = $1 ORDER BY option_id FOR UPDATE",
+            )
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?,
+        };
+    let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
+    for (option_id, quantity) in lines {
+        *wanted.entry(option_id).or_default() += quantity;
+    }
+    if wanted.is_empty() {
+        return Err(Rejection::EmptyOrder.into());
+    }
+    let ids: Vec<i64> = wanted.keys().copied().collect();
+    let options = reservations::lock_for_order(&mut *tx, &ids, &currency).await?;
+    for (&option_id, &requested) in &wanted {
+        let opt =
+            options.iter().find(|o| o.id == option_id && o.on_sale).ok_or(Rejection::OptionNotFound { option_id })?;
+        if opt.price.is_none() {
+            return Err(Rejection::MarketMismatch { option_id }.into());
+        }
+        if opt.available() < requested {
+            return Err(Rejection::InsufficientStock { option_id, available: opt.available().max(0), requested }.into());
+        }
+    }
+    reservations::apply(&mut *tx, &wanted.iter().map(|(id, q)| (*id, 0, *q)).collect::<Vec<_>>()).await?;
+
+    let order_id = Uuid::now_v7();
+    let english = Market::parse(&market) == Some(Market::Us);
+    let items: Vec<OrderItem> = options
+        .iter()
+        .filter_map(|o| {
+            let quantity = *wanted.get(&o.id)?;
+            let unit_price = o.price?;
+            Some(OrderItem {
+                order_id,
+                product_id: o.product_id,
+                option_id: o.id,
+                product_name: if english { o.name_en.clone() } else { o.name_ko.clone() },
+                option_name: o.option_name.clone(),
+                unit_price,
+                quantity: quantity as i32,
+                subtotal: unit_price.saturating_mul(quantity),
+            })
+        })
+        .collect();
+    let total: i64 = items.iter().map(|i| i.subtotal).sum();
+    let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(10));
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, market, currency, status, total_amount, discount_amount, final_amount, \
+                             reservation, expires_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'PENDING', $5, 0, $5, 'db', $6, $7, $7)",
+    )
+    .bind(order_id)
+    .bind(user_id)
+    .bind(&market)
+    .bind(&currency)
+    .bind(total)
+    .bind(expires_at)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    insert_items(&mut *tx, &items).await?;
+    let money = |amount: i64| json!({ "amount": amount, "currency": currency });
+    let event_items: Vec<_> =
+        items.iter().map(|i| json!({ "product_option_id": i.option_id, "quantity": i.quantity })).collect();
+    outbox::enqueue(
+        &mut *tx,
+        EventType::OrderCreated,
+        now,
+        json!({ "order_id": order_id, "user_id": user_id, "items": event_items, "total_amount": money(total) }),
+    )
+    .await?;
+    if matches!(source, OrderSource::Cart) {
+        sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND option_id = ANY($2)")
+            .bind(user_id)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(Order {
+        id: order_id,
+        user_id,
+        status: OrderStatus::Pending,
+        currency: Currency::parse(&currency).unwrap_or(Currency::Krw),
+        total_amount: total,
+        discount_amount: 0,
+        final_amount: total,
+        user_coupon_id: None,
+        expires_at,
+        created_at: now,
+        paid_at: None,
+        cancelled_at: None,
+        items,
+    })
+}
+
+async fn insert_items(tx: &mut PgConnection, items: &[OrderItem]) -> sqlx::Result<()> {
+    let col = |f: fn(&OrderItem) -> i64| items.iter().map(f).collect::<Vec<i64>>();
+    sqlx::query(
+        "INSERT INTO order_items (order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal) \
+         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::int[], $8::bigint[])",
+    )
+    .bind(items.first().map(|i| i.order_id))
+    .bind(col(|i| i.product_id))
+    .bind(col(|i| i.option_id))
+    .bind(items.iter().map(|i| i.product_name.clone()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.option_name.clone()).collect::<Vec<_>>())
+    .bind(col(|i| i.unit_price))
+    .bind(items.iter().map(|i| i.quantity).collect::<Vec<i32>>())
+    .bind(col(|i| i.subtotal))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// The items of some orders, in option order.
+pub async fn items_of(db: impl PgExecutor<'_>, order_ids: &[Uuid]) -> sqlx::Result<Vec<OrderItem>> {
+    sqlx::query_as(
+        "SELECT order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal \
+         FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, option_id",
+    )
+    .bind(order_ids)
+    .fetch_all(db)
+    .await
+}
+
+/// One order with its items.
+pub async fn find(pool: &PgPool, order_id: Uuid) -> sqlx::Result<Option<Order>> {
+    let row: Option<OrderRow> = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await?;
+    match row {
+        None => Ok(None),
+        Some(row) => {
+            let items = items_of(pool, &[order_id]).await?;
+            Ok(Some(row.with_items(items)))
+        }
+    }
+}
+
+/// A page of a user's orders, newest first, optionally of one status; and how many there are.
+pub async fn list_for_user(
+    pool: &PgPool,
+    user_id: i64,
+    status: Option<OrderStatus>,
+    page: i64,
+    size: i64,
+) -> sqlx::Result<(Vec<Order>, i64)> {
+    let status = status.map(OrderStatus::as_str);
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = $1 AND ($2::text IS NULL OR status = $2)")
+            .bind(user_id)
+            .bind(status)
+            .fetch_one(pool)
+            .await?;
+    let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) \
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+    ))
+    .bind(user_id)
+    .bind(status)
+    .bind(size)
+    .bind((page - 1).saturating_mul(size))
+    .fetch_all(pool)
+    .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut items = items_of(pool, &ids).await?;
+    let orders = rows
+        .into_iter()
+        .map(|r| {
+            let mine = items.extract_if(.., |i| i.order_id == r.id).collect();
+            r.with_items(mine)
+        })
+        .collect();
+    Ok((orders, total))
+}

@@ -1,0 +1,233 @@
+//! Paying an order from the wallet, and cancelling (or refunding) it, each in one transaction.
+//!
+//! Lock order, the same in every path so none can deadlock another: the order row, then the
+//! owner's wallet (`users`) row, then the held coupon, then the option rows in id order.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::{
+    orders::{ORDER_COLUMNS, Order, OrderRow, Rejection, StoreError, items_of},
+    outbox::{self, EventType},
+    redemption, reservations,
+};
+use crate::domain::{
+    Currency,
+    discount::{DiscountLine, RedemptionError, validate_redemption},
+    order::{OrderEvent, OrderStatus},
+};
+
+/// A paid order and the wallet balance left.
+#[derive(Debug, Clone)]
+pub struct Paid {
+    /// The order, now PAID.
+    pub order: Order,
+    /// Balance after the charge.
+    pub balance_after: i64,
+}
+
+/// Locks an order; someone else's order is reported exactly like a missing one.
+async fn lock_order(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    visible: impl Fn(i64) -> bool,
+) -> Result<OrderRow, StoreError> {
+    let row: Option<OrderRow> =
+        sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 FOR NO KEY UPDATE"))
+            .bind(order_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(row.filter(|r| visible(r.user_id)).ok_or(Rejection::OrderNotFound)?)
+}
+
+async fn lock_wallet(tx: &mut PgConnection, user_id: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT balance FROM users WHERE id = $1 FOR NO KEY UPDATE").bind(user_id).fetch_one(tx).await
+}
+
+/// Moves `delta` into (or out of) the wallet with its balance transaction; returns the balance.
+async fn move_money(
+    tx: &mut PgConnection,
+    user_id: i64,
+    kind: &str,
+    delta: i64,
+    currency: &str,
+    order_id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    let balance: i64 =
+        sqlx::query_scalar("UPDATE users SET balance = balance + $2, updated_at = $3 WHERE id = $1 RETURNING balance")
+            .bind(user_id)
+            .bind(delta)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+    // A fully discounted order moves no money, and a zero-amount transaction means nothing.
+    if delta != 0 {
+        sqlx::query(
+            "INSERT INTO balance_transactions (id, user_id, type, amount, balance_after, currency, order_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(user_id)
+        .bind(kind)
+        .bind(delta)
+        .bind(balance)
+        .bind(currency)
+        .bind(order_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(balance)
+}
+
+/// Pays a PENDING order of `user_id` from its wallet, optionally with a held coupon.
+///
+/// Runs inside the caller's transaction, which the caller commits (with its idempotent answer)
+/// or rolls back on any refusal, so nothing is charged, used or confirmed unless all of it is.
+/// A PENDING order past its expiry is refused with `ORDER_EXPIRED`; the caller then expires it
+/// with [`expiry::expire_if_overdue`] in a transaction of its own.
+pub async fn pay(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    user_id: i64,
+    user_coupon_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Paid, StoreError> {
+    let row = lock_order(&mut *tx, order_id, |owner| owner == user_id).await?;
+    match row.status().pay_at(row.expires_at, now) {
+        Ok(_) => {}
+        Err(e) => return Err(Rejection::Transition(e).into()),
+    }
+    let balance = lock_wallet(&mut *tx, user_id).await?;
+
+    let mut discount = 0;
+    let mut coupon = None;
+    if let Some(uc_id) = user_coupon_id {
+        let held = redemption::lock(&mut *tx, uc_id).await?.ok_or(Rejection::Coupon(RedemptionError::Invalid))?;
+        let lines: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT oi.product_id, p.category, oi.subtotal FROM order_items oi \
+             JOIN products p ON p.id = oi.product_id WHERE oi.order_id = $1",
+        )
+        .bind(order_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let lines: Vec<DiscountLine> = lines
+            .into_iter()
+            .map(|(product_id, category, subtotal)| DiscountLine { product_id, category, subtotal })
+            .collect();
+        discount = validate_redemption(&held.held, user_id, now, &held.rule, &lines, row.market())
+            .map_err(Rejection::Coupon)?
+            .min(row.total_amount);
+        coupon = Some(held);
+    }
+    let final_amount = row.total_amount - discount;
+    if balance < final_amount {
+        return Err(Rejection::InsufficientBalance {
+            currency: Currency::parse(&row.currency).unwrap_or(Currency::Krw),
+            balance,
+            required: final_amount,
+        }
+        .into());
+    }
+
+    let balance_after = move_money(&mut *tx, user_id, "PAYMENT", -final_amount, &row.currency, order_id, now).await?;
+    reservations::confirm(&mut *tx, order_id).await?;
+    if let Some(c) = &coupon {
+        redemption::mark_used(&mut *tx, c.user_coupon_id, order_id, now).await?;
+    }
+    sqlx::query(
+        "INSERT INTO payments (id, order_id, user_id, amount, currency, method, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'WALLET', 'COMPLETED', $6, $6)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(order_id)
+    .bind(user_id)
+    .bind(final_amount)
+    .bind(&row.currency)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let money = |amount: i64| json!({ "amount": amount, "currency": row.currency });
+    outbox::enqueue(
+        &mut *tx,
+        EventType::PaymentCompleted,
+        now,
+        json!({ "order_id": order_id, "amount": money(final_amount), "method": "WALLET" }),
+    )
+    .await?;
+    if let Some(c) = &coupon {
+        outbox::enqueue(
+            &mut *tx,
+            EventType::CouponUsed,
+            now,
+            json!({ "coupon_id": c.coupon_id, "user_coupon_id": c.user_coupon_id, "order_id": order_id,
+                    "discount_amount": money(discount) }),
+        )
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE orders SET status = 'PAID', discount_amount = $2, final_amount = $3, user_coupon_id = $4, \
+                paid_at = $5, updated_at = $5 WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(discount)
+    .bind(final_amount)
+    .bind(coupon.as_ref().map(|c| c.user_coupon_id))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let items = items_of(&mut *tx, &[order_id]).await?;
+    let mut order = row.with_items(items);
+    order.status = OrderStatus::Paid;
+    order.discount_amount = discount;
+    order.final_amount = final_amount;
+    order.user_coupon_id = coupon.map(|c| c.user_coupon_id);
+    order.paid_at = Some(now);
+    Ok(Paid { order, balance_after })
+}
+
+/// Cancels an order: PENDING -> CANCELLED (reservation returned); PAID -> REFUNDED (wallet
+/// refunded, stock back on sale, coupon given back if still valid, payment REFUNDED).
+/// `visible` says whether the caller may act on an order of a given owner.
+pub async fn cancel(
+    pool: &PgPool,
+    order_id: Uuid,
+    visible: impl Fn(i64) -> bool,
+    now: DateTime<Utc>,
+) -> Result<Order, StoreError> {
+    let mut tx = pool.begin().await?;
+    let row = lock_order(&mut tx, order_id, visible).await?;
+    let next = row.status().apply(OrderEvent::Cancel).map_err(Rejection::Transition)?;
+    match next {
+        OrderStatus::Cancelled => reservations::release(&mut tx, &[order_id]).await?,
+        _ => {
+            lock_wallet(&mut tx, row.user_id).await?;
+            move_money(&mut tx, row.user_id, "REFUND", row.final_amount, &row.currency, order_id, now).await?;
+            if let Some(uc) = row.user_coupon_id {
+                redemption::lock(&mut tx, uc).await?;
+                redemption::restore(&mut tx, uc, now).await?;
+            }
+            reservations::restock(&mut tx, order_id).await?;
+            sqlx::query("UPDATE payments SET status = 'REFUNDED', updated_at = $2 WHERE order_id = $1")
+                .bind(order_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    sqlx::query("UPDATE orders SET status = $2, cancelled_at = $3, updated_at = $3 WHERE id = $1")
+        .bind(order_id)
+        .bind(next.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let items = items_of(&mut *tx, &[order_id]).await?;
+    tx.commit().await?;
+    let mut order = row.with_items(items);
+    order.status = next;
+    order.cancelled_at = Some(now);
+    Ok(order)
+}

@@ -1,0 +1,123 @@
+//! Stock movements of the shopping flow on Postgres (the V1 `db-pessimistic` reservation):
+//! reserve on order, confirm on payment, release on cancel/expiry, restock on refund.
+//!
+//! Every function that changes option rows first locks them in ascending id order, whatever
+//! order the caller lists them in: two transactions touching overlapping sets of options then
+//! always queue in the same order and can never deadlock. Locks are `FOR NO KEY UPDATE` rather
+//! than `FOR UPDATE`: they exclude each other exactly like `FOR UPDATE`, but do not block the
+//! `KEY SHARE` locks that foreign-key checks take (an `order_items` or `cart_items` insert
+//! referencing the option), which would otherwise make unrelated inserts wait or deadlock.
+
+use std::collections::BTreeMap;
+
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+/// An option row as locked for an order, with what the order needs to capture.
+#[derive(Debug, Clone, FromRow)]
+pub struct LockedOption {
+    /// Option id.
+    pub id: i64,
+    /// Its product.
+    pub product_id: i64,
+    /// Option name.
+    pub option_name: String,
+    /// Product name in Korean.
+    pub name_ko: String,
+    /// Product name in English.
+    pub name_en: String,
+    /// Whether the product is on sale.
+    pub on_sale: bool,
+    /// Physical stock.
+    pub stock: i32,
+    /// Held by PENDING orders.
+    pub reserved: i32,
+    /// Price in the requested currency, if the option is sold in it.
+    pub price: Option<i64>,
+}
+
+impl LockedOption {
+    /// Sellable quantity.
+    pub fn available(&self) -> i64 {
+        i64::from(self.stock) - i64::from(self.reserved)
+    }
+}
+
+/// Locks the options `ids` (ascending) and reads them with their price in `currency`.
+pub async fn lock_for_order(tx: &mut PgConnection, ids: &[i64], currency: &str) -> sqlx::Result<Vec<LockedOption>> {
+    // ORDER BY sits below the row-locking step in the plan, so rows are locked in id order.
+    sqlx::query_as(
+        "SELECT po.id, po.product_id, po.name AS option_name, p.name_ko, p.name_en, p.on_sale, \
+                po.stock, po.reserved, op.amount AS price \
+         FROM product_options po \
+         JOIN products p ON p.id = po.product_id \
+         LEFT JOIN option_prices op ON op.option_id = po.id AND op.currency = $2 \
+         WHERE po.id = ANY($1) ORDER BY po.id FOR NO KEY UPDATE OF po",
+    )
+    .bind(ids)
+    .bind(currency)
+    .fetch_all(tx)
+    .await
+}
+
+/// Adds `stock_delta` and `reserved_delta` to each option, locking them in id order first.
+/// Quantities of the same option are summed. The table's CHECKs (`0 <= reserved <= stock`) are
+/// the last line of defence: a bug that would oversell fails the transaction instead.
+pub async fn apply(tx: &mut PgConnection, changes: &[(i64, i64, i64)]) -> sqlx::Result<()> {
+    let mut merged: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for (id, ds, dr) in changes {
+        let e = merged.entry(*id).or_default();
+        e.0 += ds;
+        e.1 += dr;
+    }
+    if merged.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = merged.keys().copied().collect();
+    let ds: Vec<i64> = merged.values().map(|v| v.0).collect();
+    let dr: Vec<i64> = merged.values().map(|v| v.1).collect();
+    sqlx::query("SELECT id FROM product_options WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE product_options po \
+         SET stock = po.stock + d.ds, reserved = po.reserved + d.dr, updated_at = now() \
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS d(id, ds, dr) WHERE po.id = d.id",
+    )
+    .bind(&ids)
+    .bind(&ds)
+    .bind(&dr)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The quantity of each option across the items of `order_ids`.
+pub async fn quantities(tx: &mut PgConnection, order_ids: &[Uuid]) -> sqlx::Result<Vec<(i64, i64)>> {
+    sqlx::query_as(
+        "SELECT option_id, sum(quantity)::bigint FROM order_items WHERE order_id = ANY($1) \
+         GROUP BY option_id ORDER BY option_id",
+    )
+    .bind(order_ids)
+    .fetch_all(tx)
+    .await
+}
+
+/// Returns the reservations of PENDING orders (cancel, expiry): `reserved -= qty`.
+pub async fn release(tx: &mut PgConnection, order_ids: &[Uuid]) -> sqlx::Result<()> {
+    let q = quantities(tx, order_ids).await?;
+    apply(tx, &q.iter().map(|(id, n)| (*id, 0, -n)).collect::<Vec<_>>()).await
+}
+
+/// Turns an order's reservation into a sale (payment): `stock -= qty, reserved -= qty`.
+pub async fn confirm(tx: &mut PgConnection, order_id: Uuid) -> sqlx::Result<()> {
+    let q = quantities(tx, &[order_id]).await?;
+    apply(tx, &q.iter().map(|(id, n)| (*id, -n, -n)).collect::<Vec<_>>()).await
+}
+
+/// Puts a refunded order's goods back on sale: `stock += qty`.
+pub async fn restock(tx: &mut PgConnection, order_id: Uuid) -> sqlx::Result<()> {
+    let q = quantities(tx, &[order_id]).await?;
+    apply(tx, &q.iter().map(|(id, n)| (*id, *n, 0)).collect::<Vec<_>>()).await
+}
