@@ -1,5 +1,6 @@
 //! The expiry sweeper: PENDING orders not paid before `expires_at` become EXPIRED and their
-//! reserved stock returns, every `JUPANG_EXPIRY_SWEEP_SECS`.
+//! reserved stock returns, every `JUPANG_EXPIRY_SWEEP_SECS`. The same pass reclaims idempotency
+//! records past their 24 h retention.
 //!
 //! Safe to run in several instances at once: each batch takes its orders with
 //! `FOR NO KEY UPDATE SKIP LOCKED`, so instances share the work and never expire an order twice.
@@ -8,7 +9,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::{state::AppState, store::pg::expiry};
+use crate::{
+    state::AppState,
+    store::pg::{expiry, idempotency},
+};
 
 /// Orders expired per transaction: small enough to keep locks short under load.
 pub const BATCH: i64 = 200;
@@ -47,6 +51,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                 // A failed sweep is retried at the next tick; the orders stay due until then.
                 if let Err(e) = sweep(&state.db, Utc::now()).await {
                     tracing::error!(error.cause = %e, "expiry sweep failed");
+                }
+                // Bounded per pass so a large backlog never holds a long transaction.
+                if let Err(e) = idempotency::purge_expired(&state.db, 10_000).await {
+                    tracing::error!(error.cause = %e, "idempotency purge failed");
                 }
             }
         }
