@@ -7,6 +7,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod observe;
+pub mod outbox;
 pub mod users;
 
 use axum::{Router, middleware};
@@ -18,7 +19,7 @@ use crate::state::AppState;
 
 /// Every `/api` route with its OpenAPI description, merged from the domain modules.
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(catalog::router()).merge(users::router()).merge(admin::router())
+    OpenApiRouter::new().merge(catalog::router()).merge(users::router()).merge(admin::router()).merge(outbox::router())
 }
 
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.

@@ -1,5 +1,7 @@
 //! Background tasks of `serve`, each switchable by `JUPANG_WORKERS`, all stopped by one token.
 
+pub mod outbox;
+
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -7,6 +9,20 @@ use crate::state::AppState;
 
 /// Starts the configured workers; each returns when `shutdown` is cancelled.
 pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
-    let _ = (state, shutdown);
-    Vec::new()
+    let config = &state.config;
+    let mut tasks = Vec::new();
+    if config.workers.outbox {
+        match &config.data_platform_url {
+            Some(url) => {
+                let settings = outbox::OutboxSettings {
+                    url: url.clone(),
+                    backoff: config.outbox_backoff,
+                    max_retries: config.outbox_max_retries,
+                };
+                tasks.push(tokio::spawn(outbox::run(state.db.clone(), settings, shutdown.clone())));
+            }
+            None => tracing::info!("outbox delivery is off: JUPANG_DATA_PLATFORM_URL is not set; events stay PENDING"),
+        }
+    }
+    tasks
 }
