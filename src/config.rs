@@ -189,6 +189,12 @@ pub struct Config {
     pub auto_migrate: bool,
     /// `JUPANG_LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// `JUPANG_OUTBOX_BACKOFF_MS`: wait before the first retry of a failed event delivery; each
+    /// further retry waits twice as long.
+    pub outbox_backoff: Duration,
+    /// `JUPANG_OUTBOX_MAX_RETRIES`: retries after the first failed delivery before an event is
+    /// marked FAILED (re-sendable by an operator).
+    pub outbox_max_retries: u32,
 }
 
 /// Why the configuration was refused: names the variable, never its (possibly secret) value.
@@ -221,10 +227,14 @@ pub const KNOWN_VARS: &[&str] = &[
     "JUPANG_WORKERS",
     "JUPANG_AUTO_MIGRATE",
     "JUPANG_LOG_FORMAT",
-    // Read by scripts/services.sh, not by the binary; accepted so one environment serves both.
+    "JUPANG_OUTBOX_BACKOFF_MS",
+    "JUPANG_OUTBOX_MAX_RETRIES",
+    // Read by the scripts, not by the binary; accepted so one environment serves both.
     "JUPANG_PG_PORT",
     "JUPANG_REDIS_PORT",
     "JUPANG_DATA_DIR",
+    "JUPANG_SEED_USERS",
+    "JUPANG_TEST_THREADS",
 ];
 
 impl Config {
@@ -258,10 +268,17 @@ impl Config {
             return Err(err("JUPANG_JWT_SECRET", "must be at least 16 bytes"));
         }
         let data_platform_url = get("JUPANG_DATA_PLATFORM_URL");
-        if let Some(u) = &data_platform_url
-            && (!(u.starts_with("http://") || u.starts_with("https://")) || reqwest::Url::parse(u).is_err())
-        {
-            return Err(err("JUPANG_DATA_PLATFORM_URL", "must be an http:// or https:// URL"));
+        if let Some(u) = &data_platform_url {
+            // Checked before parsing: the message must not echo a URL that may hold credentials.
+            if u.starts_with("https://") {
+                return Err(err(
+                    "JUPANG_DATA_PLATFORM_URL",
+                    "https:// is not supported by this build (no TLS stack); use http:// to a TLS-terminating proxy",
+                ));
+            }
+            if !u.starts_with("http://") || reqwest::Url::parse(u).is_err() {
+                return Err(err("JUPANG_DATA_PLATFORM_URL", "must be an http:// URL"));
+            }
         }
         let redis_prefix = parse("JUPANG_REDIS_PREFIX", "jupang");
         if !redis_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c)) {
@@ -295,6 +312,11 @@ impl Config {
             workers: typed(&parse("JUPANG_WORKERS", "all"), "JUPANG_WORKERS")?,
             auto_migrate: typed::<bool>(&parse("JUPANG_AUTO_MIGRATE", "false"), "JUPANG_AUTO_MIGRATE")?,
             log_format,
+            outbox_backoff: Duration::from_millis(positive(
+                &parse("JUPANG_OUTBOX_BACKOFF_MS", "5000"),
+                "JUPANG_OUTBOX_BACKOFF_MS",
+            )?),
+            outbox_max_retries: retries(&parse("JUPANG_OUTBOX_MAX_RETRIES", "3"), "JUPANG_OUTBOX_MAX_RETRIES")?,
         })
     }
 }
@@ -311,6 +333,14 @@ fn positive(raw: &str, var: &str) -> Result<u64, ConfigError> {
         Ok(0) => Err(err(var, "must be greater than 0")),
         Ok(v) if v <= i64::MAX as u64 / 1000 => Ok(v),
         _ => Err(err(var, format!("expected a positive whole number, got `{raw}`"))),
+    }
+}
+
+/// A retry count: 0 (no retries) up to 20 (beyond that the doubling backoff spans months).
+fn retries(raw: &str, var: &str) -> Result<u32, ConfigError> {
+    match raw.parse::<u32>() {
+        Ok(v) if v <= 20 => Ok(v),
+        _ => Err(err(var, format!("expected a whole number from 0 to 20, got `{raw}`"))),
     }
 }
 
@@ -344,6 +374,8 @@ mod tests {
         assert_eq!(c.order_ttl, Duration::from_secs(600));
         assert_eq!(c.expiry_sweep, Duration::from_secs(60));
         assert_eq!(c.workers, Workers::ALL);
+        assert_eq!(c.outbox_backoff, Duration::from_secs(5));
+        assert_eq!(c.outbox_max_retries, 3);
     }
 
     #[test]
@@ -353,6 +385,20 @@ mod tests {
         assert_eq!(with("JUPANG_LISTEN", "nowhere").unwrap_err().var, "JUPANG_LISTEN");
         assert_eq!(with("REDIS_URL", "localhost:6379").unwrap_err().var, "REDIS_URL");
         assert_eq!(with("JUPANG_WORKERS", "expiry,cron").unwrap_err().var, "JUPANG_WORKERS");
+        assert_eq!(with("JUPANG_OUTBOX_MAX_RETRIES", "-1").unwrap_err().var, "JUPANG_OUTBOX_MAX_RETRIES");
+        assert_eq!(with("JUPANG_OUTBOX_BACKOFF_MS", "0").unwrap_err().var, "JUPANG_OUTBOX_BACKOFF_MS");
+        assert_eq!(with("JUPANG_DATA_PLATFORM_URL", "ftp://x/").unwrap_err().var, "JUPANG_DATA_PLATFORM_URL");
+    }
+
+    #[test]
+    fn a_data_platform_url_with_credentials_is_never_echoed() {
+        let e = with("JUPANG_DATA_PLATFORM_URL", "https://bot:pa55word@example.com/events").unwrap_err();
+        assert_eq!(e.var, "JUPANG_DATA_PLATFORM_URL");
+        assert!(!e.to_string().contains("pa55word"));
+        assert_eq!(
+            with("JUPANG_DATA_PLATFORM_URL", "http://127.0.0.1:9/e").unwrap().data_platform_url.as_deref(),
+            Some("http://127.0.0.1:9/e")
+        );
     }
 
     #[test]

@@ -56,6 +56,7 @@ error_codes! {
     CartItemNotFound = "CART_ITEM_NOT_FOUND" => NOT_FOUND, "장바구니 항목을 찾을 수 없습니다", "Cart item not found";
     OrderNotFound = "ORDER_NOT_FOUND" => NOT_FOUND, "주문을 찾을 수 없습니다", "Order not found";
     CouponNotFound = "COUPON_NOT_FOUND" => NOT_FOUND, "쿠폰을 찾을 수 없습니다", "Coupon not found";
+    EventNotFound = "EVENT_NOT_FOUND" => NOT_FOUND, "이벤트를 찾을 수 없습니다", "Event not found";
     InsufficientStock = "INSUFFICIENT_STOCK" => BAD_REQUEST, "재고가 부족합니다", "Not enough stock";
     EmptyOrder = "EMPTY_ORDER" => BAD_REQUEST, "주문할 상품이 없습니다", "The order has no items";
     InsufficientBalance = "INSUFFICIENT_BALANCE" => BAD_REQUEST, "잔액이 부족합니다", "Not enough balance";

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod inventory;
 pub mod observe;
 pub mod orders;
+pub mod outbox;
 pub mod payment;
 pub mod popular;
 pub mod users;
@@ -35,6 +36,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(cart::router())
         .merge(orders::router())
         .merge(payment::router())
+        .merge(outbox::router())
 }
 
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.

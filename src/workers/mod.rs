@@ -1,6 +1,7 @@
 //! Background tasks of `serve`, each switchable by `JUPANG_WORKERS`, all stopped by one token.
 
 pub mod expiry;
+pub mod outbox;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -11,9 +12,23 @@ use crate::{state::AppState, store::ordering};
 pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
     // Resolved at start-up so a fallback of the order strategy is logged now, not at the first order.
     ordering::backend(state.config.order_strategy);
-    let mut handles = Vec::new();
-    if state.config.workers.expiry {
-        handles.push(tokio::spawn(expiry::run(state.clone(), shutdown.clone())));
+    let config = &state.config;
+    let mut tasks = Vec::new();
+    if config.workers.expiry {
+        tasks.push(tokio::spawn(expiry::run(state.clone(), shutdown.clone())));
     }
-    handles
+    if config.workers.outbox {
+        match &config.data_platform_url {
+            Some(url) => {
+                let settings = outbox::OutboxSettings {
+                    url: url.clone(),
+                    backoff: config.outbox_backoff,
+                    max_retries: config.outbox_max_retries,
+                };
+                tasks.push(tokio::spawn(outbox::run(state.db.clone(), settings, shutdown.clone())));
+            }
+            None => tracing::info!("outbox delivery is off: JUPANG_DATA_PLATFORM_URL is not set; events stay PENDING"),
+        }
+    }
+    tasks
 }

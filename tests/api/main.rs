@@ -2,11 +2,13 @@
 
 mod fixtures;
 mod helpers;
+mod proxy;
 
 mod auth;
 mod cart;
 mod catalog;
 mod catalog_admin;
+mod cli;
 mod errors;
 mod expiry;
 mod idempotency;
@@ -14,6 +16,7 @@ mod inventory;
 mod observe;
 mod order_concurrency;
 mod orders;
+mod outbox;
 mod payment;
 mod popular;
 mod seed;

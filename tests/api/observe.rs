@@ -1,6 +1,13 @@
 //! Health, readiness, metrics and docs routes.
 
-use crate::helpers::{json_of, spawn_app};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+
+use crate::{
+    helpers::{json_of, spawn_app, spawn_app_with},
+    proxy::{TcpProxy, upstream_of},
+};
 
 #[tokio::test]
 async fn health_answers_ok_without_touching_dependencies() {
@@ -15,4 +22,100 @@ async fn ready_is_200_when_postgres_and_redis_answer_and_migrations_are_applied(
     let body = json_of(app.get("/ready").await, 200).await;
     assert_eq!(body["checks"]["postgres"], "up");
     assert_eq!(body["checks"]["redis"], "up");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_method_and_status() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    for path in [format!("/api/users/{user}/balance"), format!("/api/v1/users/{user}/balance")] {
+        let res = app.request(Method::GET, &path).bearer_auth(app.customer(user)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let res = app.get(&format!("/api/users/{user}/balance")).await;
+    assert_eq!(res.status(), 401);
+
+    let res = app.get("/metrics").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    let route = r#"route="/api/users/{user_id}/balance""#;
+    let has = |metric: &str, labels: &[&str]| {
+        text.lines().any(|l| l.starts_with(metric) && labels.iter().all(|lbl| l.contains(lbl)))
+    };
+    assert!(has("http_requests_total{", &[route, r#"method="GET""#, r#"status="200""#]), "{text}");
+    assert!(has("http_requests_total{", &[route, r#"method="GET""#, r#"status="401""#]), "{text}");
+    assert!(has("http_request_duration_seconds_bucket{", &[route, "le="]), "{text}");
+    assert!(has("process_resident_memory_bytes ", &[]), "{text}");
+    // Ids never become label values (cardinality, and user ids are not metric material).
+    assert!(!text.contains(&format!("/users/{user}/")), "a raw path leaked into the metrics");
+    assert!(!text.contains("/api/v1/users"), "the versioned alias must share the unversioned route label");
+}
+
+#[tokio::test]
+async fn api_docs_serve_swagger_ui_with_its_assets_from_the_binary() {
+    let app = spawn_app().await;
+    let res = app.get("/api-docs/").await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    let assets: Vec<String> = ["src=\"", "href=\""]
+        .iter()
+        .flat_map(|attr| html.split(attr).skip(1).map(|rest| rest.split('"').next().unwrap().to_owned()))
+        .filter(|a| !a.starts_with("http") && !a.starts_with("data:"))
+        .collect();
+    assert!(assets.iter().any(|a| a.ends_with(".js")), "no script in {html}");
+    assert!(assets.iter().any(|a| a.ends_with(".css")), "no stylesheet in {html}");
+    for asset in &assets {
+        let path = match asset.strip_prefix("./") {
+            Some(rel) => format!("/api-docs/{rel}"),
+            None if asset.starts_with('/') => asset.clone(),
+            None => format!("/api-docs/{asset}"),
+        };
+        let res = app.get(&path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        assert!(!res.bytes().await.unwrap().is_empty(), "{path} is empty");
+    }
+    let init = app.get("/api-docs/swagger-initializer.js").await.text().await.unwrap();
+    assert!(init.contains("/api-docs/openapi.json"), "the UI must load our document: {init}");
+    // The bare path answers too (a redirect to the slash form is fine).
+    assert_eq!(app.get("/api-docs").await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_3_1_and_lists_the_routes() {
+    let app = spawn_app().await;
+    let doc = json_of(app.get("/api-docs/openapi.json").await, 200).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(doc["paths"]["/api/users/{user_id}/balance"]["get"].is_object(), "{}", doc["paths"]);
+    assert!(doc["paths"]["/api/admin/outbox/{event_id}/redeliver"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn ready_turns_503_naming_redis_when_redis_becomes_unreachable() {
+    let redis_url = std::env::var("REDIS_URL").unwrap();
+    let mut proxy = TcpProxy::start(upstream_of(&redis_url).await).await;
+    let through_proxy = proxy.redis_url(&redis_url);
+    let app = spawn_app_with(|vars| {
+        vars.insert("REDIS_URL".into(), through_proxy);
+    })
+    .await;
+    let body = json_of(app.get("/ready").await, 200).await;
+    assert_eq!(body["checks"]["redis"], "up");
+
+    proxy.kill().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let res = app.get("/ready").await;
+        if res.status() == 503 {
+            break res.json::<serde_json::Value>().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "/ready still answers {} with Redis gone", res.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["checks"]["redis"], "down");
+    assert_eq!(body["checks"]["postgres"], "up");
+    // Liveness does not depend on Redis.
+    assert_eq!(app.get("/health").await.status(), 200);
 }

@@ -1,9 +1,9 @@
 //! The transactional outbox: events are written in the same transaction as the change they
 //! describe, and delivered to the data platform later by the outbox worker.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// The event types of the contract (api.md, "Events to the external data platform").
@@ -44,6 +44,9 @@ pub async fn enqueue(
     mut payload: Value,
 ) -> sqlx::Result<Uuid> {
     let id = Uuid::now_v7();
+    // Postgres keeps microseconds: truncating first makes the payload's `occurred_at` and the
+    // envelope's (read back from the column) the very same instant.
+    let occurred_at = occurred_at.trunc_subsecs(6);
     if let Value::Object(map) = &mut payload {
         map.insert("occurred_at".into(), Value::String(occurred_at.to_rfc3339()));
     }
@@ -55,4 +58,147 @@ pub async fn enqueue(
         .execute(tx)
         .await?;
     Ok(id)
+}
+
+// ------------------------------------------------------------------ delivery (the outbox worker)
+
+/// An event claimed for one delivery attempt.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedEvent {
+    /// The event id, also the delivery's `Idempotency-Key`.
+    pub id: Uuid,
+    /// The wire type (`order.created`, ...).
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    /// The type's fields.
+    pub payload: Value,
+    /// When the change happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Delivery attempts made before this one.
+    pub attempts: i32,
+}
+
+/// Claims up to `limit` due PENDING events for one delivery attempt each.
+///
+/// `FOR UPDATE SKIP LOCKED` lets several instances claim concurrently without waiting on each
+/// other, and the claim is a lease: `next_attempt_at` moves `lease_ms` ahead, so no other
+/// instance picks the event up while it is being sent, and a process that dies mid-delivery
+/// leaves it to be retried once the lease runs out (the `Idempotency-Key` makes that safe).
+pub async fn claim_due(pool: &PgPool, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<ClaimedEvent>> {
+    sqlx::query_as(
+        "UPDATE outbox_events o SET next_attempt_at = now() + $2 * interval '1 millisecond'
+         FROM (SELECT id FROM outbox_events
+               WHERE status = 'PENDING' AND next_attempt_at <= now()
+               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
+         WHERE o.id = due.id
+         RETURNING o.id, o.type, o.payload, o.occurred_at, o.attempts",
+    )
+    .bind(limit)
+    .bind(lease_ms)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records a successful delivery.
+pub async fn mark_delivered(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE outbox_events SET status = 'DELIVERED', attempts = attempts + 1, delivered_at = now(),
+                last_error = NULL
+         WHERE id = $1 AND status = 'PENDING'",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Records a failed attempt: retried after `retry_in_ms`, or FAILED for good when `None`.
+/// `error` must hold no secrets (no URLs: they may carry credentials).
+pub async fn record_failure(pool: &PgPool, id: Uuid, error: &str, retry_in_ms: Option<i64>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2,
+                status = CASE WHEN $3::bigint IS NULL THEN 'FAILED' ELSE 'PENDING' END,
+                next_attempt_at = now() + COALESCE($3::bigint, 0) * interval '1 millisecond'
+         WHERE id = $1 AND status = 'PENDING'",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(retry_in_ms)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// How many events wait for delivery (including those being sent and those backing off).
+pub async fn count_pending(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE status = 'PENDING'").fetch_one(pool).await
+}
+
+/// An outbox event as operators see it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxEvent {
+    /// The event id.
+    pub id: Uuid,
+    /// The wire type.
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    /// `PENDING`, `DELIVERED` or `FAILED`.
+    pub status: String,
+    /// Delivery attempts made in the current round (a redelivery starts a new round).
+    pub attempts: i32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the change happened.
+    pub occurred_at: DateTime<Utc>,
+    /// When the next attempt is due (meaningful while PENDING).
+    pub next_attempt_at: DateTime<Utc>,
+    /// When the platform acknowledged it.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// The type's fields.
+    pub payload: Value,
+}
+
+const EVENT_COLUMNS: &str =
+    "id, type, status, attempts, last_error, occurred_at, next_attempt_at, delivered_at, payload";
+
+/// One page of events, newest first, optionally of one status; with the total count.
+pub async fn list(
+    pool: &PgPool,
+    status: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<OutboxEvent>, i64)> {
+    let items = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM outbox_events WHERE ($1::text IS NULL OR status = $1)
+         ORDER BY occurred_at DESC, id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(status)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE ($1::text IS NULL OR status = $1)")
+        .bind(status)
+        .fetch_one(pool)
+        .await?;
+    Ok((items, total))
+}
+
+/// Queues a FAILED or DELIVERED event for a new round of delivery attempts, due now; a PENDING
+/// event is left as it is (it is already on its way). `None` when there is no such event.
+pub async fn redeliver(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<OutboxEvent>> {
+    let updated: Option<OutboxEvent> = sqlx::query_as(&format!(
+        "UPDATE outbox_events SET status = 'PENDING', attempts = 0, next_attempt_at = now(), delivered_at = NULL
+         WHERE id = $1 AND status <> 'PENDING' RETURNING {EVENT_COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    if updated.is_some() {
+        return Ok(updated);
+    }
+    sqlx::query_as(&format!("SELECT {EVENT_COLUMNS} FROM outbox_events WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
 }
