@@ -1,5 +1,6 @@
 //! The business vocabulary as plain Rust: no HTTP, no SQL, no Redis in here.
 
+pub mod coupon;
 pub mod market;
 pub mod money;
 pub mod stock;
