@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 pub use inventory::{Inventory, InventoryError, SoldOut};
 pub use issued::{IssuedCoupon, IssuedStatus};
-pub use patch::{CouponPatch, PatchError};
+pub use patch::{CouponPatch, END_NOW_GRACE, PatchError};
 
 use super::{Currency, Market};
 

@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod coupon_admin;
+pub mod coupons;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -18,7 +20,12 @@ use crate::state::AppState;
 
 /// Every `/api` route with its OpenAPI description, merged from the domain modules.
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(catalog::router()).merge(users::router()).merge(admin::router())
+    OpenApiRouter::new()
+        .merge(catalog::router())
+        .merge(users::router())
+        .merge(admin::router())
+        .merge(coupons::router())
+        .merge(coupon_admin::router())
 }
 
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.

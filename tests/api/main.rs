@@ -3,5 +3,9 @@
 mod helpers;
 
 mod auth;
+mod coupon_admin;
+mod coupon_concurrency;
+mod coupon_support;
+mod coupons;
 mod errors;
 mod observe;

@@ -2,10 +2,13 @@
 //! definition rules); once a coupon has been handed out its terms are a promise to the holders,
 //! so only two edits remain: more stock, or closing the window early (seed 004 `isStarted()`).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Coupon, CouponTerms, DiscountType, Invalid, Validity, invalid, new_total};
 use crate::domain::Market;
+
+/// How far in the past a requested window end is still read as "now" (clock skew, latency).
+pub const END_NOW_GRACE: TimeDelta = TimeDelta::seconds(60);
 
 /// The fields an edit sets; `None` leaves a field as it is. For the optional fields the inner
 /// `Option` is the new value (`Some(None)` clears the restriction or cap).
@@ -56,7 +59,7 @@ impl Coupon {
     /// A field set to its current value is not a change.
     pub fn patched(&self, patch: &CouponPatch, now: DateTime<Utc>) -> Result<Coupon, PatchError> {
         let old = &self.terms;
-        let terms = CouponTerms {
+        let mut terms = CouponTerms {
             name: patch.name.as_ref().map_or_else(|| old.name.clone(), |n| n.trim().to_owned()),
             discount_type: patch.discount_type.unwrap_or(old.discount_type),
             discount_value: patch.discount_value.unwrap_or(old.discount_value),
@@ -84,7 +87,12 @@ impl Coupon {
                 return Err(PatchError::NotAllowed { field: "issue_ends_at" });
             }
             if terms.issue_ends_at < old.issue_ends_at && terms.issue_ends_at < now {
-                return Err(invalid("issue_ends_at", "the window can be ended now at the earliest").into());
+                // "End it now" arrives a little after the admin's now: within the grace it means
+                // now; further in the past it would rewrite what already happened.
+                if terms.issue_ends_at < now - END_NOW_GRACE {
+                    return Err(invalid("issue_ends_at", "the window can be ended now at the earliest").into());
+                }
+                terms.issue_ends_at = now;
             }
         }
         // Before the first issue `used` is 0 (any positive total fits); after it only raises pass.
@@ -169,8 +177,11 @@ mod tests {
         assert_eq!(not_allowed(patch(|p| p.validity = Some(Validity::Days(8)))), "expires_at");
         let later = c.terms.issue_ends_at + TimeDelta::days(1);
         assert_eq!(not_allowed(patch(|p| p.issue_ends_at = Some(later))), "issue_ends_at");
-        let past = now - TimeDelta::minutes(1);
+        let past = now - END_NOW_GRACE - TimeDelta::seconds(1);
         assert!(matches!(c.patched(&patch(|p| p.issue_ends_at = Some(past)), now), Err(PatchError::Invalid(_))));
+        let just_now = now - TimeDelta::milliseconds(300);
+        let ended = c.patched(&patch(|p| p.issue_ends_at = Some(just_now)), now).unwrap();
+        assert_eq!(ended.terms.issue_ends_at, now, "a moment ago means now");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Postgres: pool, migrations and the queries of each domain.
 
 pub mod catalog;
+pub mod coupons;
 pub mod outbox;
+pub mod user_coupons;
 pub mod users;
 
 use std::time::Duration;
