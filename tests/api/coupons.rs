@@ -320,3 +320,21 @@ impl Micros for DateTime<Utc> {
         chrono::SubsecRound::trunc_subsecs(self, 6)
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_coupon_route() {
+    let app = spawn_app().await;
+    let doc = json_of(app.get("/api-docs/openapi.json").await, 200).await;
+    for (path, method) in [
+        ("/api/coupons", "get"),
+        ("/api/coupons/{coupon_id}", "get"),
+        ("/api/coupons/{coupon_id}/issue", "post"),
+        ("/api/users/{user_id}/coupons", "get"),
+        ("/api/admin/coupons", "post"),
+        ("/api/admin/coupons/{coupon_id}", "patch"),
+        ("/api/admin/coupons/{coupon_id}/stats", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing");
+    }
+    assert!(doc["components"]["schemas"]["IssuedCouponView"].is_object());
+}
