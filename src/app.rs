@@ -52,6 +52,7 @@ impl Application {
             config: Arc::new(config),
             metrics: metrics::install(),
         };
+        crate::issue::warn_if_interim(state.config.issue_strategy);
         Ok(Application { listener, state, shutdown: CancellationToken::new() })
     }
 

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod issue;
 pub mod metrics;
 pub mod seed;
 pub mod state;

@@ -5,6 +5,8 @@ pub mod auth;
 pub mod cart;
 pub mod catalog;
 pub mod catalog_admin;
+pub mod coupon_admin;
+pub mod coupons;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -37,6 +39,8 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(orders::router())
         .merge(payment::router())
         .merge(outbox::router())
+        .merge(coupons::router())
+        .merge(coupon_admin::router())
 }
 
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.

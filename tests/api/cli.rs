@@ -114,7 +114,8 @@ async fn serve_refuses_an_unmigrated_database_and_migrate_makes_it_ready() {
     assert_eq!(body["checks"]["postgres"], "up");
 
     drop(app);
-    admin().await.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str()).await.unwrap();
+    // Best-effort clean-up, like the harness's own: a busy server refusing it is not what this test is about.
+    let _ = admin().await.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str()).await;
 }
 
 #[tokio::test]

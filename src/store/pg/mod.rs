@@ -2,6 +2,7 @@
 
 pub mod cart;
 pub mod catalog;
+pub mod coupons;
 pub mod expiry;
 pub mod idempotency;
 pub mod inventory;
@@ -11,6 +12,7 @@ pub mod payment;
 pub mod popular;
 pub mod redemption;
 pub mod reservations;
+pub mod user_coupons;
 pub mod users;
 
 use std::time::Duration;

@@ -1,0 +1,150 @@
+//! Every V1 issue design under real concurrency: a burst of simultaneous HTTP requests, many
+//! from double-clicking users, for fewer coupons than users. Exactly the coupon's quantity is
+//! issued, one per user, and every issue has its event (api.md "Coupons"; seed 004 NFR-1).
+
+use std::{collections::HashMap, sync::Arc};
+
+use rand::seq::SliceRandom;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::{sync::Barrier, task::JoinSet};
+use uuid::Uuid;
+
+use crate::{
+    coupon_support::{counts, create_coupon, create_users, issue, issued_events},
+    helpers::{TestApp, assert_error, json_of, spawn_app_with},
+};
+
+const COUPONS: i64 = 50;
+const USERS: usize = 200;
+const DOUBLE_CLICKERS: usize = 100;
+
+async fn app_with(strategy: &str) -> TestApp {
+    spawn_app_with(|v| {
+        v.insert("JUPANG_ISSUE_STRATEGY".into(), strategy.into());
+    })
+    .await
+}
+
+/// Fires every request at once (all tasks wait at a barrier, then send) and returns
+/// `(user, status, body)` of each.
+async fn burst(app: &TestApp, coupon: i64, users: &[i64]) -> Vec<(i64, u16, Value)> {
+    let barrier = Arc::new(Barrier::new(users.len()));
+    let mut tasks = JoinSet::new();
+    for &user in users {
+        let request = app
+            .request(Method::POST, &format!("/api/coupons/{coupon}/issue"))
+            .bearer_auth(app.customer(user))
+            .json(&json!({ "user_id": user }));
+        let barrier = barrier.clone();
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let res = request.send().await.expect("request");
+            let status = res.status().as_u16();
+            (user, status, res.json::<Value>().await.expect("a JSON body"))
+        });
+    }
+    tasks.join_all().await
+}
+
+/// The whole promise, checked for one design.
+async fn exactly_the_quantity_is_issued_once_per_user(strategy: &str) {
+    let app = app_with(strategy).await;
+    let coupon = create_coupon(&app, COUPONS, json!({})).await;
+    let users = create_users(&app, USERS as i64, "KR").await;
+    let mut requests: Vec<i64> = users.iter().chain(&users[..DOUBLE_CLICKERS]).copied().collect();
+    requests.shuffle(&mut rand::rng());
+
+    let answers = burst(&app, coupon, &requests).await;
+
+    let mut issued: HashMap<i64, String> = HashMap::new();
+    for (user, status, body) in &answers {
+        match (status, body["code"].as_str()) {
+            (201, _) => {
+                let id = body["user_coupon_id"].as_str().unwrap().to_owned();
+                assert!(issued.insert(*user, id).is_none(), "{strategy}: user {user} was issued twice");
+            }
+            (400, Some("ALREADY_ISSUED" | "COUPON_SOLD_OUT")) => {}
+            _ => panic!("{strategy}: unexpected answer {status} {body}"),
+        }
+    }
+    assert_eq!(issued.len() as i64, COUPONS, "{strategy}: 201 answers");
+    let stored: Vec<(i64, Uuid)> = sqlx::query_as("SELECT user_id, id FROM user_coupons WHERE coupon_id = $1")
+        .bind(coupon)
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let stored: HashMap<i64, String> = stored.into_iter().map(|(u, id)| (u, id.to_string())).collect();
+    assert_eq!(stored, issued, "{strategy}: what was acknowledged is exactly what is stored");
+    assert_eq!(counts(&app, coupon).await, (COUPONS as i32, COUPONS), "{strategy}: counter and rows");
+    assert_eq!(issued_events(&app, coupon).await, COUPONS, "{strategy}: one coupon.issued event per issue");
+    let evented: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_events e JOIN user_coupons uc ON uc.id = (e.payload->>'user_coupon_id')::uuid
+          WHERE e.type = 'coupon.issued' AND uc.coupon_id = $1",
+    )
+    .bind(coupon)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(evented, COUPONS, "{strategy}: every event names a stored coupon");
+
+    // A 201 coupon is usable by the user's very next request.
+    let (winner, id) = issued.iter().next().unwrap();
+    let res = app
+        .request(Method::GET, &format!("/api/users/{winner}/coupons?status=AVAILABLE"))
+        .bearer_auth(app.customer(*winner))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(res, 200).await["items"][0]["user_coupon_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn db_pessimistic_issues_exactly_the_quantity_once_per_user_under_a_burst() {
+    exactly_the_quantity_is_issued_once_per_user("db-pessimistic").await;
+}
+
+#[tokio::test]
+async fn db_optimistic_issues_exactly_the_quantity_once_per_user_under_a_burst() {
+    exactly_the_quantity_is_issued_once_per_user("db-optimistic").await;
+}
+
+#[tokio::test]
+async fn redis_lock_issues_exactly_the_quantity_once_per_user_under_a_burst() {
+    exactly_the_quantity_is_issued_once_per_user("redis-lock").await;
+}
+
+#[tokio::test]
+async fn redis_lock_releases_its_lock_after_each_issue() {
+    let app = app_with("redis-lock").await;
+    let coupon = create_coupon(&app, 10, json!({})).await;
+    let users = create_users(&app, 20, "KR").await;
+    burst(&app, coupon, &users).await;
+    let mut conn = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap().get_connection().unwrap();
+    let key = format!("{}:{}:{coupon}", app.redis_prefix, jupang::issue::LOCK_KEY_PREFIX);
+    let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut conn).unwrap();
+    assert!(!exists, "{key} still held after every request answered");
+    assert_eq!(counts(&app, coupon).await, (10, 10));
+}
+
+#[tokio::test]
+async fn every_design_applies_the_rules_in_order_window_duplicate_stock() {
+    // redis-lua runs the interim db-pessimistic fallback until V2 exists.
+    for strategy in ["db-pessimistic", "db-optimistic", "redis-lock", "redis-lua"] {
+        let app = app_with(strategy).await;
+        let coupon = create_coupon(&app, 1, json!({})).await;
+        let [first, second] = create_users(&app, 2, "KR").await[..] else { unreachable!() };
+        let body = json_of(issue(&app, coupon, first).await, 201).await;
+        assert_eq!(body["status"], "AVAILABLE", "{strategy}");
+        assert_error(issue(&app, coupon, first).await, 400, "ALREADY_ISSUED").await;
+        assert_error(issue(&app, coupon, second).await, 400, "COUPON_SOLD_OUT").await;
+        sqlx::query("UPDATE coupons SET issue_ends_at = now() - interval '1 second', issue_starts_at = now() - interval '1 day' WHERE id = $1")
+            .bind(coupon)
+            .execute(&app.db)
+            .await
+            .unwrap();
+        assert_error(issue(&app, coupon, second).await, 400, "COUPON_NOT_ACTIVE").await;
+        assert_error(issue(&app, coupon + 1, second).await, 404, "COUPON_NOT_FOUND").await;
+        assert_eq!(counts(&app, coupon).await, (1, 1), "{strategy}");
+    }
+}

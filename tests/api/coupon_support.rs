@@ -1,0 +1,97 @@
+//! Shared tools of the coupon tests: campaigns through the admin API, users in bulk, issuing.
+
+use chrono::{TimeDelta, Utc};
+use jupang::http::auth::Role;
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json_of};
+
+/// The id in tokens of the marketing manager who runs the campaigns.
+pub const MANAGER_ID: i64 = 900_001;
+
+/// A marketing manager's token.
+pub fn manager(app: &TestApp) -> String {
+    app.token(MANAGER_ID, &[Role::MarketingManager])
+}
+
+/// A valid campaign body: KR, 10% capped at 5,000 from 10,000, open since an hour for a day,
+/// valid 7 days; `overrides` replace (or with `null`, remove) fields.
+pub fn coupon_body(total: i64, overrides: Value) -> Value {
+    let now = Utc::now();
+    let mut body = json!({
+        "name": "선착순 10% 쿠폰",
+        "discount_type": "PERCENT",
+        "discount_value": 10,
+        "max_discount": 5_000,
+        "min_order_amount": 10_000,
+        "market": "KR",
+        "total_quantity": total,
+        "issue_starts_at": now - TimeDelta::hours(1),
+        "issue_ends_at": now + TimeDelta::days(1),
+        "valid_days": 7,
+    });
+    for (k, v) in overrides.as_object().expect("overrides are an object") {
+        if v.is_null() {
+            body.as_object_mut().unwrap().remove(k);
+        } else {
+            body[k] = v.clone();
+        }
+    }
+    body
+}
+
+/// Creates a campaign through the admin API and returns its id.
+pub async fn create_coupon(app: &TestApp, total: i64, overrides: Value) -> i64 {
+    let res =
+        app.send_json(Method::POST, "/api/admin/coupons", Some(&manager(app)), &coupon_body(total, overrides)).await;
+    json_of(res, 201).await["id"].as_i64().expect("id")
+}
+
+/// Creates `n` users of a market in one statement and returns their ids.
+pub async fn create_users(app: &TestApp, n: i64, market: &str) -> Vec<i64> {
+    let currency = if market == "US" { "USD" } else { "KRW" };
+    sqlx::query_scalar(
+        "INSERT INTO users (name, market, currency) SELECT 'u' || g, $2, $3 FROM generate_series(1, $1) g RETURNING id",
+    )
+    .bind(n)
+    .bind(market)
+    .bind(currency)
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
+/// `POST /api/coupons/{id}/issue` for a user with the user's own token.
+pub async fn issue(app: &TestApp, coupon_id: i64, user_id: i64) -> Response {
+    app.send_json(
+        Method::POST,
+        &format!("/api/coupons/{coupon_id}/issue"),
+        Some(&app.customer(user_id)),
+        &json!({ "user_id": user_id }),
+    )
+    .await
+}
+
+/// The coupon's stored counter and the number of issued coupons stored for it.
+pub async fn counts(app: &TestApp, coupon_id: i64) -> (i32, i64) {
+    sqlx::query_as(
+        "SELECT c.issued_quantity, (SELECT count(*) FROM user_coupons uc WHERE uc.coupon_id = c.id)
+           FROM coupons c WHERE c.id = $1",
+    )
+    .bind(coupon_id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+/// The number of `coupon.issued` events in the outbox for a coupon.
+pub async fn issued_events(app: &TestApp, coupon_id: i64) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_events WHERE type = 'coupon.issued' AND (payload->>'coupon_id')::bigint = $1",
+    )
+    .bind(coupon_id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
