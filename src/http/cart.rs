@@ -1,15 +1,12 @@
 //! The cart (`/users/{user_id}/cart`): add, view with a coupon preview, change, remove.
 
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, StatusCode, header},
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use super::extract::AcceptLanguage;
 use super::{
     auth::UserScope,
     error::{ApiError, ErrorBody, ErrorCode},
@@ -90,15 +87,6 @@ pub struct CartView {
     pub final_total: Money,
 }
 
-/// The request's language for product text.
-pub(crate) fn lang(headers: &HeaderMap) -> Lang {
-    headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .map(Lang::from_accept_language)
-        .unwrap_or_default()
-}
-
 /// A quantity in `1..=i32::MAX`, or 400 naming `field`.
 pub(crate) fn quantity(value: i64, field: &str) -> Result<i64, ApiError> {
     if value < 1 || value > i64::from(i32::MAX) {
@@ -135,7 +123,7 @@ async fn user_currency(state: &AppState, user_id: i64) -> Result<users::UserRow,
 async fn get_cart(
     State(state): State<AppState>,
     scope: UserScope,
-    headers: HeaderMap,
+    accept: AcceptLanguage,
     Query(q): Query<CartQuery>,
 ) -> Result<Json<CartView>, ApiError> {
     let user = user_currency(&state, scope.user_id).await?;
@@ -155,7 +143,7 @@ async fn get_cart(
             .unwrap_or(0)
             .min(total);
     }
-    let lang = lang(&headers);
+    let lang = accept.lang();
     Ok(Json(CartView {
         items: lines.iter().map(|l| item(l, currency, lang)).collect(),
         total: Money::new(total, currency),
@@ -179,7 +167,7 @@ async fn get_cart(
 async fn add_to_cart(
     State(state): State<AppState>,
     scope: UserScope,
-    headers: HeaderMap,
+    accept: AcceptLanguage,
     extract::Json(body): extract::Json<AddToCart>,
 ) -> Result<(StatusCode, Json<CartItem>), ApiError> {
     let qty = quantity(body.quantity, "quantity")?;
@@ -189,7 +177,7 @@ async fn add_to_cart(
     let line = cart::line(&state.db, user.id, currency.code(), id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::CartItemNotFound))?;
-    Ok((StatusCode::CREATED, Json(item(&line, currency, lang(&headers)))))
+    Ok((StatusCode::CREATED, Json(item(&line, currency, accept.lang()))))
 }
 
 /// Sets a cart line's quantity (re-checking stock).
@@ -207,7 +195,7 @@ async fn add_to_cart(
 async fn update_cart_item(
     State(state): State<AppState>,
     scope: UserScope,
-    headers: HeaderMap,
+    accept: AcceptLanguage,
     Path((_user_id, item_id)): Path<(i64, i64)>,
     extract::Json(body): extract::Json<UpdateCartItem>,
 ) -> Result<Json<CartItem>, ApiError> {
@@ -218,7 +206,7 @@ async fn update_cart_item(
     let line = cart::line(&state.db, user.id, currency.code(), item_id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::CartItemNotFound))?;
-    Ok(Json(item(&line, currency, lang(&headers))))
+    Ok(Json(item(&line, currency, accept.lang())))
 }
 
 /// Removes a cart line.

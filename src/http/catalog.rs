@@ -6,15 +6,12 @@
 //! language is `Accept-Language` alone (Korean by default), so a Korean shopper can browse the
 //! US catalogue in Korean.
 
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, header},
-};
+use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::extract::AcceptLanguage;
 use super::{
     auth::MaybeCaller,
     error::{ApiError, ErrorBody, ErrorCode},
@@ -40,22 +37,13 @@ impl From<FieldError> for ApiError {
     }
 }
 
-/// The language of product text: `Accept-Language`, Korean by default.
-pub(crate) fn lang_of(headers: &HeaderMap) -> Lang {
-    headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .map(Lang::from_accept_language)
-        .unwrap_or_default()
-}
-
 /// The market a catalog read is priced in: the explicit `market` parameter, else the caller's
 /// market, else the one implied by `Accept-Language`, else KR.
 pub(crate) async fn resolve_market(
     state: &AppState,
     explicit: Option<&str>,
     caller: &MaybeCaller,
-    headers: &HeaderMap,
+    accept: AcceptLanguage,
 ) -> Result<Market, ApiError> {
     if let Some(code) = explicit.filter(|s| !s.is_empty()) {
         return Market::parse(code).ok_or_else(|| ApiError::validation("market", "must be KR or US"));
@@ -66,10 +54,7 @@ pub(crate) async fn resolve_market(
             return Ok(user.market());
         }
     }
-    Ok(match headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()) {
-        Some(value) => Market::for_lang(Lang::from_accept_language(value)),
-        None => Market::Kr,
-    })
+    Ok(accept.0.map_or(Market::Kr, Market::for_lang))
 }
 
 /// Query parameters of the product listing. Values are read as text and validated by hand so
@@ -168,7 +153,7 @@ pub struct ProductDetail {
 async fn list_products(
     State(state): State<AppState>,
     caller: MaybeCaller,
-    headers: HeaderMap,
+    accept: AcceptLanguage,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<ProductPage>, ApiError> {
     let page = PageRequest::parse(query.page.as_deref(), query.size.as_deref())?;
@@ -177,8 +162,8 @@ async fn list_products(
         Some(s) => ProductSort::parse(s)
             .ok_or_else(|| ApiError::validation("sort", "must be price_asc, price_desc, popular or newest"))?,
     };
-    let market = resolve_market(&state, query.market.as_deref(), &caller, &headers).await?;
-    let lang = lang_of(&headers);
+    let market = resolve_market(&state, query.market.as_deref(), &caller, accept).await?;
+    let lang = accept.lang();
     let filter = catalog::ListFilter {
         market,
         category: query.category.filter(|c| !c.is_empty()),
@@ -222,11 +207,11 @@ pub struct DetailQuery {
 async fn get_product(
     State(state): State<AppState>,
     caller: MaybeCaller,
-    headers: HeaderMap,
+    accept: AcceptLanguage,
     Path(product_id): Path<i64>,
     Query(query): Query<DetailQuery>,
 ) -> Result<Json<ProductDetail>, ApiError> {
-    let market = resolve_market(&state, query.market.as_deref(), &caller, &headers).await?;
+    let market = resolve_market(&state, query.market.as_deref(), &caller, accept).await?;
     let not_found =
         || ApiError::new(ErrorCode::ProductNotFound).with_details(serde_json::json!({"product_id": product_id}));
     let product = catalog::find_on_sale(&state.db, product_id).await?.ok_or_else(not_found)?;
@@ -235,7 +220,7 @@ async fn get_product(
     // Without a price in the market's currency the product is not sold there.
     let price = options.iter().map(|o| o.price).min().ok_or_else(not_found)?;
     let status = StockStatus::from_available(options.iter().map(|o| o.available).sum());
-    let lang = lang_of(&headers);
+    let lang = accept.lang();
     Ok(Json(ProductDetail {
         id: product.id,
         name: if lang == Lang::En { product.name_en } else { product.name_ko },

@@ -2,20 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    middleware,
-};
+use axum::{Json, extract::State, http::StatusCode, middleware};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::extract::AcceptLanguage;
 use super::{
     auth::{Caller, MaybeCaller, Role, require_roles},
-    catalog::{lang_of, resolve_market},
+    catalog::resolve_market,
     error::{ApiError, ErrorBody},
     extract,
 };
@@ -144,7 +140,7 @@ pub struct CreatedProduct {
 async fn create_product(
     State(state): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
+    accept: AcceptLanguage,
     extract::Json(body): extract::Json<CreateProduct>,
 ) -> Result<(StatusCode, Json<CreatedProduct>), ApiError> {
     let product = NewProduct::validate(RawProduct {
@@ -159,7 +155,7 @@ async fn create_product(
             .map(|o| RawOption { name: o.name, prices: o.prices, stock: o.stock })
             .collect(),
     })?;
-    let preferred = resolve_market(&state, None, &MaybeCaller(Some(caller.clone())), &headers).await?;
+    let preferred = resolve_market(&state, None, &MaybeCaller(Some(caller.clone())), accept).await?;
 
     let now = chrono::Utc::now();
     let mut tx = state.db.begin().await?;
@@ -197,7 +193,7 @@ async fn create_product(
     let sold_here = options.iter().filter(|o| o.price.is_some());
     let price = sold_here.clone().filter_map(|o| o.price).min_by_key(|m| m.amount).unwrap_or(Money::zero(currency));
     let status = StockStatus::from_available(sold_here.map(|o| o.available).sum());
-    let lang = lang_of(&headers);
+    let lang = accept.lang();
     Ok((
         StatusCode::CREATED,
         Json(CreatedProduct {

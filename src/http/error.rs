@@ -191,12 +191,7 @@ fn render(p: &ErrorPayload, lang: Lang) -> Response {
 /// Middleware: renders every error body in the language of the request's `Accept-Language`,
 /// and gives the bodiless answers of the framework (405, timeouts) a contract body too.
 pub async fn localize(req: Request, next: Next) -> Response {
-    let lang = req
-        .headers()
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .map(Lang::from_accept_language)
-        .unwrap_or_default();
+    let lang = super::extract::AcceptLanguage::from_headers(req.headers()).lang();
     let res = next.run(req).await;
     let payload = match res.extensions().get::<ErrorPayload>() {
         Some(p) => p.clone(),

@@ -6,11 +6,40 @@ use std::collections::HashMap;
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Request, rejection::BytesRejection},
-    http::{header, request::Parts},
+    http::{HeaderMap, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::domain::Lang;
+
+/// The caller's `Accept-Language`: `None` when the header is absent or names no supported
+/// language. Messages and product text use [`AcceptLanguage::lang`] (Korean by default); the
+/// catalog also uses the raw preference to imply a market.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptLanguage(pub Option<Lang>);
+
+impl AcceptLanguage {
+    /// Reads the header.
+    pub fn from_headers(headers: &HeaderMap) -> AcceptLanguage {
+        AcceptLanguage(
+            headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(Lang::from_accept_language),
+        )
+    }
+
+    /// The language to answer in: the preference, else Korean.
+    pub fn lang(self) -> Lang {
+        self.0.unwrap_or_default()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AcceptLanguage {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(AcceptLanguage::from_headers(&parts.headers))
+    }
+}
 
 /// A JSON body. Rejections name the offending field (`items[0].quantity`).
 pub struct Json<T>(pub T);

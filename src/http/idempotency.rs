@@ -67,7 +67,6 @@ use super::{
     error::{ApiError, ErrorBody, ErrorCode, ErrorPayload},
 };
 use crate::{
-    domain::Lang,
     state::AppState,
     store::pg::idempotency::{self as store, ClaimOutcome},
 };
@@ -137,12 +136,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return ApiError::validation("body", "too large or unreadable").into_response();
     };
-    let lang = parts
-        .headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .map(Lang::from_accept_language)
-        .unwrap_or_default();
+    let lang = super::extract::AcceptLanguage::from_headers(&parts.headers).lang();
     let slot = Arc::new(Mutex::new(Slot::Open));
     // Nested routers see the path without its `/api` prefix; the original one is unambiguous.
     let path = parts.extensions.get::<OriginalUri>().map_or(parts.uri.path(), |u| u.path()).to_owned();

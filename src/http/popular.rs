@@ -8,17 +8,14 @@
 //! Products are ranked by units sold, ties by the more recent sale, then by product id; a
 //! product is listed even if it went off sale after selling (the snapshot reports what sold).
 
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, header},
-    middleware,
-};
+use axum::{Json, extract::State, middleware};
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::catalog::resolve_market;
+use super::extract::AcceptLanguage;
 use super::{
     auth::{MaybeCaller, Role, require_roles},
     error::{ApiError, ErrorBody},
@@ -27,7 +24,7 @@ use super::{
 use crate::{
     domain::{Lang, Market, Money},
     state::AppState,
-    store::pg::{popular, users},
+    store::pg::popular,
 };
 
 /// The popular-products routes (mounted under `/api`): the public read and the gated job.
@@ -73,10 +70,6 @@ pub struct TopResponse {
     pub items: Vec<TopItem>,
 }
 
-fn lang_of(headers: &HeaderMap) -> Option<Lang> {
-    headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(Lang::from_accept_language)
-}
-
 /// The top 5 products of the last 3 days, from the latest daily snapshot.
 #[utoipa::path(
     get, path = "/products/top", tag = "catalog", params(TopQuery),
@@ -85,20 +78,11 @@ fn lang_of(headers: &HeaderMap) -> Option<Lang> {
 async fn top_products(
     State(state): State<AppState>,
     caller: MaybeCaller,
-    headers: HeaderMap,
+    accept: AcceptLanguage,
     extract::Query(q): extract::Query<TopQuery>,
 ) -> Result<Json<TopResponse>, ApiError> {
-    let lang = lang_of(&headers);
-    let market = match q.market {
-        Some(m) => Market::parse(&m).ok_or_else(|| ApiError::validation("market", "must be KR or US"))?,
-        None => match caller.0 {
-            Some(c) => users::find(&state.db, c.user_id).await?.map(|u| u.market()),
-            None => None,
-        }
-        .or(lang.map(Market::for_lang))
-        .unwrap_or(Market::Kr),
-    };
-    let lang = lang.unwrap_or_default();
+    let market = resolve_market(&state, q.market.as_deref(), &caller, accept).await?;
+    let lang = accept.lang();
     let Some((generated_at, rows)) = popular::latest(&state.db, market).await? else {
         return Ok(Json(TopResponse { generated_at: None, items: Vec::new() }));
     };
