@@ -2,6 +2,7 @@
 
 pub mod expiry;
 pub mod outbox;
+pub mod stream;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
