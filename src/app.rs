@@ -12,7 +12,12 @@ use crate::{
     http::{self, auth::JwtKeys},
     metrics,
     state::AppState,
-    store::{pg, redis::RedisStore},
+    store::{
+        flash::FlashOrders,
+        ordering::{self, OrderBackend},
+        pg,
+        redis::RedisStore,
+    },
     workers,
 };
 
@@ -45,7 +50,15 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (JUPANG_LISTEN)", config.listen))?;
+        let flash = FlashOrders::new(db.clone(), &redis, config.order_ttl);
+        if ordering::backend(config.order_strategy) == OrderBackend::RedisLua {
+            // Without it the first orders fill the caches and counters themselves, a bit slower.
+            if let Err(e) = flash.warm_up().await {
+                tracing::warn!(error.cause = %e, "could not warm up the order caches and stock counters");
+            }
+        }
         let state = AppState {
+            flash,
             db,
             redis,
             jwt: Arc::new(JwtKeys::new(config.jwt_secret.expose().as_bytes())),

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
-use crate::{config::Config, http::auth::JwtKeys, store::redis::RedisStore};
+use crate::{
+    config::Config,
+    http::auth::JwtKeys,
+    store::{flash::FlashOrders, redis::RedisStore},
+};
 
 /// Handles to the stores and the configuration; cheap to clone.
 #[derive(Clone)]
@@ -20,4 +24,6 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// V2 orders: caches, stock counters and their scripts.
+    pub flash: FlashOrders,
 }

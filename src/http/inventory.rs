@@ -4,6 +4,12 @@
 //! stock of one option under its row lock. It may never leave less stock than PENDING orders
 //! hold, so a reservation that was promised can always be fulfilled. The new figures, an audit
 //! entry (actor, time, reason, before, after) and a `stock.changed` outbox event commit together.
+//!
+//! The V2 counter in Redis (if the option is hydrated) moves by the same delta while the row
+//! lock is held, just before the commit: hydration locks the row too, so it can never count the
+//! delta twice, and a write-off is refused when it would take more than is still sellable there
+//! (units admitted in Redis but not yet persisted count as reserved). Should the commit then
+//! fail, the delta is taken back.
 
 use axum::{Json, extract::State, middleware};
 use chrono::{DateTime, Utc};
@@ -97,19 +103,28 @@ async fn adjust(
             "min_delta": before.reserved - before.stock,
         })));
     }
-    inventory::set_stock(&mut tx, option_id, after).await?;
-    let entry = NewAuditEntry {
-        option_id,
-        actor_user_id: caller.user_id,
-        reason,
-        delta,
-        stock_before: before.stock,
-        stock_after: after,
+    // Under the row lock, after every check that could refuse it, before the commit.
+    if let Err((_, available)) = state.flash.stock().adjust(&[(option_id, i64::from(delta))], true).await? {
+        let reserved = i64::from(before.stock) - available;
+        return Err(ApiError::new(ErrorCode::StockBelowReserved).with_details(json!({
+            "product_option_id": option_id,
+            "stock": before.stock,
+            "reserved": reserved,
+            "delta": delta,
+            "min_delta": -available,
+        })));
+    }
+    let committed = match apply(&mut tx, option_id, caller.user_id, reason, delta, before.stock, after).await {
+        Ok(()) => tx.commit().await.map_err(ApiError::from),
+        Err(e) => Err(e),
     };
-    let (_, at) = inventory::record_audit(&mut tx, &entry).await?;
-    let event = json!({ "product_option_id": option_id, "delta": delta, "reason": reason });
-    outbox::enqueue(&mut tx, EventType::StockChanged, at, event).await?;
-    tx.commit().await?;
+    if let Err(e) = committed {
+        // Best effort: Postgres did not change, so neither should the counter.
+        if let Err(undo) = state.flash.stock().adjust(&[(option_id, -i64::from(delta))], false).await {
+            tracing::error!(product_option.id = option_id, error.cause = %undo, "could not take back a stock delta from redis; reconcile");
+        }
+        return Err(e);
+    }
     tracing::info!(
         product_option.id = option_id,
         stock.delta = delta,
@@ -122,6 +137,24 @@ async fn adjust(
         reserved: before.reserved,
         available: after - before.reserved,
     }))
+}
+
+/// Writes the adjustment, its audit entry and its event, and commits.
+async fn apply(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    option_id: i64,
+    actor_user_id: i64,
+    reason: &str,
+    delta: i32,
+    stock_before: i32,
+    after: i32,
+) -> Result<(), ApiError> {
+    inventory::set_stock(tx, option_id, after).await?;
+    let entry = NewAuditEntry { option_id, actor_user_id, reason, delta, stock_before, stock_after: after };
+    let (_, at) = inventory::record_audit(tx, &entry).await?;
+    let event = json!({ "product_option_id": option_id, "delta": delta, "reason": reason });
+    outbox::enqueue(tx, EventType::StockChanged, at, event).await?;
+    Ok(())
 }
 
 /// `?product_option_id=&page=&size=` of the audit log.

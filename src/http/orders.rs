@@ -20,6 +20,7 @@ use crate::{
     domain::{Money, discount::RedemptionError, order::OrderStatus, order::TransitionError},
     state::AppState,
     store::{
+        flash::settle,
         ordering::{self, OrderBackend},
         pg::orders::{self, Order, OrderSource, Rejection, StoreError},
     },
@@ -41,6 +42,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Db(e) => ApiError::internal(e),
+            StoreError::Redis(e) => ApiError::internal(e),
+            StoreError::Other(e) => ApiError::internal(e),
             StoreError::Rejected(r) => r.into(),
         }
     }
@@ -277,14 +280,41 @@ async fn create(
         OrderBackend::DbPessimistic => {
             let mut tx = state.db.begin().await?;
             let order = orders::create(&mut tx, body.user_id, source, state.config.order_ttl, Utc::now()).await?;
+            let held = order.held();
             let view = OrderView::from(order);
             // The answer is stored with the reservation, so a retried key replays it instead of ordering twice.
             idem.complete(&mut tx, StatusCode::CREATED, &serde_json::to_vec(&view).map_err(ApiError::internal)?)
                 .await?;
             tx.commit().await?;
+            settle::created_v1(state.flash.stock(), &held).await;
+            Ok(view)
+        }
+        OrderBackend::RedisLua => {
+            let order = state.flash.create(body.user_id, source, Utc::now()).await?;
+            let view = OrderView::from(order);
+            if idem.is_active() {
+                // Stored right after the admission (Redis and Postgres share no transaction): a
+                // crash in between lets a retry after the key's lease order again; the extra
+                // order expires unpaid and returns its stock.
+                let mut conn = state.db.acquire().await?;
+                idem.complete(&mut conn, StatusCode::CREATED, &serde_json::to_vec(&view).map_err(ApiError::internal)?)
+                    .await?;
+            }
             Ok(view)
         }
     }
+}
+
+/// Finds an order, persisting it first from Redis when only Redis knows it yet (a V2 order the
+/// stream consumer has not persisted): a 201'd order is readable by the very next request.
+async fn find_order(state: &AppState, order_id: Uuid) -> Result<Option<Order>, ApiError> {
+    if let Some(order) = orders::find(&state.db, order_id).await? {
+        return Ok(Some(order));
+    }
+    if settle::persist_from_redis(&state.db, state.flash.stock(), order_id).await? {
+        return Ok(orders::find(&state.db, order_id).await?);
+    }
+    Ok(None)
 }
 
 /// One order: its owner, an `ops_admin` or a `cs_agent` may read it (404 for anyone else).
@@ -302,7 +332,7 @@ async fn get_order(
     caller: Caller,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let order = orders::find(&state.db, order_id)
+    let order = find_order(&state, order_id)
         .await?
         .filter(|o| o.user_id == caller.user_id || caller.has(Role::CsAgent))
         .ok_or_else(|| ApiError::new(ErrorCode::OrderNotFound))?;
@@ -333,6 +363,8 @@ async fn list_orders(
         return Err(ApiError::validation("size", "must be 1 or more"));
     }
     let size = size.min(100);
+    // Orders admitted moments ago may not be persisted yet: the user's latest are, first.
+    settle::persist_recent(&state.db, state.flash.stock(), scope.user_id).await?;
     let (items, total) = orders::list_for_user(&state.db, scope.user_id, q.status, page, size).await?;
     Ok(Json(OrderPage { items: items.into_iter().map(OrderView::from).collect(), page, size, total }))
 }

@@ -17,7 +17,14 @@ use super::{
 use crate::{
     domain::{Money, order::OrderStatus},
     state::AppState,
-    store::pg::{expiry, payment},
+    store::{
+        flash::settle,
+        pg::{
+            expiry,
+            orders::{Rejection, StoreError},
+            payment,
+        },
+    },
 };
 
 /// `payment_total{outcome}`.
@@ -115,17 +122,29 @@ async fn pay(
 ) -> Result<PaymentView, ApiError> {
     caller.ensure_is(body.user_id)?;
     let now = Utc::now();
-    let mut tx = state.db.begin().await?;
-    let paid = match payment::pay(&mut tx, order_id, body.user_id, body.user_coupon_id, now).await {
-        Ok(paid) => paid,
-        Err(e) => {
-            drop(tx);
-            let e = ApiError::from(e);
-            if e.code() == ErrorCode::OrderExpired {
-                // Found overdue before the sweeper: expire it now, as the sweeper would.
-                expiry::expire_if_overdue(&state.db, order_id, now).await?;
+    let mut persisted = false;
+    let (mut tx, paid) = loop {
+        let mut tx = state.db.begin().await?;
+        match payment::pay(&mut tx, order_id, body.user_id, body.user_coupon_id, now).await {
+            Ok(paid) => break (tx, paid),
+            // A V2 order the stream consumer has not persisted yet: persist it from Redis (the
+            // sink's idempotent code) and pay it like any other.
+            Err(StoreError::Rejected(Rejection::OrderNotFound))
+                if !persisted && settle::persist_from_redis(&state.db, state.flash.stock(), order_id).await? =>
+            {
+                persisted = true;
             }
-            return Err(e);
+            Err(e) => {
+                drop(tx);
+                let e = ApiError::from(e);
+                if e.code() == ErrorCode::OrderExpired {
+                    // Found overdue before the sweeper: expire it now, as the sweeper would.
+                    for held in expiry::expire_if_overdue(&state.db, order_id, now).await? {
+                        settle::released(state.flash.stock(), &held).await;
+                    }
+                }
+                return Err(e);
+            }
         }
     };
     let o = &paid.order;
@@ -141,6 +160,7 @@ async fn pay(
     // Stored in the payment's own transaction: a retried key replays this answer and never charges twice.
     idem.complete(&mut tx, StatusCode::OK, &serde_json::to_vec(&view).map_err(ApiError::internal)?).await?;
     tx.commit().await?;
+    settle::confirmed(state.flash.stock(), &paid.order.held()).await;
     Ok(view)
 }
 
@@ -163,6 +183,15 @@ async fn cancel_order(
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<OrderView>, ApiError> {
     let visible = |owner: i64| owner == caller.user_id || caller.has(Role::OpsAdmin);
-    let order = payment::cancel(&state.db, order_id, visible, Utc::now()).await?;
+    let order = match payment::cancel(&state.db, order_id, visible, Utc::now()).await {
+        Err(StoreError::Rejected(Rejection::OrderNotFound))
+            if settle::persist_from_redis(&state.db, state.flash.stock(), order_id).await? =>
+        {
+            payment::cancel(&state.db, order_id, visible, Utc::now()).await?
+        }
+        other => other?,
+    };
+    // Postgres committed; now the counters (exactly once, whatever retries or sweeps follow).
+    settle::after(state.flash.stock(), &order.held(), order.status).await;
     Ok(Json(order.into()))
 }

@@ -1,16 +1,17 @@
 //! The one place that decides which reservation backend serves orders
-//! (`JUPANG_ORDER_STRATEGY`). Until the V2 (redis-lua) backend exists, asking for it runs the
-//! V1 Postgres backend with a warning, logged once per process.
-
-use std::sync::Once;
+//! (`JUPANG_ORDER_STRATEGY`).
 
 use crate::config::OrderStrategy;
 
-/// The backend that actually reserves stock for orders.
+/// The backend that reserves stock for new orders. Settling an existing order (payment,
+/// cancel, expiry) follows where *its* reservation lives (`orders.reservation`), whatever the
+/// backend of the process, so switching strategies leaves no order behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderBackend {
     /// V1: option rows locked in id order in Postgres (`store::pg::orders`).
     DbPessimistic,
+    /// V2: one Lua script over Redis counters, persisted through a stream (`store::flash`).
+    RedisLua,
 }
 
 impl OrderBackend {
@@ -18,6 +19,7 @@ impl OrderBackend {
     pub fn as_str(self) -> &'static str {
         match self {
             OrderBackend::DbPessimistic => "db-pessimistic",
+            OrderBackend::RedisLua => "redis-lua",
         }
     }
 }
@@ -26,16 +28,6 @@ impl OrderBackend {
 pub fn backend(configured: OrderStrategy) -> OrderBackend {
     match configured {
         OrderStrategy::DbPessimistic => OrderBackend::DbPessimistic,
-        OrderStrategy::RedisLua => {
-            static WARNED: Once = Once::new();
-            WARNED.call_once(|| {
-                tracing::warn!(
-                    order.strategy = "redis-lua",
-                    order.backend = "db-pessimistic",
-                    "the redis-lua order strategy is not available yet; orders use db-pessimistic"
-                );
-            });
-            OrderBackend::DbPessimistic
-        }
+        OrderStrategy::RedisLua => OrderBackend::RedisLua,
     }
 }

@@ -7,12 +7,10 @@ pub mod stream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{state::AppState, store::ordering};
+use crate::state::AppState;
 
 /// Starts the configured workers; each returns when `shutdown` is cancelled.
 pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
-    // Resolved at start-up so a fallback of the order strategy is logged now, not at the first order.
-    ordering::backend(state.config.order_strategy);
     let config = &state.config;
     let mut tasks = Vec::new();
     if config.workers.expiry {

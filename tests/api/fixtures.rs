@@ -1,14 +1,137 @@
 //! Shopping-flow fixtures written straight to the database (users, products, coupons), readers
 //! of what the database holds, and thin HTTP helpers for cart, order and payment calls.
+//!
+//! Order tests run once per order strategy ([`for_each_strategy!`]). With `redis-lua` an order
+//! reaches Postgres through the admission stream; the readers below first [`settle`] the stream
+//! (persist what it holds, as the consumer would), so one assertion about Postgres serves both.
 
 #![allow(dead_code)] // Shared by several test modules; not each one uses every helper.
 
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Mutex,
+};
+
 use chrono::{DateTime, Duration, Utc};
+use jupang::{
+    store::{
+        pg::flash_orders::OrderSink,
+        redis::{RedisStore, stock::StockStore},
+    },
+    workers::stream::{StreamEntry, StreamSink},
+};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, json_of};
+use crate::helpers::{TestApp, json_of, spawn_app_with};
+
+/// An order strategy (`JUPANG_ORDER_STRATEGY`) a test runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// V1: Postgres row locks.
+    DbPessimistic,
+    /// V2: Redis counters and a stream.
+    RedisLua,
+}
+
+impl Strategy {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::DbPessimistic => "db-pessimistic",
+            Strategy::RedisLua => "redis-lua",
+        }
+    }
+
+    /// An app running this strategy.
+    pub async fn spawn(self) -> TestApp {
+        self.spawn_with(|_| {}).await
+    }
+
+    /// An app running this strategy after `customize` adjusts its variables.
+    pub async fn spawn_with(self, customize: impl FnOnce(&mut BTreeMap<String, String>)) -> TestApp {
+        spawn_app_with(|v| {
+            v.insert("JUPANG_ORDER_STRATEGY".into(), self.as_str().into());
+            customize(v);
+        })
+        .await
+    }
+}
+
+/// Defines each test once per order strategy, as `db_pessimistic::<name>` and
+/// `redis_lua::<name>`; the body receives the [`Strategy`] under the name given.
+macro_rules! for_each_strategy {
+    ($( $(#[$attr:meta])+ async fn $name:ident($s:ident: Strategy) $body:block )*) => {
+        $( async fn $name($s: crate::fixtures::Strategy) $body )*
+        mod db_pessimistic {
+            $( $(#[$attr])+ async fn $name() { super::$name(crate::fixtures::Strategy::DbPessimistic).await } )*
+        }
+        mod redis_lua {
+            $( $(#[$attr])+ async fn $name() { super::$name(crate::fixtures::Strategy::RedisLua).await } )*
+        }
+    };
+}
+pub(crate) use for_each_strategy;
+
+/// The stock keys and scripts of an app (one connection per app, reused by its test).
+pub async fn stock_store(app: &TestApp) -> StockStore {
+    static STORES: Mutex<Vec<(String, StockStore)>> = Mutex::new(Vec::new());
+    if let Some((_, s)) = STORES.lock().unwrap().iter().find(|(p, _)| *p == app.redis_prefix) {
+        return s.clone();
+    }
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+    let redis = RedisStore::connect(&[url.as_str()], &app.redis_prefix).await.expect("connect to Redis");
+    let store = StockStore::new(&redis);
+    STORES.lock().unwrap().push((app.redis_prefix.clone(), store.clone()));
+    store
+}
+
+/// Every entry of the app's admission stream.
+pub async fn stream_entries(app: &TestApp) -> Vec<StreamEntry> {
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+    let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let stream = stock_store(app).await.keys().stream();
+    let reply: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    reply
+        .ids
+        .into_iter()
+        .map(|e| StreamEntry {
+            stream: stream.clone(),
+            id: e.id,
+            fields: e
+                .map
+                .into_iter()
+                .map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap()))
+                .collect::<HashMap<_, _>>(),
+            deliveries: 1,
+        })
+        .collect()
+}
+
+/// Persists everything the admission stream holds, as the consumer would (idempotent: entries
+/// already persisted change nothing). A no-op for V1 apps, whose stream stays empty.
+pub async fn settle(app: &TestApp) {
+    let entries = stream_entries(app).await;
+    if entries.is_empty() {
+        return;
+    }
+    let sink = OrderSink::new(stock_store(app).await.keys().stream());
+    let mut tx = app.db.begin().await.unwrap();
+    sink.persist(&mut tx, &entries).await.expect("the sink persists the admissions");
+    tx.commit().await.unwrap();
+}
+
+/// The Redis counter of an option (None: not hydrated).
+pub async fn avail_of(app: &TestApp, option_id: i64) -> Option<i64> {
+    stock_store(app).await.available(&[option_id]).await.unwrap()[0]
+}
+
+/// Runs the expiry sweeper once with the clock at `now`; returns how many orders it expired.
+pub async fn sweep(app: &TestApp, now: DateTime<Utc>) -> u64 {
+    jupang::workers::expiry::sweep(&app.db, &stock_store(app).await, now).await.expect("sweep")
+}
 
 /// A product of `category` with one option per `(krw_price, stock)`; `with_usd` also prices each
 /// option in USD (krw_price / 10 cents). Returns (product id, option ids).
@@ -136,8 +259,9 @@ pub async fn held_fixed(app: &TestApp, user_id: i64, amount: i64) -> Uuid {
     hold(app, c, user_id, Utc::now() + Duration::days(7)).await
 }
 
-/// (stock, reserved) of an option.
+/// (stock, reserved) of an option (after settling the admission stream).
 pub async fn stock_of(app: &TestApp, option_id: i64) -> (i32, i32) {
+    settle(app).await;
     sqlx::query_as("SELECT stock, reserved FROM product_options WHERE id = $1")
         .bind(option_id)
         .fetch_one(&app.db)
@@ -150,8 +274,9 @@ pub async fn balance_of(app: &TestApp, user_id: i64) -> i64 {
     sqlx::query_scalar("SELECT balance FROM users WHERE id = $1").bind(user_id).fetch_one(&app.db).await.unwrap()
 }
 
-/// An order's status.
+/// An order's status (after settling the admission stream).
 pub async fn status_of(app: &TestApp, order_id: &str) -> String {
+    settle(app).await;
     sqlx::query_scalar("SELECT status FROM orders WHERE id = $1::uuid").bind(order_id).fetch_one(&app.db).await.unwrap()
 }
 
@@ -164,13 +289,15 @@ pub async fn coupon_state(app: &TestApp, user_coupon_id: Uuid) -> (String, bool,
         .unwrap()
 }
 
-/// How many rows a table holds.
+/// How many rows a table holds (after settling the admission stream).
 pub async fn count(app: &TestApp, table: &str) -> i64 {
+    settle(app).await;
     sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&app.db).await.unwrap()
 }
 
-/// Payloads of the outbox events of a type, oldest first.
+/// Payloads of the outbox events of a type, oldest first (after settling the admission stream).
 pub async fn events(app: &TestApp, kind: &str) -> Vec<Value> {
+    settle(app).await;
     sqlx::query_scalar("SELECT payload FROM outbox_events WHERE type = $1 ORDER BY created_at, id")
         .bind(kind)
         .fetch_all(&app.db)
@@ -178,8 +305,10 @@ pub async fn events(app: &TestApp, kind: &str) -> Vec<Value> {
         .unwrap()
 }
 
-/// Moves an order's expiry to `secs` seconds from now (negative: already due).
+/// Moves an order's expiry to `secs` seconds from now (negative: already due), in Postgres
+/// (after settling the admission stream, so a V2 order has its row).
 pub async fn set_expiry(app: &TestApp, order_id: &str, secs: i64) {
+    settle(app).await;
     sqlx::query("UPDATE orders SET expires_at = now() + make_interval(secs => $2) WHERE id = $1::uuid")
         .bind(order_id)
         .bind(secs as f64)

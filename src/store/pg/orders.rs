@@ -72,6 +72,12 @@ pub enum StoreError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// Redis failed (V2 orders).
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// Something else failed (e.g. hydrating stock counters).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 impl From<Rejection> for StoreError {
@@ -101,6 +107,34 @@ pub struct OrderItem {
     pub subtotal: i64,
 }
 
+/// Where an order's stock reservation lives (`orders.reservation`), so settling it goes to the
+/// right place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// V1 (`'db'`): only in Postgres.
+    Db,
+    /// V2 (`'redis'`): admitted by the Redis counters, mirrored in Postgres once persisted.
+    Redis,
+}
+
+impl Reservation {
+    /// Parses the column (`'db'` / `'redis'`).
+    pub fn parse(s: &str) -> Reservation {
+        if s == "redis" { Reservation::Redis } else { Reservation::Db }
+    }
+}
+
+/// An order's reservation as the Redis steps after a commit need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldStock {
+    /// The order.
+    pub order_id: Uuid,
+    /// Where its reservation lives.
+    pub reservation: Reservation,
+    /// (option id, quantity) of each line.
+    pub lines: Vec<(i64, i64)>,
+}
+
 /// An order with its items.
 #[derive(Debug, Clone)]
 pub struct Order {
@@ -120,6 +154,8 @@ pub struct Order {
     pub final_amount: i64,
     /// The coupon used, if any.
     pub user_coupon_id: Option<Uuid>,
+    /// Where its stock reservation lives.
+    pub reservation: Reservation,
     /// When an unpaid order expires.
     pub expires_at: DateTime<Utc>,
     /// Creation time.
@@ -137,10 +173,18 @@ impl Order {
     pub fn money(&self, amount: i64) -> Money {
         Money::new(amount, self.currency)
     }
+
+    /// Its reservation, for the Redis step after a commit.
+    pub fn held(&self) -> HeldStock {
+        HeldStock {
+            order_id: self.id,
+            reservation: self.reservation,
+            lines: self.items.iter().map(|i| (i.option_id, i64::from(i.quantity))).collect(),
+        }
+    }
 }
 
-/// An `orders` row. Every order is V1 (`reservation = 'db'`) until the V2 backend exists; it will
-/// read the column to send releases to the right place.
+/// An `orders` row.
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct OrderRow {
     pub id: Uuid,
@@ -152,6 +196,7 @@ pub(crate) struct OrderRow {
     pub discount_amount: i64,
     pub final_amount: i64,
     pub user_coupon_id: Option<Uuid>,
+    pub reservation: String,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
@@ -159,7 +204,7 @@ pub(crate) struct OrderRow {
 }
 
 pub(crate) const ORDER_COLUMNS: &str = "id, user_id, status, market, currency, total_amount, discount_amount, final_amount, \
-     user_coupon_id, expires_at, created_at, paid_at, cancelled_at";
+     user_coupon_id, reservation, expires_at, created_at, paid_at, cancelled_at";
 
 impl OrderRow {
     /// The status (the column's CHECK allows only the six spellings).
@@ -182,6 +227,7 @@ impl OrderRow {
             discount_amount: self.discount_amount,
             final_amount: self.final_amount,
             user_coupon_id: self.user_coupon_id,
+            reservation: Reservation::parse(&self.reservation),
             expires_at: self.expires_at,
             created_at: self.created_at,
             paid_at: self.paid_at,
@@ -308,6 +354,7 @@ pub async fn create(
         discount_amount: 0,
         final_amount: total,
         user_coupon_id: None,
+        reservation: Reservation::Db,
         expires_at,
         created_at: now,
         paid_at: None,

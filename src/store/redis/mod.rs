@@ -4,6 +4,7 @@
 //! measured 2.6x slower on the coupon hot path). Blocking stream reads get their own connection.
 
 pub mod lock;
+pub mod stock;
 
 use std::time::Duration;
 

@@ -1,0 +1,19 @@
+-- Puts the units of a refunded order back on sale, exactly once: the order's hash records
+-- `refunded` (it is created for that if it has expired meanwhile), so a retried call is a no-op.
+-- Counters that do not exist are left alone (hydration reads the restocked figure from Postgres).
+--
+-- KEYS[1] the order's hash, KEYS[2] the due set, KEYS[3..] the avail counter of each line.
+-- ARGV[1] order id, ARGV[2] TTL of the settled hash (s), ARGV[3..] quantity of each line.
+-- Replies 1 when restocked, 0 when it already was.
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[1], 'state') == 'refunded' then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'refunded')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+for i = 3, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+        redis.call('INCRBY', KEYS[i], ARGV[i])
+    end
+end
+return 1

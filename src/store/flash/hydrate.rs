@@ -1,0 +1,151 @@
+//! Hydration and reconciliation of the V2 stock counters.
+//!
+//! The counter of an option must equal `stock - reserved - holds`, where `reserved` is what
+//! Postgres counts for PENDING orders and `holds` are the units Redis still holds for orders
+//! Postgres does not count as reserved: admitted but not persisted yet, or released in Postgres
+//! whose Redis release has not run yet (it will, and must not count twice). Redis lists every
+//! order it holds in the due set, with the lines in the order's hash.
+//!
+//! **Hydration** creates missing counters with `SET NX` while holding `FOR SHARE` on the option
+//! rows: nothing can change `stock` or `reserved` of those options meanwhile (every writer locks
+//! them `FOR UPDATE` / `FOR NO KEY UPDATE`), no order can be admitted for them (their counter is
+//! missing, so the script refuses), and two instances hydrating at once compute the same figure
+//! and only the first `SET NX` lands: the stock counts once.
+//!
+//! **Reconciliation** locks the same way, reads the counters and the due set in one atomic
+//! Redis step, and compares. Counters read under the lock cannot have moved for reasons Postgres
+//! has not seen, except in the short window after a refund or a V1 write commits and before its
+//! Redis step runs (a transient negative drift).
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::admission::AdmittedLine;
+use crate::store::redis::stock::StockStore;
+
+/// `reconcile_drift{kind}`: total absolute difference between the Redis counters and what
+/// Postgres says they should be (units), as of the last reconciliation.
+pub const RECONCILE_DRIFT: &str = "reconcile_drift";
+/// `stock_hydrated_total`: counters this process created.
+const STOCK_HYDRATED_TOTAL: &str = "stock_hydrated_total";
+
+/// Locks the options (ascending ids) `FOR SHARE` and reads `(id, stock - reserved)`.
+async fn lock_available(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<(i64, i64)>> {
+    sqlx::query_as(
+        "SELECT id, (stock - reserved)::bigint FROM product_options WHERE id = ANY($1) ORDER BY id FOR SHARE",
+    )
+    .bind(ids)
+    .fetch_all(tx)
+    .await
+}
+
+/// Units Redis holds per option (of `options`) for the `held` orders that Postgres does not
+/// count as reserved: missing there, or already EXPIRED / CANCELLED while the hash is pending.
+async fn holds(
+    tx: &mut PgConnection,
+    stock: &StockStore,
+    held: &[Uuid],
+    options: &HashSet<i64>,
+) -> anyhow::Result<HashMap<i64, i64>> {
+    let mut out = HashMap::new();
+    if held.is_empty() {
+        return Ok(out);
+    }
+    let known: HashMap<Uuid, String> =
+        sqlx::query_as::<_, (Uuid, String)>("SELECT id, status FROM orders WHERE id = ANY($1)")
+            .bind(held)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let outside: Vec<Uuid> =
+        held.iter().filter(|id| known.get(id).is_none_or(|s| s == "EXPIRED" || s == "CANCELLED")).copied().collect();
+    for (state, lines) in stock.states(&outside).await? {
+        let (Some("pending"), Some(lines)) = (state.as_deref(), lines) else { continue };
+        let lines: Vec<AdmittedLine> = serde_json::from_str(&lines)?;
+        for l in lines.iter().filter(|l| options.contains(&l.option_id)) {
+            *out.entry(l.option_id).or_default() += l.quantity;
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the counters of `option_ids` that do not exist (see the module docs).
+pub async fn hydrate(db: &PgPool, stock: &StockStore, option_ids: &[i64]) -> anyhow::Result<()> {
+    if option_ids.is_empty() {
+        return Ok(());
+    }
+    // Read before the lock: nothing can be admitted for options without a counter, so no
+    // order of theirs can join the due set meanwhile.
+    let held = stock.held().await?;
+    let mut tx = db.begin().await?;
+    let rows = lock_available(&mut tx, option_ids).await?;
+    let wanted: HashSet<i64> = rows.iter().map(|r| r.0).collect();
+    let holds = holds(&mut tx, stock, &held, &wanted).await?;
+    let values: Vec<(i64, i64)> =
+        rows.iter().map(|(id, avail)| (*id, avail - holds.get(id).copied().unwrap_or(0))).collect();
+    let set = stock.set_if_absent(&values).await?;
+    tx.commit().await?;
+    let n = set.iter().filter(|s| **s).count();
+    if n > 0 {
+        metrics::counter!(STOCK_HYDRATED_TOTAL).increment(n as u64);
+        tracing::debug!(stock.hydrated = n, "hydrated stock counters");
+    }
+    Ok(())
+}
+
+/// One option whose counter disagrees with Postgres.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionDrift {
+    /// The option.
+    pub option_id: i64,
+    /// The Redis counter.
+    pub redis: i64,
+    /// stock - reserved - holds, from Postgres and the held orders.
+    pub expected: i64,
+}
+
+/// What a reconciliation of the stock counters found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StockDrift {
+    /// Hydrated options compared.
+    pub checked: usize,
+    /// Those that disagree.
+    pub drifted: Vec<OptionDrift>,
+}
+
+impl StockDrift {
+    /// Sum of |redis - expected| (what the gauge shows).
+    pub fn total(&self) -> i64 {
+        self.drifted.iter().map(|d| (d.redis - d.expected).abs()).sum()
+    }
+}
+
+/// Compares every hydrated counter with Postgres, sets `reconcile_drift{kind="stock"}` and
+/// returns the details. Reports only: a drift is for an operator (or a rehydration) to repair.
+pub async fn reconcile(db: &PgPool, stock: &StockStore) -> anyhow::Result<StockDrift> {
+    let mut ids = stock.hydrated_options().await?;
+    ids.sort_unstable();
+    let mut tx = db.begin().await?;
+    let rows = lock_available(&mut tx, &ids).await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let (counters, held) = stock.snapshot(&ids).await?;
+    let holds = holds(&mut tx, stock, &held, &ids.iter().copied().collect()).await?;
+    tx.rollback().await?;
+    let mut drift = StockDrift::default();
+    for ((option_id, avail), counter) in rows.iter().zip(counters) {
+        let Some(redis) = counter else { continue };
+        drift.checked += 1;
+        let expected = avail - holds.get(option_id).copied().unwrap_or(0);
+        if redis != expected {
+            drift.drifted.push(OptionDrift { option_id: *option_id, redis, expected });
+        }
+    }
+    metrics::gauge!(RECONCILE_DRIFT, "kind" => "stock").set(drift.total() as f64);
+    if !drift.drifted.is_empty() {
+        tracing::warn!(stock.drifted = drift.drifted.len(), stock.drift = drift.total(), "stock counters drifted");
+    }
+    Ok(drift)
+}

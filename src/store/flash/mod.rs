@@ -1,0 +1,249 @@
+//! V2 orders (`JUPANG_ORDER_STRATEGY=redis-lua`): stock is reserved by one Lua script in Redis,
+//! and Postgres learns about the order from a stream.
+//!
+//! # The life of a V2 order
+//! 1. **Admission** ([`FlashOrders::create`]): the user's market and the options' prices and
+//!    names come from in-process caches ([`cache`]), so `POST /orders` touches no Postgres
+//!    (except to read and empty a cart). `lua/reserve_stock.lua` checks every line's counter,
+//!    decrements them all or none, writes the order's hash and appends the admission to the
+//!    stream, in one atomic step. A counter that does not exist yet is hydrated ([`hydrate`])
+//!    and the script runs once more.
+//! 2. **Persistence**: the stream consumer hands entries to
+//!    [`crate::store::pg::flash_orders::OrderSink`], which inserts the order (PENDING,
+//!    `reservation = 'redis'`), its items, `reserved += qty` and `order.created`, idempotently.
+//!    Whoever needs the row before the consumer got to it (payment, cancel, `GET`, the sweeper)
+//!    persists it from the order's hash with the same code ([`settle::persist_from_redis`]).
+//! 3. **Settlement**, always Postgres first, then Redis after the commit ([`settle`]):
+//!    payment confirms the stock in Postgres and marks the hash paid (never releasable);
+//!    expiry and cancel return `reserved` in Postgres and then the counters in Redis, exactly
+//!    once (the hash state guards it); a refund restocks both.
+//!
+//! # Failure windows
+//! A process dying between a Postgres commit and its Redis step leaves Redis *under*-counting
+//! (units unsellable, never oversold). For releases the sweeper repairs it: the order is still in
+//! the due set, and once due the sweeper finds it settled in Postgres and settles Redis the same
+//! way ([`settle::repair_due`]). A lost refund restock stays as drift that reconciliation
+//! ([`hydrate::reconcile`]) reports as `reconcile_drift{kind="stock"}`.
+
+pub mod admission;
+pub mod cache;
+pub mod hydrate;
+pub mod settle;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use self::{
+    admission::{Admission, AdmittedLine},
+    cache::CatalogCache,
+};
+use crate::{
+    domain::order::OrderStatus,
+    store::{
+        pg::orders::{Order, OrderItem, OrderSource, Rejection, Reservation, StoreError},
+        redis::{
+            RedisStore,
+            stock::{ReserveOutcome, StockStore},
+        },
+    },
+};
+
+/// How long an order stays in its user's recent list beyond its TTL (read-your-writes of lists).
+const RECENT_GRACE: Duration = Duration::from_secs(3600);
+
+/// The V2 order engine of one process: caches, the stock store and the pool.
+#[derive(Clone)]
+pub struct FlashOrders {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: PgPool,
+    stock: StockStore,
+    cache: CatalogCache,
+    order_ttl: Duration,
+    /// One hydration at a time per process: a burst that finds a counter missing hydrates it
+    /// once instead of once per request.
+    hydrating: tokio::sync::Mutex<()>,
+}
+
+/// Merges lines of the same option (a BTreeMap keeps them in option id order).
+pub fn merge_lines(lines: &[(i64, i64)]) -> BTreeMap<i64, i64> {
+    let mut wanted = BTreeMap::new();
+    for (option_id, quantity) in lines {
+        *wanted.entry(*option_id).or_default() += quantity;
+    }
+    wanted
+}
+
+impl FlashOrders {
+    /// An engine over the pool and Redis; caches start empty ([`FlashOrders::warm_up`] fills them).
+    pub fn new(db: PgPool, redis: &RedisStore, order_ttl: Duration) -> FlashOrders {
+        FlashOrders {
+            inner: Arc::new(Inner {
+                db,
+                stock: StockStore::new(redis),
+                cache: CatalogCache::default(),
+                order_ttl,
+                hydrating: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The Redis stock keys and scripts.
+    pub fn stock(&self) -> &StockStore {
+        &self.inner.stock
+    }
+
+    /// The Postgres pool.
+    pub fn db(&self) -> &PgPool {
+        &self.inner.db
+    }
+
+    /// Start-up: loads the caches and hydrates every option that has no counter yet.
+    pub async fn warm_up(&self) -> anyhow::Result<()> {
+        self.inner.cache.load_all(&self.inner.db).await?;
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM product_options ORDER BY id").fetch_all(&self.inner.db).await?;
+        let mut missing = Vec::new();
+        for chunk in ids.chunks(1_000) {
+            let avail = self.inner.stock.available(chunk).await?;
+            missing.extend(chunk.iter().zip(avail).filter(|(_, a)| a.is_none()).map(|(id, _)| *id));
+        }
+        for chunk in missing.chunks(1_000) {
+            hydrate::hydrate(&self.inner.db, &self.inner.stock, chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Hydrates the counters of `option_ids` that are still missing (one at a time per process).
+    pub async fn hydrate(&self, option_ids: &[i64]) -> anyhow::Result<()> {
+        let _one = self.inner.hydrating.lock().await;
+        // Another request may have hydrated them while this one waited.
+        let avail = self.inner.stock.available(option_ids).await?;
+        let missing: Vec<i64> = option_ids.iter().zip(avail).filter(|(_, a)| a.is_none()).map(|(id, _)| *id).collect();
+        hydrate::hydrate(&self.inner.db, &self.inner.stock, &missing).await
+    }
+
+    /// Admits a PENDING order: every line reserved in Redis or none. Postgres is read only for
+    /// a cart order (the cart lives there) and on a cache miss.
+    pub async fn create(&self, user_id: i64, source: OrderSource, now: DateTime<Utc>) -> Result<Order, StoreError> {
+        let db = &self.inner.db;
+        let market = self.inner.cache.market(db, user_id).await?.ok_or(Rejection::UserNotFound)?;
+        let currency = market.currency();
+        let raw: Vec<(i64, i64)> = match &source {
+            OrderSource::Items(items) => items.clone(),
+            OrderSource::Cart => {
+                sqlx::query_as("SELECT option_id, quantity::bigint FROM cart_items WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_all(db)
+                    .await?
+            }
+        };
+        let wanted = merge_lines(&raw);
+        if wanted.is_empty() {
+            return Err(Rejection::EmptyOrder.into());
+        }
+        let ids: Vec<i64> = wanted.keys().copied().collect();
+        let options = self.inner.cache.options(db, &ids).await?;
+        let mut lines = Vec::with_capacity(wanted.len());
+        for (&option_id, &quantity) in &wanted {
+            let o = options.get(&option_id).filter(|o| o.on_sale).ok_or(Rejection::OptionNotFound { option_id })?;
+            let unit_price = o.price(currency).ok_or(Rejection::MarketMismatch { option_id })?;
+            lines.push(AdmittedLine {
+                option_id,
+                product_id: o.product_id,
+                quantity,
+                unit_price,
+                product_name: o.product_name(market).to_owned(),
+                option_name: o.option_name.clone(),
+            });
+        }
+        // Millisecond precision: what the stream carries, so the persisted row says the same.
+        let created_at = now.trunc_subsecs(3);
+        let ttl = chrono::Duration::from_std(self.inner.order_ttl).unwrap_or(chrono::Duration::minutes(10));
+        let admission = Admission {
+            order_id: Uuid::now_v7(),
+            user_id,
+            market,
+            currency,
+            total: lines.iter().map(AdmittedLine::subtotal).sum(),
+            created_at,
+            expires_at: created_at + ttl,
+            lines,
+        };
+        let stock = &self.inner.stock;
+        let mut hydrated = false;
+        loop {
+            match stock.reserve(&admission, self.inner.order_ttl + RECENT_GRACE).await? {
+                ReserveOutcome::Admitted => break,
+                ReserveOutcome::Short { line, available } => {
+                    let l = &admission.lines[line];
+                    return Err(Rejection::InsufficientStock {
+                        option_id: l.option_id,
+                        available: available.max(0),
+                        requested: l.quantity,
+                    }
+                    .into());
+                }
+                ReserveOutcome::Missing(missing) if !hydrated => {
+                    let ids: Vec<i64> = missing.iter().map(|i| admission.lines[*i].option_id).collect();
+                    self.hydrate(&ids).await?;
+                    hydrated = true;
+                }
+                ReserveOutcome::Missing(_) => {
+                    return Err(StoreError::Other(anyhow::anyhow!("stock counters still missing after hydration")));
+                }
+            }
+        }
+        if matches!(source, OrderSource::Cart) {
+            // The order stands whatever happens here; a cart left full is only an inconvenience.
+            if let Err(e) = sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND option_id = ANY($2)")
+                .bind(user_id)
+                .bind(&ids)
+                .execute(db)
+                .await
+            {
+                tracing::warn!(user.id = user_id, error.cause = %e, "could not empty the ordered cart");
+            }
+        }
+        Ok(order_of(admission))
+    }
+}
+
+/// The order an admission describes, as Postgres will hold it once persisted.
+pub fn order_of(a: Admission) -> Order {
+    let items = a
+        .lines
+        .iter()
+        .map(|l| OrderItem {
+            order_id: a.order_id,
+            product_id: l.product_id,
+            option_id: l.option_id,
+            product_name: l.product_name.clone(),
+            option_name: l.option_name.clone(),
+            unit_price: l.unit_price,
+            quantity: l.quantity as i32,
+            subtotal: l.subtotal(),
+        })
+        .collect();
+    Order {
+        id: a.order_id,
+        user_id: a.user_id,
+        status: OrderStatus::Pending,
+        currency: a.currency,
+        total_amount: a.total,
+        discount_amount: 0,
+        final_amount: a.total,
+        user_coupon_id: None,
+        reservation: Reservation::Redis,
+        expires_at: a.expires_at,
+        created_at: a.created_at,
+        paid_at: None,
+        cancelled_at: None,
+        items,
+    }
+}

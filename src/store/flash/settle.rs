@@ -1,0 +1,176 @@
+//! What happens in Redis after an order changed in Postgres, and persisting an order Postgres
+//! does not have yet from its Redis hash.
+//!
+//! The after-commit steps never fail the request whose transaction already committed: a failed
+//! step leaves Redis under-counting (the safe direction) and is logged; releases are retried by
+//! the sweeper's repair pass ([`repair_due`]).
+//!
+//! Orders whose reservation lives in Postgres (`reservation = 'db'`, V1) keep the counters in
+//! step too, with plain deltas applied to hydrated counters only: creation takes units, release
+//! and refund give them back. Running V1 and V2 instances side by side is not supported (a V1
+//! order and a V2 admission could race for the last unit); switching strategies is.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::admission::Admission;
+use crate::{
+    domain::order::OrderStatus,
+    store::{
+        pg::{
+            flash_orders,
+            orders::{self, HeldStock, Reservation},
+        },
+        redis::stock::StockStore,
+    },
+};
+
+/// Persists an order Postgres does not have yet from its Redis hash (the sink's code, so it
+/// is idempotent); false when Redis has no such order either.
+pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid) -> anyhow::Result<bool> {
+    let fields = stock.order(order_id).await?;
+    if fields.is_empty() {
+        return Ok(false);
+    }
+    let Ok(admission) = Admission::from_fields(&fields) else {
+        // A hash holding only a refund marker: the order itself is in Postgres already.
+        return Ok(false);
+    };
+    let mut tx = db.begin().await?;
+    flash_orders::persist(&mut tx, &[admission]).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Persists a user's latest admitted orders that Postgres does not have yet, so a listing
+/// right after an order shows it.
+pub async fn persist_recent(db: &PgPool, stock: &StockStore, user_id: i64) -> anyhow::Result<()> {
+    let recent = stock.recent(user_id).await?;
+    if recent.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM orders WHERE id = ANY($1)").bind(&recent).fetch_all(db).await?;
+    for id in recent.iter().filter(|id| !known.contains(id)) {
+        persist_from_redis(db, stock, *id).await?;
+    }
+    Ok(())
+}
+
+fn report(what: &'static str, order_id: Uuid, result: redis::RedisResult<()>) {
+    if let Err(e) = result {
+        tracing::warn!(order.id = %order_id, error.cause = %e, step = what, "redis step after commit failed; counters under-count until repaired");
+    }
+}
+
+/// After a PENDING order was released in Postgres (cancel, expiry): its units back on sale.
+pub async fn released(stock: &StockStore, held: &HeldStock) {
+    let result = match held.reservation {
+        Reservation::Redis => stock.release(held.order_id, &held.lines).await.map(drop),
+        Reservation::Db => stock.adjust(&held.lines, false).await.map(drop),
+    };
+    report("release", held.order_id, result);
+}
+
+/// After an order was paid in Postgres: the hash marked paid, never releasable.
+pub async fn confirmed(stock: &StockStore, held: &HeldStock) {
+    if held.reservation != Reservation::Redis {
+        return;
+    }
+    match stock.confirm(held.order_id).await {
+        Ok(-1) => {
+            tracing::error!(order.id = %held.order_id, "a paid order had been released in redis; reconcile the stock")
+        }
+        Ok(_) => {}
+        Err(e) => report("confirm", held.order_id, Err(e)),
+    }
+}
+
+/// After a PAID order was refunded in Postgres (stock += qty): its units back on sale.
+pub async fn restocked(stock: &StockStore, held: &HeldStock) {
+    let result = match held.reservation {
+        Reservation::Redis => stock.restock(held.order_id, &held.lines).await.map(drop),
+        Reservation::Db => stock.adjust(&held.lines, false).await.map(drop),
+    };
+    report("restock", held.order_id, result);
+}
+
+/// After a V1 order reserved its stock in Postgres: the same units taken from the counters.
+pub async fn created_v1(stock: &StockStore, held: &HeldStock) {
+    let taken: Vec<(i64, i64)> = held.lines.iter().map(|(id, q)| (*id, -q)).collect();
+    report("reserve", held.order_id, stock.adjust(&taken, false).await.map(drop));
+}
+
+/// After an order changed state in Postgres: the matching Redis step.
+pub async fn after(stock: &StockStore, held: &HeldStock, status: OrderStatus) {
+    match status {
+        OrderStatus::Paid => confirmed(stock, held).await,
+        OrderStatus::Cancelled | OrderStatus::Expired => released(stock, held).await,
+        OrderStatus::Refunded => restocked(stock, held).await,
+        OrderStatus::Pending | OrderStatus::Fulfilled => {}
+    }
+}
+
+/// What a repair pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Repaired {
+    /// Orders persisted from Redis because they were due and Postgres did not have them.
+    pub persisted: u64,
+    /// Orders settled in Redis after Postgres had settled them (a lost after-commit step).
+    pub settled: u64,
+}
+
+/// The sweeper's Redis pass over orders due at `now` that Redis still holds: an order Postgres
+/// does not have is persisted (the Postgres sweep then expires it like any other); an order
+/// Postgres has already settled (a process died after its commit) is settled in Redis now.
+pub async fn repair_due(db: &PgPool, stock: &StockStore, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Repaired> {
+    let due = stock.due(now, limit).await?;
+    let mut done = Repaired::default();
+    if due.is_empty() {
+        return Ok(done);
+    }
+    let statuses: HashMap<Uuid, String> =
+        sqlx::query_as::<_, (Uuid, String)>("SELECT id, status FROM orders WHERE id = ANY($1)")
+            .bind(&due)
+            .fetch_all(db)
+            .await?
+            .into_iter()
+            .collect();
+    let settled: Vec<Uuid> = statuses.iter().filter(|(_, s)| s.as_str() != "PENDING").map(|(id, _)| *id).collect();
+    let mut lines: HashMap<Uuid, Vec<(i64, i64)>> = HashMap::new();
+    for item in orders::items_of(db, &settled).await? {
+        lines.entry(item.order_id).or_default().push((item.option_id, item.quantity.into()));
+    }
+    for id in due {
+        match statuses.get(&id).map(String::as_str) {
+            None => {
+                if persist_from_redis(db, stock, id).await? {
+                    done.persisted += 1;
+                } else {
+                    // Neither Postgres nor Redis knows it any more: nothing left to settle.
+                    stock.forget_due(id).await?;
+                }
+            }
+            Some("PENDING") => {}
+            Some(status) => {
+                let status = OrderStatus::parse(status).unwrap_or(OrderStatus::Expired);
+                let held = HeldStock {
+                    order_id: id,
+                    reservation: Reservation::Redis,
+                    lines: lines.remove(&id).unwrap_or_default(),
+                };
+                let changed = match status {
+                    OrderStatus::Cancelled | OrderStatus::Expired => stock.release(id, &held.lines).await?,
+                    _ => stock.confirm(id).await? == 1,
+                };
+                if changed {
+                    done.settled += 1;
+                }
+            }
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,164 @@
+//! Postgres side of V2 orders: persisting admissions (the stream consumer's [`OrderSink`], and
+//! the read-your-writes path that persists one order from its Redis hash).
+//!
+//! Persisting is idempotent: orders are inserted with `ON CONFLICT (id) DO NOTHING`, and only
+//! the orders actually inserted get their items, their `reserved += qty` and their
+//! `order.created` event. A redelivered entry, or an order the payment path persisted first,
+//! changes nothing.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use super::{
+    outbox::{self, EventType},
+    reservations,
+};
+use crate::{
+    store::flash::admission::Admission,
+    workers::stream::{PersistError, StreamEntry, StreamSink},
+};
+
+/// Persists admissions as PENDING orders holding their reservation in Postgres
+/// (`reservation = 'redis'`), inside the caller's transaction; returns the ids actually inserted.
+pub async fn persist(tx: &mut PgConnection, admissions: &[Admission]) -> sqlx::Result<Vec<Uuid>> {
+    // Sorted and distinct: two batches that overlap insert in the same order, so they queue on
+    // the first shared order id instead of deadlocking.
+    let mut batch: Vec<&Admission> = admissions.iter().collect();
+    batch.sort_by_key(|a| a.order_id);
+    batch.dedup_by_key(|a| a.order_id);
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO orders (id, user_id, market, currency, status, total_amount, discount_amount, final_amount, \
+                             reservation, expires_at, created_at, updated_at) \
+         SELECT id, user_id, market, currency, 'PENDING', total, 0, total, 'redis', expires_at, created_at, created_at \
+         FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[]) \
+              AS t (id, user_id, market, currency, total, expires_at, created_at) \
+         ORDER BY id \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+    )
+    .bind(batch.iter().map(|a| a.order_id).collect::<Vec<_>>())
+    .bind(batch.iter().map(|a| a.user_id).collect::<Vec<_>>())
+    .bind(batch.iter().map(|a| a.market.code()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|a| a.currency.code()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|a| a.total).collect::<Vec<_>>())
+    .bind(batch.iter().map(|a| a.expires_at).collect::<Vec<_>>())
+    .bind(batch.iter().map(|a| a.created_at).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    if inserted.is_empty() {
+        return Ok(inserted);
+    }
+    let fresh: HashSet<Uuid> = inserted.iter().copied().collect();
+    let new: Vec<&Admission> = batch.into_iter().filter(|a| fresh.contains(&a.order_id)).collect();
+
+    let lines: Vec<(Uuid, &crate::store::flash::admission::AdmittedLine)> =
+        new.iter().flat_map(|a| a.lines.iter().map(move |l| (a.order_id, l))).collect();
+    sqlx::query(
+        "INSERT INTO order_items (order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal) \
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::int[], $8::bigint[])",
+    )
+    .bind(lines.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.product_id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.option_id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.product_name.as_str()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.option_name.as_str()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.unit_price).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.quantity as i32).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.subtotal()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+
+    let mut reserved: BTreeMap<i64, i64> = BTreeMap::new();
+    for (_, l) in &lines {
+        *reserved.entry(l.option_id).or_default() += l.quantity;
+    }
+    reservations::apply(&mut *tx, &reserved.iter().map(|(id, q)| (*id, 0, *q)).collect::<Vec<_>>()).await?;
+
+    for a in &new {
+        let items: Vec<_> =
+            a.lines.iter().map(|l| json!({ "product_option_id": l.option_id, "quantity": l.quantity })).collect();
+        let total = json!({ "amount": a.total, "currency": a.currency.code() });
+        outbox::enqueue(
+            &mut *tx,
+            EventType::OrderCreated,
+            a.created_at,
+            json!({ "order_id": a.order_id, "user_id": a.user_id, "items": items, "total_amount": total }),
+        )
+        .await?;
+    }
+    Ok(inserted)
+}
+
+/// Whether an error is the data's fault (a constraint refused it) rather than the database's.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("23") || c.starts_with("22")))
+}
+
+/// The [`StreamSink`] of V2 orders: persists the admission stream `P:{stock}:stream`.
+#[derive(Debug, Clone)]
+pub struct OrderSink {
+    stream: String,
+}
+
+impl OrderSink {
+    /// The sink of the stream named `stream` ([`crate::store::redis::stock::StockKeys::stream`]).
+    pub fn new(stream: String) -> OrderSink {
+        OrderSink { stream }
+    }
+}
+
+impl StreamSink for OrderSink {
+    fn name(&self) -> &'static str {
+        "orders"
+    }
+
+    async fn streams(&self) -> anyhow::Result<Vec<String>> {
+        Ok(vec![self.stream.clone()])
+    }
+
+    /// Persists the well-formed entries. Malformed entries, and entries a constraint refuses
+    /// (which would only happen if Redis admitted more than Postgres can hold: see
+    /// reconciliation), are isolated in savepoints and reported as poison; the rest persist.
+    async fn persist<'a>(&'a self, tx: &'a mut PgConnection, entries: &'a [StreamEntry]) -> Result<(), PersistError> {
+        let mut poison = Vec::new();
+        let mut reasons = Vec::new();
+        let mut good = Vec::with_capacity(entries.len());
+        for e in entries {
+            match Admission::from_fields(&e.fields) {
+                Ok(a) => good.push((e.id.clone(), a)),
+                Err(reason) => {
+                    poison.push(e.id.clone());
+                    reasons.push(reason);
+                }
+            }
+        }
+        let admissions: Vec<Admission> = good.iter().map(|(_, a)| a.clone()).collect();
+        let mut sp = tx.begin().await?;
+        match persist(&mut sp, &admissions).await {
+            Ok(_) => sp.commit().await?,
+            Err(e) if is_data_error(&e) => {
+                sp.rollback().await?;
+                // One savepoint per entry finds the culprits and keeps the others.
+                for (id, a) in &good {
+                    let mut one = tx.begin().await?;
+                    match persist(&mut one, std::slice::from_ref(a)).await {
+                        Ok(_) => one.commit().await?,
+                        Err(e) if is_data_error(&e) => {
+                            one.rollback().await?;
+                            poison.push(id.clone());
+                            reasons.push(e.to_string());
+                        }
+                        Err(e) => return Err(PersistError::Unavailable(e)),
+                    }
+                }
+            }
+            Err(e) => return Err(PersistError::Unavailable(e)),
+        }
+        if poison.is_empty() { Ok(()) } else { Err(PersistError::Poison { ids: poison, reason: reasons.join("; ") }) }
+    }
+}
