@@ -195,6 +195,9 @@ pub struct Config {
     /// `JUPANG_OUTBOX_MAX_RETRIES`: retries after the first failed delivery before an event is
     /// marked FAILED (re-sendable by an operator).
     pub outbox_max_retries: u32,
+    /// `JUPANG_STREAM_CLAIM_IDLE_MS`: a stream entry delivered to a consumer and not acknowledged
+    /// for this long is taken over by another consumer (`XAUTOCLAIM`): its owner probably died.
+    pub stream_claim_idle: Duration,
 }
 
 /// Why the configuration was refused: names the variable, never its (possibly secret) value.
@@ -229,6 +232,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "JUPANG_LOG_FORMAT",
     "JUPANG_OUTBOX_BACKOFF_MS",
     "JUPANG_OUTBOX_MAX_RETRIES",
+    "JUPANG_STREAM_CLAIM_IDLE_MS",
     // Read by the scripts, not by the binary; accepted so one environment serves both.
     "JUPANG_PG_PORT",
     "JUPANG_REDIS_PORT",
@@ -317,6 +321,10 @@ impl Config {
                 "JUPANG_OUTBOX_BACKOFF_MS",
             )?),
             outbox_max_retries: retries(&parse("JUPANG_OUTBOX_MAX_RETRIES", "3"), "JUPANG_OUTBOX_MAX_RETRIES")?,
+            stream_claim_idle: Duration::from_millis(positive(
+                &parse("JUPANG_STREAM_CLAIM_IDLE_MS", "30000"),
+                "JUPANG_STREAM_CLAIM_IDLE_MS",
+            )?),
         })
     }
 }
@@ -376,6 +384,7 @@ mod tests {
         assert_eq!(c.workers, Workers::ALL);
         assert_eq!(c.outbox_backoff, Duration::from_secs(5));
         assert_eq!(c.outbox_max_retries, 3);
+        assert_eq!(c.stream_claim_idle, Duration::from_secs(30));
     }
 
     #[test]
@@ -387,6 +396,7 @@ mod tests {
         assert_eq!(with("JUPANG_WORKERS", "expiry,cron").unwrap_err().var, "JUPANG_WORKERS");
         assert_eq!(with("JUPANG_OUTBOX_MAX_RETRIES", "-1").unwrap_err().var, "JUPANG_OUTBOX_MAX_RETRIES");
         assert_eq!(with("JUPANG_OUTBOX_BACKOFF_MS", "0").unwrap_err().var, "JUPANG_OUTBOX_BACKOFF_MS");
+        assert_eq!(with("JUPANG_STREAM_CLAIM_IDLE_MS", "soon").unwrap_err().var, "JUPANG_STREAM_CLAIM_IDLE_MS");
         assert_eq!(with("JUPANG_DATA_PLATFORM_URL", "ftp://x/").unwrap_err().var, "JUPANG_DATA_PLATFORM_URL");
     }
 

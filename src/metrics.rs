@@ -15,6 +15,9 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 /// Latency buckets in seconds: fine below 50 ms where the flash path lives.
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0, 2.5, 5.0, 10.0];
 
+/// Batch-size buckets of the stream consumers (`consumer_batch_size`).
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0];
+
 /// Installs the global recorder once and returns its handle (tests build many apps per process).
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -22,6 +25,8 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .expect("static non-empty buckets")
+                .set_buckets_for_metric(Matcher::Full("consumer_batch_size".into()), BATCH_BUCKETS)
                 .expect("static non-empty buckets")
                 .build_recorder();
             let handle = recorder.handle();

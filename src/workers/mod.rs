@@ -1,5 +1,6 @@
 //! Background tasks of `serve`, each switchable by `JUPANG_WORKERS`, all stopped by one token.
 
+pub mod consumer;
 pub mod expiry;
 pub mod outbox;
 pub mod stream;

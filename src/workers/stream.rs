@@ -60,4 +60,23 @@ pub trait StreamSink: Send + Sync + 'static {
         tx: &'a mut PgConnection,
         entries: &'a [StreamEntry],
     ) -> impl Future<Output = Result<(), PersistError>> + Send + 'a;
+
+    /// Where entries of `stream` that can never be persisted are moved: by default the stream's
+    /// key with `:dead` appended, which keeps a `{hash tag}` in the key and so the same cluster
+    /// slot (the move and the `XACK` then run in one `MULTI`).
+    fn dead_letter_stream(&self, stream: &str) -> String {
+        format!("{stream}:dead")
+    }
+}
+
+impl StreamEntry {
+    /// A field's value, if present.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+
+    /// The milliseconds part of the entry id: when Redis appended it.
+    pub fn appended_ms(&self) -> Option<u64> {
+        self.id.split_once('-').and_then(|(ms, _)| ms.parse().ok())
+    }
 }

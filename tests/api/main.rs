@@ -24,4 +24,5 @@ mod outbox;
 mod payment;
 mod popular;
 mod seed;
+mod stream_consumer;
 mod wallet;

@@ -5,11 +5,15 @@
 
 pub mod lock;
 pub mod stock;
+pub mod streams;
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// Longest a reply on a [`RedisStore::dedicated`] connection may take.
+pub const DEDICATED_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shared Redis handle and the key prefix of this deployment.
 #[derive(Clone)]
@@ -43,9 +47,14 @@ impl RedisStore {
         self.conn.clone()
     }
 
-    /// A dedicated connection, for blocking commands that must not stall the shared one.
+    /// A dedicated connection, for blocking commands that must not stall the shared one. Its
+    /// replies may take up to [`DEDICATED_RESPONSE_TIMEOUT`] (the client's default of 500 ms would
+    /// cut every `BLOCK` longer than that short); keep blocking commands well below it.
     pub async fn dedicated(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        self.client.get_multiplexed_async_connection().await
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(DEDICATED_RESPONSE_TIMEOUT));
+        self.client.get_multiplexed_async_connection_with_config(&config).await
     }
 
     /// A key under this deployment's prefix: `{prefix}:{suffix}`.

@@ -1,0 +1,455 @@
+//! The V2 stream consumer: drains the admissions a [`StreamSink`] names from Redis Streams into
+//! Postgres, at least once, and acknowledges nothing that is not committed.
+//!
+//! One task per sink and process. Every stream gets the consumer group [`GROUP`] (created from
+//! id `0` with `MKSTREAM`); each process reads as its own consumer (a name unique per process),
+//! so several instances share the work. A round:
+//!
+//! 1. `XREADGROUP ... BLOCK` for new entries, on a dedicated connection (a blocked read must not
+//!    stall the shared multiplexed connection that serves requests);
+//! 2. [`StreamSink::persist`] of the whole batch in one Postgres transaction; a
+//!    [`PersistError::Poison`] answer drops those ids and persists the rest in a new one;
+//! 3. `XACK` only after the commit. A crash between commit and ack delivers the entries again,
+//!    which the sink's idempotence absorbs.
+//!
+//! Failures: [`PersistError::Unavailable`] (Postgres down) backs off and retries the same
+//! entries (re-read from this consumer's pending list), never dead-lettering them. A poison
+//! entry stays pending and is retried until it has been delivered [`MAX_DELIVERIES`] times, then
+//! moves to the sink's dead-letter stream with an error log line and
+//! `stream_dead_letter_total{sink}`. Entries of a consumer that died are taken over with
+//! `XAUTOCLAIM` once idle for `JUPANG_STREAM_CLAIM_IDLE_MS`.
+//!
+//! Housekeeping every couple of seconds: the backlog and persistence lag gauges, and trimming
+//! each stream below what the group has acknowledged (never an unacknowledged entry: hydration
+//! counts those).
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context;
+use redis::aio::MultiplexedConnection;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::stream::{MAX_DELIVERIES, PersistError, StreamEntry, StreamSink};
+use crate::{
+    state::AppState,
+    store::redis::{RedisStore, streams},
+};
+
+/// The consumer group every V2 stream is read with.
+pub const GROUP: &str = "persist";
+
+/// `stream_pending_entries{stream}`: entries not yet persisted (delivered-unacknowledged plus
+/// never delivered), summed over a sink's streams; the label is the sink's name, so it stays
+/// low-cardinality however many coupons run.
+pub const STREAM_PENDING_ENTRIES: &str = "stream_pending_entries";
+/// `stream_persist_lag_seconds{sink}`: age of the oldest entry not yet persisted (0 when caught
+/// up); between housekeeping rounds, the age of the oldest entry of the last committed batch.
+pub const STREAM_PERSIST_LAG_SECONDS: &str = "stream_persist_lag_seconds";
+/// `consumer_batch_size{sink}` histogram: entries per batch handed to the sink.
+pub const CONSUMER_BATCH_SIZE: &str = "consumer_batch_size";
+/// `stream_dead_letter_total{sink}`: entries moved to a dead-letter stream.
+pub const STREAM_DEAD_LETTER_TOTAL: &str = "stream_dead_letter_total";
+
+/// How a consumer task runs.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// This process's consumer name in every group; unique per process (see [`consumer_name`]).
+    pub consumer: String,
+    /// Most entries read per stream and round (`COUNT`).
+    pub batch: usize,
+    /// Longest a read waits for new entries (`BLOCK`); also bounds how soon new streams,
+    /// claims and housekeeping are looked at when idle.
+    pub block: Duration,
+    /// Entries unacknowledged for this long are taken over from their consumer (`XAUTOCLAIM`).
+    pub claim_idle: Duration,
+    /// Gauges and trimming run this often.
+    pub housekeeping_every: Duration,
+    /// When the sink names no stream, ask again after this long.
+    pub idle_poll: Duration,
+}
+
+impl ConsumerSettings {
+    /// Defaults around the claim threshold (`JUPANG_STREAM_CLAIM_IDLE_MS`).
+    pub fn new(claim_idle: Duration) -> ConsumerSettings {
+        ConsumerSettings {
+            consumer: consumer_name(),
+            batch: 500,
+            block: Duration::from_millis(1_000).min(claim_idle.max(Duration::from_millis(50))),
+            claim_idle,
+            housekeeping_every: Duration::from_secs(2),
+            idle_poll: Duration::from_millis(250),
+        }
+    }
+
+    fn claim_every(&self) -> Duration {
+        (self.claim_idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(5))
+    }
+}
+
+/// A consumer name unique to this process (and to each consumer built in it): host, pid and
+/// a random suffix, so a restarted process never inherits a dead one's pending entries by name
+/// (those are claimed explicitly instead).
+pub fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "jupang".into());
+    let random: u32 = rand::random();
+    format!("{host}-{}-{random:08x}", std::process::id())
+}
+
+/// Starts a consumer task for `sink` over the application's stores; it returns once `shutdown`
+/// is cancelled.
+pub fn spawn<S: StreamSink>(sink: S, state: &AppState, shutdown: &CancellationToken) -> JoinHandle<()> {
+    let settings = ConsumerSettings::new(state.config.stream_claim_idle);
+    tokio::spawn(run(sink, state.db.clone(), state.redis.clone(), settings, shutdown.clone()))
+}
+
+/// Runs a consumer until `shutdown` is cancelled. Errors are logged and retried with backoff;
+/// the task itself never fails.
+pub async fn run<S: StreamSink>(
+    sink: S,
+    db: PgPool,
+    redis: RedisStore,
+    settings: ConsumerSettings,
+    shutdown: CancellationToken,
+) {
+    tracing::info!(sink = sink.name(), consumer.name = %settings.consumer, "stream consumer started");
+    let mut consumer = Consumer {
+        sink,
+        db,
+        redis,
+        settings,
+        reader: None,
+        groups: HashSet::new(),
+        history: true,
+        last_claim: None,
+        last_housekeeping: None,
+        failures: 0,
+    };
+    while !shutdown.is_cancelled() {
+        match consumer.round(&shutdown).await {
+            Ok(()) => consumer.failures = 0,
+            Err(e) => {
+                consumer.failures += 1;
+                let pause = backoff(consumer.failures);
+                tracing::warn!(
+                    sink = consumer.sink.name(),
+                    error.cause = %format!("{e:#}"),
+                    retry_in_ms = pause.as_millis() as u64,
+                    "stream consumer round failed; retrying"
+                );
+                tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = shutdown.cancelled() => {} }
+            }
+        }
+    }
+    tracing::info!(sink = consumer.sink.name(), "stream consumer stopped");
+}
+
+/// 100 ms doubling up to 5 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.saturating_sub(1).min(6))).min(Duration::from_secs(5))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+struct Consumer<S> {
+    sink: S,
+    db: PgPool,
+    redis: RedisStore,
+    settings: ConsumerSettings,
+    /// The dedicated connection of the blocking reads; rebuilt after an error.
+    reader: Option<MultiplexedConnection>,
+    /// Streams whose group is known to exist.
+    groups: HashSet<String>,
+    /// Re-read this consumer's own pending entries before new ones (after a failure, and at
+    /// start, harmlessly).
+    history: bool,
+    last_claim: Option<Instant>,
+    last_housekeeping: Option<Instant>,
+    failures: u32,
+}
+
+fn due(last: Option<Instant>, every: Duration) -> bool {
+    last.is_none_or(|t| t.elapsed() >= every)
+}
+
+impl<S: StreamSink> Consumer<S> {
+    async fn round(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let streams = self.sink.streams().await.context("listing the sink's streams")?;
+        if streams.is_empty() {
+            tokio::select! { _ = tokio::time::sleep(self.settings.idle_poll) => {}, _ = shutdown.cancelled() => {} }
+            return Ok(());
+        }
+        let mut conn = self.redis.conn();
+        for s in &streams {
+            if !self.groups.contains(s) {
+                streams::ensure_group(&mut conn, s, GROUP).await.context("creating a consumer group")?;
+                self.groups.insert(s.clone());
+            }
+        }
+        if due(self.last_housekeeping, self.settings.housekeeping_every) {
+            self.last_housekeeping = Some(Instant::now());
+            self.housekeeping(&streams).await.context("stream housekeeping")?;
+        }
+        if due(self.last_claim, self.settings.claim_every()) {
+            self.last_claim = Some(Instant::now());
+            self.claim(&streams).await?;
+        }
+        let history = self.history;
+        let entries = {
+            if self.reader.is_none() {
+                self.reader = Some(self.redis.dedicated().await.context("opening the stream reader connection")?);
+            }
+            let reader = self.reader.as_mut().expect("just set");
+            let (batch, block) = (self.settings.batch, self.settings.block);
+            let consumer = &self.settings.consumer;
+            let read = streams::read_group(reader, GROUP, consumer, &streams, batch, block, history);
+            tokio::select! {
+                r = read => r,
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        };
+        let entries = match entries {
+            Ok(e) => e,
+            Err(e) => {
+                self.reader = None;
+                if streams::is_code(&e, "NOGROUP") {
+                    self.groups.clear();
+                }
+                return Err(e).context("reading the streams");
+            }
+        };
+        if history && entries.is_empty() {
+            self.history = false;
+            return Ok(());
+        }
+        self.process(entries, !history).await
+    }
+
+    /// Takes over entries idle longer than the claim threshold (their consumer is presumably
+    /// dead) and processes them.
+    async fn claim(&mut self, streams: &[String]) -> anyhow::Result<()> {
+        let mut conn = self.redis.conn();
+        for stream in streams {
+            let mut start = "0-0".to_owned();
+            // Bounded, so that one huge backlog of a dead consumer cannot starve new entries.
+            for _ in 0..20 {
+                let (next, entries) = streams::autoclaim(
+                    &mut conn,
+                    stream,
+                    GROUP,
+                    &self.settings.consumer,
+                    self.settings.claim_idle,
+                    &start,
+                    self.settings.batch,
+                )
+                .await
+                .context("claiming idle entries")?;
+                if !entries.is_empty() {
+                    tracing::info!(
+                        sink = self.sink.name(),
+                        stream.key = %stream,
+                        count = entries.len(),
+                        "claimed entries idle beyond the threshold"
+                    );
+                    self.process(entries, false).await?;
+                }
+                if next == "0-0" {
+                    break;
+                }
+                start = next;
+            }
+        }
+        Ok(())
+    }
+
+    /// Persists a batch, acknowledges what was committed, and deals with poison entries.
+    /// `fresh`: read with `>`, so every entry is on its first delivery.
+    async fn process(&mut self, mut entries: Vec<StreamEntry>, fresh: bool) -> anyhow::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.redis.conn();
+        if !fresh {
+            let mut by_stream: HashMap<String, Vec<&str>> = HashMap::new();
+            for e in &entries {
+                by_stream.entry(e.stream.clone()).or_default().push(&e.id);
+            }
+            let mut counts = HashMap::new();
+            for (stream, ids) in by_stream {
+                let c = streams::delivery_counts(&mut conn, &stream, GROUP, &ids).await?;
+                counts.extend(c.into_iter().map(|(id, n)| ((stream.clone(), id), n)));
+            }
+            for e in &mut entries {
+                e.deliveries = counts.get(&(e.stream.clone(), e.id.clone())).copied().unwrap_or(1).max(1);
+            }
+        }
+        let name = self.sink.name();
+        metrics::histogram!(CONSUMER_BATCH_SIZE, "sink" => name).record(entries.len() as f64);
+
+        let mut poison: Vec<(StreamEntry, String)> = Vec::new();
+        while !entries.is_empty() {
+            let mut tx = match self.db.begin().await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    self.history = true;
+                    return Err(e).context("opening the persist transaction");
+                }
+            };
+            match self.sink.persist(&mut tx, &entries).await {
+                Ok(()) => {
+                    if let Err(e) = tx.commit().await {
+                        self.history = true;
+                        return Err(e).context("committing the persist transaction");
+                    }
+                    break;
+                }
+                Err(PersistError::Unavailable(e)) => {
+                    self.history = true;
+                    return Err(e).context("persisting a batch");
+                }
+                Err(PersistError::Poison { ids, reason }) => {
+                    drop(tx);
+                    let ids: HashSet<String> = ids.into_iter().collect();
+                    let (bad, good): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| ids.contains(&e.id));
+                    if bad.is_empty() {
+                        // The sink named nothing of this batch: retrying the same batch would loop.
+                        self.history = true;
+                        anyhow::bail!("the sink reported poison ids that are not in the batch: {reason}");
+                    }
+                    poison.extend(bad.into_iter().map(|e| (e, reason.clone())));
+                    entries = good;
+                }
+            }
+        }
+
+        let mut by_stream: HashMap<&str, Vec<&str>> = HashMap::new();
+        for e in &entries {
+            by_stream.entry(&e.stream).or_default().push(&e.id);
+        }
+        for (stream, ids) in by_stream {
+            // Failing here leaves committed entries pending: they are delivered again later and
+            // the sink's idempotence absorbs them.
+            streams::ack(&mut conn, stream, GROUP, &ids).await.context("acknowledging a persisted batch")?;
+        }
+        if let Some(oldest) = entries.iter().filter_map(StreamEntry::appended_ms).min() {
+            let lag = now_ms().saturating_sub(oldest) as f64 / 1000.0;
+            metrics::gauge!(STREAM_PERSIST_LAG_SECONDS, "sink" => name).set(lag);
+        }
+
+        for (entry, reason) in poison {
+            if entry.deliveries >= MAX_DELIVERIES {
+                let dead = self.sink.dead_letter_stream(&entry.stream);
+                streams::dead_letter(&mut conn, &dead, GROUP, &entry, &reason).await.context("dead-lettering")?;
+                metrics::counter!(STREAM_DEAD_LETTER_TOTAL, "sink" => name).increment(1);
+                tracing::error!(
+                    sink = name,
+                    stream.key = %entry.stream,
+                    entry.id = %entry.id,
+                    dead.stream = %dead,
+                    deliveries = entry.deliveries,
+                    error.cause = %reason,
+                    "a stream entry can never be persisted; moved to the dead-letter stream"
+                );
+            } else {
+                // Left pending: re-read (a new delivery) at the next round.
+                self.history = true;
+                tracing::warn!(
+                    sink = name,
+                    stream.key = %entry.stream,
+                    entry.id = %entry.id,
+                    deliveries = entry.deliveries,
+                    error.cause = %reason,
+                    "a stream entry was refused by its sink; it will be retried"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Gauges, then trimming below what the group acknowledged.
+    async fn housekeeping(&mut self, streams: &[String]) -> anyhow::Result<()> {
+        let mut conn = self.redis.conn();
+        let (mut backlog, mut oldest_ms) = (0u64, None::<u64>);
+        for stream in streams {
+            let Some(info) = streams::group_info(&mut conn, stream, GROUP).await? else { continue };
+            backlog += info.pending + info.lag.unwrap_or(0);
+            let min_pending = streams::oldest_pending(&mut conn, stream, GROUP).await?;
+            let oldest = match &min_pending {
+                Some(id) => Some(id.clone()),
+                None if info.lag.unwrap_or(1) > 0 => {
+                    streams::first_after(&mut conn, stream, &info.last_delivered).await?
+                }
+                None => None,
+            };
+            if let Some(id) = oldest {
+                let ms = streams::parse_id(&id).0;
+                oldest_ms = Some(oldest_ms.map_or(ms, |o| o.min(ms)));
+            }
+            // Everything below the oldest pending entry is acknowledged; with nothing pending,
+            // everything up to the last delivered one is.
+            let keep_from = match min_pending {
+                Some(id) => Some(id),
+                None if info.last_delivered != "0-0" => Some(streams::next_id(&info.last_delivered)),
+                None => None,
+            };
+            if let Some(keep_from) = keep_from {
+                streams::trim_below(&mut conn, stream, &keep_from).await?;
+            }
+            streams::forget_idle_consumers(&mut conn, stream, GROUP, &self.settings.consumer, FORGET_CONSUMERS_AFTER)
+                .await?;
+        }
+        let name = self.sink.name();
+        metrics::gauge!(STREAM_PENDING_ENTRIES, "stream" => name).set(backlog as f64);
+        let lag = oldest_ms.map_or(0.0, |ms| now_ms().saturating_sub(ms) as f64 / 1000.0);
+        metrics::gauge!(STREAM_PERSIST_LAG_SECONDS, "sink" => name).set(lag);
+        Ok(())
+    }
+}
+
+/// Consumers with nothing pending and idle this long are removed from their group.
+const FORGET_CONSUMERS_AFTER: Duration = Duration::from_secs(3_600);
+
+/// Entries of the sink's streams not yet persisted (delivered-unacknowledged plus never
+/// delivered). Zero means every admission so far is in Postgres: tests await it, with a
+/// deadline, instead of sleeping.
+pub async fn backlog<S: StreamSink>(sink: &S, redis: &RedisStore) -> anyhow::Result<u64> {
+    let mut conn = redis.conn();
+    let mut total = 0;
+    for stream in sink.streams().await? {
+        let len: u64 = redis::cmd("XLEN").arg(&stream).query_async(&mut conn).await?;
+        total += match streams::group_info(&mut conn, &stream, GROUP).await? {
+            // Without a reliable lag, count the whole stream: trimming keeps only what may be
+            // unacknowledged, so this errs on the side of "not yet".
+            Some(info) => info.pending + info.lag.unwrap_or(len),
+            None => len,
+        };
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_100_ms_up_to_5_s() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(30), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn consumer_names_differ_within_one_process() {
+        assert_ne!(consumer_name(), consumer_name());
+    }
+}

@@ -1,0 +1,166 @@
+//! The V2 consumer framework on its own, with a minimal sink writing one row per entry into a
+//! table of the test database: batches are persisted once, poison entries end in the
+//! dead-letter stream after `MAX_DELIVERIES`, a dead consumer's entries are claimed.
+
+use std::time::Duration;
+
+use jupang::workers::{
+    consumer::{self, ConsumerSettings, GROUP},
+    stream::{MAX_DELIVERIES, PersistError, StreamEntry, StreamSink},
+};
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{TestApp, spawn_app};
+
+/// Writes the `n` field of each entry into `sink_rows`; an entry with a `poison` field is refused.
+#[derive(Clone)]
+struct RowSink {
+    stream: String,
+}
+
+impl StreamSink for RowSink {
+    fn name(&self) -> &'static str {
+        "test_rows"
+    }
+
+    async fn streams(&self) -> anyhow::Result<Vec<String>> {
+        Ok(vec![self.stream.clone()])
+    }
+
+    async fn persist<'a>(&'a self, tx: &'a mut PgConnection, entries: &'a [StreamEntry]) -> Result<(), PersistError> {
+        let poison: Vec<String> =
+            entries.iter().filter(|e| e.field("poison").is_some()).map(|e| e.id.clone()).collect();
+        if !poison.is_empty() {
+            return Err(PersistError::Poison { ids: poison, reason: "a poison field".into() });
+        }
+        let ns: Vec<i64> = entries.iter().map(|e| e.field("n").unwrap().parse().unwrap()).collect();
+        sqlx::query("INSERT INTO sink_rows (n) SELECT * FROM unnest($1::bigint[]) ON CONFLICT DO NOTHING")
+            .bind(&ns)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+fn redis() -> redis::Connection {
+    redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap().get_connection().unwrap()
+}
+
+async fn setup() -> (TestApp, RowSink) {
+    let app = spawn_app().await;
+    sqlx::raw_sql("CREATE TABLE sink_rows (n BIGINT PRIMARY KEY)").execute(&app.db).await.unwrap();
+    let sink = RowSink { stream: format!("{}:{{test}}:stream", app.redis_prefix) };
+    (app, sink)
+}
+
+fn settings(claim_idle_ms: u64) -> ConsumerSettings {
+    let mut s = ConsumerSettings::new(Duration::from_millis(claim_idle_ms));
+    s.block = Duration::from_millis(100);
+    s.housekeeping_every = Duration::from_millis(100);
+    s
+}
+
+async fn start(app: &TestApp, sink: &RowSink, settings: ConsumerSettings) -> CancellationToken {
+    let token = CancellationToken::new();
+    let redis = jupang::store::redis::RedisStore::connect(&[&std::env::var("REDIS_URL").unwrap()], &app.redis_prefix)
+        .await
+        .unwrap();
+    tokio::spawn(consumer::run(sink.clone(), app.db.clone(), redis, settings, token.clone()));
+    token
+}
+
+async fn rows(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM sink_rows").fetch_one(&app.db).await.unwrap()
+}
+
+/// Polls `check` every 20 ms until it holds or `secs` pass.
+async fn eventually<F: Future<Output = bool>>(secs: u64, mut check: impl FnMut() -> F) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_consumer_persists_every_entry_once_acknowledges_them_and_trims_the_stream() {
+    let (app, sink) = setup().await;
+    let mut r = redis();
+    for n in 0..1_200 {
+        let _: String = redis::cmd("XADD").arg(&sink.stream).arg("*").arg("n").arg(n).query(&mut r).unwrap();
+    }
+    let stop = start(&app, &sink, settings(30_000)).await;
+    assert!(eventually(10, || async { rows(&app).await == 1_200 }).await, "rows: {}", rows(&app).await);
+    let redis_store =
+        jupang::store::redis::RedisStore::connect(&[&std::env::var("REDIS_URL").unwrap()], &app.redis_prefix)
+            .await
+            .unwrap();
+    assert!(eventually(5, || async { consumer::backlog(&sink, &redis_store).await.unwrap() == 0 }).await);
+    assert!(
+        eventually(5, || async {
+            let len: u64 = redis::cmd("XLEN").arg(&sink.stream).query(&mut redis()).unwrap();
+            len == 0
+        })
+        .await,
+        "acknowledged entries are trimmed"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_poison_entry_is_dead_lettered_after_max_deliveries_and_the_rest_is_persisted() {
+    let (app, sink) = setup().await;
+    let mut r = redis();
+    for n in 0..10 {
+        let _: String = redis::cmd("XADD").arg(&sink.stream).arg("*").arg("n").arg(n).query(&mut r).unwrap();
+    }
+    let bad: String = redis::cmd("XADD").arg(&sink.stream).arg("*").arg("poison").arg("1").query(&mut r).unwrap();
+    let stop = start(&app, &sink, settings(30_000)).await;
+    let dead = format!("{}:dead", sink.stream);
+    assert!(
+        eventually(10, || async {
+            let len: u64 = redis::cmd("XLEN").arg(&dead).query(&mut redis()).unwrap();
+            len == 1
+        })
+        .await,
+        "the poison entry reaches the dead-letter stream"
+    );
+    assert_eq!(rows(&app).await, 10);
+    let moved: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg(&dead).arg("-").arg("+").query(&mut r).unwrap();
+    let fields: std::collections::HashMap<_, _> = moved[0].1.iter().cloned().collect();
+    assert_eq!(fields["dead.source_id"], bad);
+    assert_eq!(fields["dead.deliveries"], MAX_DELIVERIES.to_string());
+    let pending: (u64, Option<String>, Option<String>, redis::Value) =
+        redis::cmd("XPENDING").arg(&sink.stream).arg(GROUP).query(&mut r).unwrap();
+    assert_eq!(pending.0, 0, "the dead-lettered entry is acknowledged");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn entries_of_a_consumer_that_died_are_claimed_after_the_idle_threshold() {
+    let (app, sink) = setup().await;
+    let mut r = redis();
+    let _: () =
+        redis::cmd("XGROUP").arg("CREATE").arg(&sink.stream).arg(GROUP).arg("0").arg("MKSTREAM").query(&mut r).unwrap();
+    for n in 0..5 {
+        let _: String = redis::cmd("XADD").arg(&sink.stream).arg("*").arg("n").arg(n).query(&mut r).unwrap();
+    }
+    // A consumer reads them and dies before persisting anything.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg("dead-one")
+        .arg("STREAMS")
+        .arg(&sink.stream)
+        .arg(">")
+        .query(&mut r)
+        .unwrap();
+    let stop = start(&app, &sink, settings(300)).await;
+    assert!(eventually(10, || async { rows(&app).await == 5 }).await, "rows: {}", rows(&app).await);
+    stop.cancel();
+}
