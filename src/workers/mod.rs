@@ -8,7 +8,7 @@ pub mod stream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::AppState;
+use crate::{state::AppState, store::pg::flash_orders::OrderSink};
 
 /// Starts the configured workers; each returns when `shutdown` is cancelled.
 pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
@@ -16,6 +16,11 @@ pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<(
     let mut tasks = Vec::new();
     if config.workers.expiry {
         tasks.push(tokio::spawn(expiry::run(state.clone(), shutdown.clone())));
+    }
+    if config.workers.consumer {
+        // V2 orders: admissions of the reservation script, persisted into Postgres.
+        let orders = OrderSink::new(state.flash.stock().keys().stream());
+        tasks.push(consumer::spawn(orders, state, shutdown));
     }
     if config.workers.outbox {
         match &config.data_platform_url {

@@ -25,4 +25,5 @@ mod payment;
 mod popular;
 mod seed;
 mod stream_consumer;
+mod v2_orders;
 mod wallet;

@@ -1,0 +1,503 @@
+//! V2 orders (`JUPANG_ORDER_STRATEGY=redis-lua`) over real HTTP, Redis and Postgres: the Redis
+//! counters admit, the sink persists, settlement reaches both stores exactly once. The shared
+//! order tests (orders, payment, expiry, order_concurrency) also run under redis-lua; these are
+//! the promises specific to the design. Postgres is read raw here (no settling) wherever the
+//! point is what has or has not reached it yet.
+
+use std::{
+    collections::HashMap,
+    time::{Duration as StdDuration, Instant},
+};
+
+use chrono::{Duration, Utc};
+use jupang::{
+    Application,
+    http::auth::Role,
+    store::{
+        flash::{FlashOrders, hydrate},
+        pg::{flash_orders::OrderSink, payment},
+        redis::RedisStore,
+    },
+    workers::stream::StreamSink,
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    fixtures::{
+        Strategy, avail_of, cancel, count, events, option, order_request, pay, placed, product_in, send_all, settle,
+        status_of, stock_of, stock_store, stream_entries, sweep,
+    },
+    helpers::{TestApp, assert_error, json_of},
+};
+
+async fn v2() -> TestApp {
+    Strategy::RedisLua.spawn().await
+}
+
+/// (stock, reserved) straight from Postgres, without settling the stream first.
+async fn raw_stock(app: &TestApp, option_id: i64) -> (i32, i32) {
+    sqlx::query_as("SELECT stock, reserved FROM product_options WHERE id = $1")
+        .bind(option_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+/// Orders in Postgres, without settling the stream first.
+async fn raw_orders(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&app.db).await.unwrap()
+}
+
+/// A second engine over the app's stores, as another instance would have.
+async fn engine(app: &TestApp) -> FlashOrders {
+    let redis = RedisStore::connect(&[std::env::var("REDIS_URL").unwrap().as_str()], &app.redis_prefix).await.unwrap();
+    FlashOrders::new(app.db.clone(), &redis, app.config.order_ttl)
+}
+
+async fn redis_cmd<T: redis::FromRedisValue>(cmd: &mut redis::Cmd) -> T {
+    let client = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    cmd.query_async(&mut conn).await.unwrap()
+}
+
+async fn order_state(app: &TestApp, order_id: &str) -> Option<String> {
+    let key = stock_store(app).await.keys().order(order_id.parse().unwrap());
+    redis_cmd(redis::cmd("HGET").arg(key).arg("state")).await
+}
+
+async fn users(app: &TestApp, n: usize, balance: i64) -> Vec<i64> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO users (name, market, currency, balance) SELECT 't', 'KR', 'KRW', $2 FROM generate_series(1, $1) \
+         RETURNING id",
+    )
+    .bind(n as i64)
+    .bind(balance)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    ids
+}
+
+#[tokio::test]
+async fn a_v2_order_takes_its_units_from_the_redis_counter_and_reaches_postgres_only_through_the_sink() {
+    let app = v2().await;
+    let user = app.create_user("KR", 0).await;
+    let opt = option(&app, 12_000, 10).await;
+    let body = json_of(order_request(&app, user, &[(opt, 3)]).send().await.unwrap(), 201).await;
+    assert_eq!(body["status"], "PENDING");
+    assert_eq!(body["total_amount"], json!({"amount": 36000, "currency": "KRW"}));
+    assert_eq!(avail_of(&app, opt).await, Some(7), "hydrated from Postgres at first use, then taken");
+    assert_eq!((raw_orders(&app).await, raw_stock(&app, opt).await), (0, (10, 0)), "Postgres not touched yet");
+    assert_eq!(order_state(&app, body["order_id"].as_str().unwrap()).await.as_deref(), Some("pending"));
+
+    let entries = stream_entries(&app).await;
+    assert_eq!(entries.len(), 1, "an acknowledged order always has its stream entry");
+    assert_eq!(entries[0].field("order_id"), body["order_id"].as_str());
+    let sink = OrderSink::new(stock_store(&app).await.keys().stream());
+    for _ in 0..2 {
+        // The second delivery (a redelivery after a crash before XACK) must change nothing.
+        let mut tx = app.db.begin().await.unwrap();
+        sink.persist(&mut tx, &entries).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(raw_orders(&app).await, 1);
+        assert_eq!(raw_stock(&app, opt).await, (10, 3));
+        assert_eq!(count(&app, "order_items").await, 1);
+        assert_eq!(events(&app, "order.created").await.len(), 1);
+    }
+    let (status, reservation, created): (String, String, chrono::DateTime<Utc>) =
+        sqlx::query_as("SELECT status, reservation, created_at FROM orders").fetch_one(&app.db).await.unwrap();
+    assert_eq!((status.as_str(), reservation.as_str()), ("PENDING", "redis"));
+    let read = json_of(
+        app.request(Method::GET, &format!("/api/orders/{}", body["order_id"].as_str().unwrap()))
+            .bearer_auth(app.customer(user))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(read["items"], body["items"], "what was answered is what was persisted");
+    assert_eq!(read["created_at"], body["created_at"]);
+    assert_eq!(
+        created.timestamp_millis(),
+        chrono::DateTime::parse_from_rfc3339(body["created_at"].as_str().unwrap()).unwrap().timestamp_millis()
+    );
+}
+
+#[tokio::test]
+async fn a_v2_order_short_on_one_line_takes_nothing_and_appends_nothing() {
+    let app = v2().await;
+    let user = app.create_user("KR", 0).await;
+    let plenty = option(&app, 1_000, 100).await;
+    let scarce = option(&app, 1_000, 1).await;
+    let res = order_request(&app, user, &[(plenty, 5), (scarce, 2)]).send().await.unwrap();
+    let body = assert_error(res, 400, "INSUFFICIENT_STOCK").await;
+    assert_eq!(body["details"], json!({"product_option_id": scarce, "available": 1, "requested": 2}));
+    assert_eq!((avail_of(&app, plenty).await, avail_of(&app, scarce).await), (Some(100), Some(1)));
+    assert!(stream_entries(&app).await.is_empty());
+    assert_eq!(count(&app, "orders").await, 0);
+}
+
+#[tokio::test]
+async fn orders_for_another_market_or_an_unknown_option_are_refused_before_redis_is_touched() {
+    let app = v2().await;
+    let us = app.create_user("US", 0).await;
+    let kr_only = option(&app, 1_000, 10).await;
+    assert_error(order_request(&app, us, &[(kr_only, 1)]).send().await.unwrap(), 400, "MARKET_MISMATCH").await;
+    assert_error(order_request(&app, us, &[(987_654, 1)]).send().await.unwrap(), 404, "PRODUCT_OPTION_NOT_FOUND").await;
+    assert_eq!(avail_of(&app, kr_only).await, None, "nothing reserved, nothing even hydrated");
+    assert!(stream_entries(&app).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_simultaneous_orders_on_a_stock_of_50_admit_exactly_50() {
+    let app = v2().await;
+    let opt = option(&app, 1_000, 50).await;
+    let buyers = users(&app, 300, 0).await;
+    let responses = send_all(buyers.iter().map(|u| order_request(&app, *u, &[(opt, 1)])).collect()).await;
+    let mut created = 0;
+    for res in responses {
+        match res.status().as_u16() {
+            201 => created += 1,
+            _ => {
+                assert_error(res, 400, "INSUFFICIENT_STOCK").await;
+            }
+        }
+    }
+    assert_eq!(created, 50);
+    assert_eq!(avail_of(&app, opt).await, Some(0));
+    assert_eq!(stream_entries(&app).await.len(), 50);
+    settle(&app).await;
+    assert_eq!(raw_stock(&app, opt).await, (50, 50), "Postgres reserved exactly the stock, never more");
+    assert_eq!(raw_orders(&app).await, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_multi_item_orders_take_all_their_lines_or_none() {
+    let app = v2().await;
+    let a = option(&app, 1_000, 30).await;
+    let b = option(&app, 1_000, 15).await;
+    let buyers = users(&app, 80, 0).await;
+    // 40 want one of each, 20 only A, 20 two of B: more than either option holds.
+    let wants: Vec<Vec<(i64, i64)>> = (0..80)
+        .map(|i| match i % 4 {
+            0 | 1 => vec![(a, 1), (b, 1)],
+            2 => vec![(a, 1)],
+            _ => vec![(b, 2)],
+        })
+        .collect();
+    let responses =
+        send_all(buyers.iter().zip(&wants).map(|(u, items)| order_request(&app, *u, items)).collect()).await;
+    let mut taken: HashMap<i64, i64> = HashMap::new();
+    for (res, items) in responses.into_iter().zip(&wants) {
+        if res.status().as_u16() == 201 {
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["items"].as_array().unwrap().len(), items.len(), "an admitted order has every line");
+            for (o, q) in items {
+                *taken.entry(*o).or_default() += q;
+            }
+        } else {
+            assert_error(res, 400, "INSUFFICIENT_STOCK").await;
+        }
+    }
+    for (opt, stock) in [(a, 30), (b, 15)] {
+        let took = taken.get(&opt).copied().unwrap_or(0);
+        assert!(took <= stock, "option {opt} oversold: {took} of {stock}");
+        assert_eq!(avail_of(&app, opt).await, Some(stock - took), "a refused order took nothing");
+        assert_eq!(stock_of(&app, opt).await, (stock as i32, took as i32), "Postgres agrees once persisted");
+    }
+}
+
+#[tokio::test]
+async fn an_order_paid_before_it_was_persisted_is_persisted_once_and_paid() {
+    let app = v2().await;
+    let user = app.create_user("KR", 100_000).await;
+    let opt = option(&app, 30_000, 10).await;
+    let order = placed(&app, user, &[(opt, 1)]).await;
+    assert_eq!(raw_orders(&app).await, 0, "no consumer runs");
+    let body = json_of(pay(&app, user, &order, None).await, 200).await;
+    assert_eq!((body["status"].as_str(), body["balance_after"]["amount"].as_i64()), (Some("PAID"), Some(70_000)));
+    assert_eq!(raw_orders(&app).await, 1);
+    assert_eq!(raw_stock(&app, opt).await, (9, 0), "reserved by the persistence, confirmed by the payment");
+    assert_eq!(order_state(&app, &order).await.as_deref(), Some("paid"), "never releasable again");
+    assert_eq!(avail_of(&app, opt).await, Some(9));
+    // The consumer catching up later changes nothing.
+    settle(&app).await;
+    assert_eq!((raw_orders(&app).await, raw_stock(&app, opt).await), (1, (9, 0)));
+    assert_eq!(events(&app, "order.created").await.len(), 1);
+    assert_eq!(status_of(&app, &order).await, "PAID");
+    // A sweep long after the expiry finds nothing to release.
+    assert_eq!(sweep(&app, Utc::now() + Duration::hours(2)).await, 0);
+    assert_eq!(avail_of(&app, opt).await, Some(9));
+}
+
+#[tokio::test]
+async fn an_order_not_yet_persisted_is_readable_listed_and_cancellable_by_its_owner() {
+    let app = v2().await;
+    let user = app.create_user("KR", 0).await;
+    let stranger = app.create_user("KR", 0).await;
+    let opt = option(&app, 1_000, 10).await;
+    let order = placed(&app, user, &[(opt, 4)]).await;
+    let get =
+        |who: i64| app.request(Method::GET, &format!("/api/orders/{order}")).bearer_auth(app.customer(who)).send();
+    assert_error(get(stranger).await.unwrap(), 404, "ORDER_NOT_FOUND").await;
+    assert_eq!(json_of(get(user).await.unwrap(), 200).await["status"], "PENDING");
+    let second = placed(&app, user, &[(opt, 1)]).await;
+    let list = app.request(Method::GET, &format!("/api/users/{user}/orders")).bearer_auth(app.customer(user)).send();
+    let list = json_of(list.await.unwrap(), 200).await;
+    let ids: Vec<&str> = list["items"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [second.as_str(), order.as_str()], "the latest orders are listed at once, newest first");
+    assert_eq!(json_of(cancel(&app, user, &second).await, 200).await["status"], "CANCELLED");
+    assert_eq!(avail_of(&app, opt).await, Some(6));
+    assert_eq!(raw_stock(&app, opt).await, (10, 4));
+}
+
+#[tokio::test]
+async fn expiry_releases_a_v2_order_in_both_places_exactly_once() {
+    let app = v2().await;
+    let user = app.create_user("KR", 100_000).await;
+    let opt = option(&app, 1_000, 10).await;
+    let order = placed(&app, user, &[(opt, 4)]).await;
+    assert_eq!(sweep(&app, Utc::now()).await, 0, "not due yet");
+    assert_eq!(avail_of(&app, opt).await, Some(6));
+    // Due, and never persisted by a consumer: the sweeper persists it and expires it.
+    assert_eq!(sweep(&app, Utc::now() + Duration::hours(1)).await, 1);
+    assert_eq!(status_of(&app, &order).await, "EXPIRED");
+    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 0), Some(10)));
+    assert_eq!(order_state(&app, &order).await.as_deref(), Some("released"));
+    // Every further attempt to release it is a no-op.
+    assert_eq!(sweep(&app, Utc::now() + Duration::hours(2)).await, 0);
+    let id: Uuid = order.parse().unwrap();
+    assert!(!stock_store(&app).await.release(id, &[(opt, 4)]).await.unwrap());
+    assert_error(cancel(&app, user, &order).await, 400, "ORDER_NOT_CANCELLABLE").await;
+    assert_error(pay(&app, user, &order, None).await, 400, "ORDER_EXPIRED").await;
+    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 0), Some(10)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancels_and_sweeps_racing_over_the_same_orders_release_each_exactly_once() {
+    let app = v2().await;
+    let opt = option(&app, 1_000, 20).await;
+    let buyers = users(&app, 20, 0).await;
+    let mut orders = Vec::new();
+    for u in &buyers {
+        orders.push(placed(&app, *u, &[(opt, 1)]).await);
+    }
+    assert_eq!(avail_of(&app, opt).await, Some(0));
+    settle(&app).await;
+    let stock = stock_store(&app).await;
+    let later = Utc::now() + Duration::hours(1);
+    let sweepers: Vec<_> = (0..4)
+        .map(|_| {
+            let (db, stock) = (app.db.clone(), stock.clone());
+            tokio::spawn(async move { jupang::workers::expiry::sweep(&db, &stock, later).await })
+        })
+        .collect();
+    let cancels = send_all(
+        buyers
+            .iter()
+            .zip(&orders)
+            .map(|(u, o)| app.request(Method::POST, &format!("/api/orders/{o}/cancel")).bearer_auth(app.customer(*u)))
+            .collect(),
+    )
+    .await;
+    for s in sweepers {
+        s.await.unwrap().expect("sweep");
+    }
+    for res in cancels {
+        let status = res.status().as_u16();
+        assert!(status == 200 || status == 400, "{status}");
+    }
+    for o in &orders {
+        let s = status_of(&app, o).await;
+        assert!(s == "CANCELLED" || s == "EXPIRED", "{s}");
+    }
+    assert_eq!(avail_of(&app, opt).await, Some(20), "each unit returned once, none twice");
+    assert_eq!(raw_stock(&app, opt).await, (20, 0));
+}
+
+#[tokio::test]
+async fn a_release_lost_after_its_commit_is_repaired_by_the_next_sweep() {
+    let app = v2().await;
+    let user = app.create_user("KR", 0).await;
+    let opt = option(&app, 1_000, 10).await;
+    let order = placed(&app, user, &[(opt, 3)]).await;
+    settle(&app).await;
+    // Cancelled in Postgres, and the process "dies" before the Redis step.
+    payment::cancel(&app.db, order.parse().unwrap(), |_| true, Utc::now()).await.unwrap();
+    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 0), Some(7)), "under-counts: safe");
+    assert_eq!(sweep(&app, Utc::now()).await, 0, "not due: the repair waits for the order's expiry");
+    assert_eq!(sweep(&app, Utc::now() + Duration::hours(1)).await, 0, "nothing left to expire");
+    assert_eq!(avail_of(&app, opt).await, Some(10), "the sweeper settled what Postgres had settled");
+    assert_eq!(status_of(&app, &order).await, "CANCELLED");
+}
+
+#[tokio::test]
+async fn refunding_a_paid_v2_order_returns_its_units_to_both_places_once() {
+    let app = v2().await;
+    let user = app.create_user("KR", 100_000).await;
+    let opt = option(&app, 10_000, 10).await;
+    let order = placed(&app, user, &[(opt, 2)]).await;
+    json_of(pay(&app, user, &order, None).await, 200).await;
+    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((8, 0), Some(8)));
+    assert_eq!(json_of(cancel(&app, user, &order).await, 200).await["status"], "REFUNDED");
+    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 0), Some(10)));
+    assert!(!stock_store(&app).await.restock(order.parse().unwrap(), &[(opt, 2)]).await.unwrap(), "once only");
+    assert_eq!(avail_of(&app, opt).await, Some(10));
+}
+
+async fn adjust(app: &TestApp, option_id: i64, delta: i64) -> reqwest::Response {
+    app.request(Method::POST, &format!("/api/admin/inventory/{option_id}/adjust"))
+        .bearer_auth(app.token(1, &[Role::InventoryManager]))
+        .json(&json!({ "delta": delta, "reason": "count" }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stock_adjustment_moves_the_redis_counter_and_a_write_off_cannot_take_units_redis_admitted() {
+    let app = v2().await;
+    let user = app.create_user("KR", 0).await;
+    let opt = option(&app, 1_000, 10).await;
+    placed(&app, user, &[(opt, 6)]).await;
+    json_of(adjust(&app, opt, 5).await, 200).await;
+    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((15, 0), Some(9)));
+    // Postgres alone would allow it (nothing persisted is reserved yet); Redis knows better.
+    let refused = assert_error(adjust(&app, opt, -10).await, 400, "STOCK_BELOW_RESERVED").await;
+    assert_eq!(refused["details"]["min_delta"], -9);
+    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((15, 0), Some(9)), "nothing changed");
+    assert_eq!(count(&app, "inventory_audit_log").await, 1);
+    json_of(adjust(&app, opt, -9).await, 200).await;
+    assert_eq!(avail_of(&app, opt).await, Some(0));
+    assert_eq!(stock_of(&app, opt).await, (6, 6), "once persisted, every remaining unit is reserved");
+    let untouched = option(&app, 1_000, 10).await;
+    json_of(adjust(&app, untouched, 3).await, 200).await;
+    assert_eq!(avail_of(&app, untouched).await, None, "a counter not hydrated yet is left to hydration");
+    placed(&app, user, &[(untouched, 13)]).await;
+    assert_eq!(avail_of(&app, untouched).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_hydrating_the_same_options_at_once_count_their_stock_once() {
+    let app = v2().await;
+    let (_, opts) = product_in(&app, "general", &[(1_000, 10), (1_000, 5), (1_000, 7)], false).await;
+    sqlx::query("UPDATE product_options SET reserved = 2 WHERE id = $1").bind(opts[0]).execute(&app.db).await.unwrap();
+    let (one, two) = (engine(&app).await, engine(&app).await);
+    let (a, b) = tokio::join!(one.hydrate(&opts), two.hydrate(&opts));
+    a.unwrap();
+    b.unwrap();
+    let counters = stock_store(&app).await.available(&opts).await.unwrap();
+    assert_eq!(counters, [Some(8), Some(5), Some(7)]);
+    // Hydrating again changes nothing.
+    one.hydrate(&opts).await.unwrap();
+    assert_eq!(stock_store(&app).await.available(&opts).await.unwrap(), counters);
+}
+
+#[tokio::test]
+async fn a_lost_counter_is_rehydrated_net_of_what_redis_still_holds_for_postgres() {
+    let app = v2().await;
+    let user = app.create_user("KR", 0).await;
+    let opt = option(&app, 1_000, 10).await;
+    let persisted = placed(&app, user, &[(opt, 1)]).await;
+    let cancelled = placed(&app, user, &[(opt, 2)]).await;
+    settle(&app).await;
+    // Cancelled in Postgres only (its Redis release still to come), then one more not persisted.
+    payment::cancel(&app.db, cancelled.parse().unwrap(), |_| true, Utc::now()).await.unwrap();
+    placed(&app, user, &[(opt, 3)]).await;
+    assert_eq!(avail_of(&app, opt).await, Some(4));
+    let key = stock_store(&app).await.keys().avail(opt);
+    let _: i64 = redis_cmd(redis::cmd("DEL").arg(&key)).await;
+    // 10 - 1 reserved in Postgres - 3 not persisted - 2 whose release Redis still owes.
+    engine(&app).await.hydrate(&[opt]).await.unwrap();
+    assert_eq!(avail_of(&app, opt).await, Some(4));
+    // The owed release then lands once, as it would have without the loss.
+    sweep(&app, Utc::now() + Duration::hours(1)).await;
+    assert_eq!(avail_of(&app, opt).await, Some(10));
+    assert_eq!(status_of(&app, &persisted).await, "EXPIRED");
+}
+
+#[tokio::test]
+async fn reconciliation_finds_no_drift_when_the_counters_agree_and_reports_the_difference_when_not() {
+    let app = v2().await;
+    let user = app.create_user("KR", 100_000).await;
+    let a = option(&app, 1_000, 10).await;
+    let b = option(&app, 1_000, 10).await;
+    let paid = placed(&app, user, &[(a, 2), (b, 1)]).await;
+    json_of(pay(&app, user, &paid, None).await, 200).await;
+    placed(&app, user, &[(a, 1)]).await;
+    settle(&app).await;
+    placed(&app, user, &[(b, 4)]).await; // not persisted
+    let stock = stock_store(&app).await;
+    let drift = hydrate::reconcile(&app.db, &stock).await.unwrap();
+    assert_eq!((drift.checked, drift.drifted.len(), drift.total()), (2, 0, 0), "{drift:?}");
+    let _: i64 = redis_cmd(redis::cmd("INCRBY").arg(stock.keys().avail(b)).arg(3)).await;
+    let drift = hydrate::reconcile(&app.db, &stock).await.unwrap();
+    assert_eq!(drift.drifted.len(), 1);
+    assert_eq!((drift.drifted[0].option_id, drift.drifted[0].redis, drift.drifted[0].expected), (b, 8, 5));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.lines().any(|l| l.starts_with(r#"reconcile_drift{kind="stock"}"#)), "{metrics}");
+}
+
+#[tokio::test]
+async fn the_consumer_worker_persists_admissions_in_the_background() {
+    let app = Strategy::RedisLua
+        .spawn_with(|v| {
+            v.insert("JUPANG_WORKERS".into(), "consumer".into());
+        })
+        .await;
+    let opt = option(&app, 1_000, 10).await;
+    for u in users(&app, 5, 0).await {
+        placed(&app, u, &[(opt, 1)]).await;
+    }
+    let deadline = Instant::now() + StdDuration::from_secs(15);
+    while raw_orders(&app).await < 5 {
+        assert!(Instant::now() < deadline, "the consumer did not persist the orders in time");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert_eq!(raw_stock(&app, opt).await, (10, 5));
+    let sink = OrderSink::new(stock_store(&app).await.keys().stream());
+    let redis = RedisStore::connect(&[std::env::var("REDIS_URL").unwrap().as_str()], &app.redis_prefix).await.unwrap();
+    while jupang::workers::consumer::backlog(&sink, &redis).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the consumer did not acknowledge the orders in time");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert_eq!(sink.name(), "orders");
+}
+
+#[tokio::test]
+async fn an_instance_starting_with_redis_lua_hydrates_the_existing_options() {
+    let app = Strategy::DbPessimistic.spawn().await;
+    let opt = option(&app, 1_000, 10).await;
+    sqlx::query("UPDATE product_options SET reserved = 4 WHERE id = $1").bind(opt).execute(&app.db).await.unwrap();
+    assert_eq!(avail_of(&app, opt).await, None);
+    let mut config = app.config.clone();
+    config.order_strategy = jupang::config::OrderStrategy::RedisLua;
+    let second = Application::build(config).await.unwrap();
+    assert_eq!(avail_of(&app, opt).await, Some(6));
+    drop(second);
+}
+
+#[tokio::test]
+async fn v1_orders_keep_hydrated_counters_in_step() {
+    let app = Strategy::DbPessimistic.spawn().await;
+    let user = app.create_user("KR", 100_000).await;
+    let opt = option(&app, 1_000, 10).await;
+    engine(&app).await.hydrate(&[opt]).await.unwrap();
+    let order = placed(&app, user, &[(opt, 3)]).await;
+    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 3), Some(7)));
+    json_of(cancel(&app, user, &order).await, 200).await;
+    assert_eq!(avail_of(&app, opt).await, Some(10));
+    let paid = placed(&app, user, &[(opt, 2)]).await;
+    json_of(pay(&app, user, &paid, None).await, 200).await;
+    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((8, 0), Some(8)));
+    json_of(cancel(&app, user, &paid).await, 200).await;
+    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 0), Some(10)));
+    let expiring = placed(&app, user, &[(opt, 5)]).await;
+    assert_eq!(sweep(&app, Utc::now() + Duration::hours(1)).await, 1);
+    assert_eq!(status_of(&app, &expiring).await, "EXPIRED");
+    assert_eq!(avail_of(&app, opt).await, Some(10));
+    assert!(stream_entries(&app).await.is_empty(), "V1 orders never enter the stream");
+}
