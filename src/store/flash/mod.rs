@@ -128,6 +128,12 @@ impl FlashOrders {
         hydrate::hydrate(&self.inner.db, &self.inner.stock, &missing).await
     }
 
+    /// Compares every hydrated stock counter with Postgres and sets
+    /// `reconcile_drift{kind="stock"}` (for the `reconcile` worker and `jupang reconcile`).
+    pub async fn reconcile(&self) -> anyhow::Result<hydrate::StockDrift> {
+        hydrate::reconcile(&self.inner.db, &self.inner.stock).await
+    }
+
     /// Admits a PENDING order: every line reserved in Redis or none. Postgres is read only for
     /// a cart order (the cart lives there) and on a cache miss.
     pub async fn create(&self, user_id: i64, source: OrderSource, now: DateTime<Utc>) -> Result<Order, StoreError> {
