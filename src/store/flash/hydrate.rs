@@ -128,9 +128,16 @@ impl StockDrift {
 pub async fn reconcile(db: &PgPool, stock: &StockStore) -> anyhow::Result<StockDrift> {
     let mut ids = stock.hydrated_options().await?;
     ids.sort_unstable();
+    if ids.is_empty() {
+        metrics::gauge!(RECONCILE_DRIFT, "kind" => "stock").set(0.0);
+        return Ok(StockDrift::default());
+    }
     let mut tx = db.begin().await?;
     let rows = lock_available(&mut tx, &ids).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    if ids.is_empty() {
+        return Ok(StockDrift::default());
+    }
     let (counters, held) = stock.snapshot(&ids).await?;
     let holds = holds(&mut tx, stock, &held, &ids.iter().copied().collect()).await?;
     tx.rollback().await?;

@@ -62,7 +62,7 @@ pub async fn persist_recent(db: &PgPool, stock: &StockStore, user_id: i64) -> an
 
 fn report(what: &'static str, order_id: Uuid, result: redis::RedisResult<()>) {
     if let Err(e) = result {
-        tracing::warn!(order.id = %order_id, error.cause = %e, step = what, "redis step after commit failed; counters under-count until repaired");
+        tracing::warn!(order.id = %order_id, error.cause = %e, stock.step = what, "redis step after commit failed; counters under-count until repaired");
     }
 }
 

@@ -1,5 +1,6 @@
-//! Stock movements of the shopping flow on Postgres (the V1 `db-pessimistic` reservation):
-//! reserve on order, confirm on payment, release on cancel/expiry, restock on refund.
+//! Stock movements of the shopping flow on Postgres: reserve on order (V1 `db-pessimistic`, or
+//! when a V2 admission is persisted), confirm on payment, release on cancel/expiry, restock on
+//! refund.
 //!
 //! Every function that changes option rows first locks them in ascending id order, whatever
 //! order the caller lists them in: two transactions touching overlapping sets of options then

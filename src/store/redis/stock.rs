@@ -240,22 +240,12 @@ impl StockStore {
         redis::cmd("MGET").arg(keys).query_async(&mut self.redis.conn()).await
     }
 
-    /// One atomic snapshot of the counters of `option_ids` and of every order Redis still holds
-    /// (the due set), for reconciliation.
+    /// One atomic snapshot of the counters of `option_ids` (at least one) and of every order
+    /// Redis still holds (the due set), for reconciliation.
     pub async fn snapshot(&self, option_ids: &[i64]) -> redis::RedisResult<(Vec<Option<i64>>, Vec<Uuid>)> {
         let keys: Vec<String> = option_ids.iter().map(|id| self.keys.avail(*id)).collect();
         let mut pipe = redis::pipe();
-        pipe.atomic();
-        if keys.is_empty() {
-            pipe.cmd("ECHO").arg("none").ignore();
-        } else {
-            pipe.cmd("MGET").arg(&keys);
-        }
-        pipe.cmd("ZRANGE").arg(self.keys.due()).arg(0).arg(-1);
-        if keys.is_empty() {
-            let (due,): (Vec<String>,) = pipe.query_async(&mut self.redis.conn()).await?;
-            return Ok((Vec::new(), parse_ids(due)));
-        }
+        pipe.atomic().cmd("MGET").arg(&keys).cmd("ZRANGE").arg(self.keys.due()).arg(0).arg(-1);
         let (avail, due): (Vec<Option<i64>>, Vec<String>) = pipe.query_async(&mut self.redis.conn()).await?;
         Ok((avail, parse_ids(due)))
     }
