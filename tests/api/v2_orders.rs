@@ -501,3 +501,35 @@ async fn v1_orders_keep_hydrated_counters_in_step() {
     assert_eq!(avail_of(&app, opt).await, Some(10));
     assert!(stream_entries(&app).await.is_empty(), "V1 orders never enter the stream");
 }
+
+#[tokio::test]
+async fn the_sink_names_entries_it_can_never_persist_and_persists_the_others() {
+    let app = v2().await;
+    let user = app.create_user("KR", 0).await;
+    let opt = option(&app, 1_000, 10).await;
+    placed(&app, user, &[(opt, 1)]).await;
+    placed(&app, user, &[(opt, 2)]).await;
+    let mut entries = stream_entries(&app).await;
+    let good = entries[0].clone();
+    entries[1].fields.insert("lines".into(), "not json".into());
+    let mut unknown_option = good.clone();
+    unknown_option.id = "1-1".into();
+    let lines = unknown_option.fields["lines"].replace(&format!("\"option_id\":{opt}"), "\"option_id\":987654");
+    unknown_option.fields.insert("lines".into(), lines);
+    unknown_option.fields.insert("order_id".into(), Uuid::now_v7().to_string());
+    let sink = OrderSink::new(stock_store(&app).await.keys().stream());
+    for (batch, bad) in [
+        (vec![good.clone(), entries[1].clone()], &entries[1].id),
+        (vec![good.clone(), unknown_option.clone()], &unknown_option.id),
+    ] {
+        let mut tx = app.db.begin().await.unwrap();
+        match sink.persist(&mut tx, &batch).await {
+            Err(jupang::workers::stream::PersistError::Poison { ids, .. }) => assert_eq!(&ids, &[bad.clone()]),
+            other => panic!("expected poison, got {other:?}"),
+        }
+    }
+    let mut tx = app.db.begin().await.unwrap();
+    sink.persist(&mut tx, &[good]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((raw_orders(&app).await, raw_stock(&app, opt).await), (1, (10, 1)));
+}

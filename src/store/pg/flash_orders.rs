@@ -121,9 +121,10 @@ impl StreamSink for OrderSink {
         Ok(vec![self.stream.clone()])
     }
 
-    /// Persists the well-formed entries. Malformed entries, and entries a constraint refuses
+    /// Persists a batch of admissions. Malformed entries, and entries a constraint refuses
     /// (which would only happen if Redis admitted more than Postgres can hold: see
-    /// reconciliation), are isolated in savepoints and reported as poison; the rest persist.
+    /// reconciliation), are reported as poison (the latter found one savepoint per entry); the
+    /// consumer then persists the rest and dead-letters the poison after repeated deliveries.
     async fn persist<'a>(&'a self, tx: &'a mut PgConnection, entries: &'a [StreamEntry]) -> Result<(), PersistError> {
         let mut poison = Vec::new();
         let mut reasons = Vec::new();
@@ -136,6 +137,10 @@ impl StreamSink for OrderSink {
                     reasons.push(reason);
                 }
             }
+        }
+        if !poison.is_empty() {
+            // The consumer persists the rest without them.
+            return Err(PersistError::Poison { ids: poison, reason: reasons.join("; ") });
         }
         let admissions: Vec<Admission> = good.iter().map(|(_, a)| a.clone()).collect();
         let mut sp = tx.begin().await?;
