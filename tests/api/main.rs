@@ -26,4 +26,5 @@ mod popular;
 mod seed;
 mod stream_consumer;
 mod v2_orders;
+mod v2_stock;
 mod wallet;
