@@ -5,7 +5,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
-use crate::{config::Config, http::auth::JwtKeys, store::redis::RedisStore};
+use crate::{config::Config, http::auth::JwtKeys, issue::flash::FlashCache, store::redis::RedisStore};
 
 /// Handles to the stores and the configuration; cheap to clone.
 #[derive(Clone)]
@@ -20,4 +20,6 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The V2 coupon issuer's in-process caches (users, coupon terms).
+    pub flash: Arc<FlashCache>,
 }

@@ -3,12 +3,16 @@
 pub mod consumer;
 pub mod expiry;
 pub mod outbox;
+pub mod reconcile;
 pub mod stream;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{state::AppState, store::ordering};
+use crate::{
+    state::AppState,
+    store::{ordering, pg::flash_coupons::CouponSink},
+};
 
 /// Starts the configured workers; each returns when `shutdown` is cancelled.
 pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
@@ -18,6 +22,12 @@ pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<(
     let mut tasks = Vec::new();
     if config.workers.expiry {
         tasks.push(tokio::spawn(expiry::run(state.clone(), shutdown.clone())));
+    }
+    if config.workers.consumer {
+        tasks.push(consumer::spawn(CouponSink::new(state.redis.clone()), state, shutdown));
+    }
+    if config.workers.reconcile {
+        tasks.push(tokio::spawn(reconcile::run(state.clone(), shutdown.clone())));
     }
     if config.workers.outbox {
         match &config.data_platform_url {

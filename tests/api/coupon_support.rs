@@ -1,11 +1,57 @@
-//! Shared tools of the coupon tests: campaigns through the admin API, users in bulk, issuing.
+//! Shared tools of the coupon tests: campaigns through the admin API, users in bulk, issuing,
+//! and waiting for the V2 consumer to catch up.
+
+use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use jupang::http::auth::Role;
+use jupang::{
+    http::auth::Role,
+    store::{pg::flash_coupons::CouponSink, redis::RedisStore},
+    workers::consumer,
+};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json_of};
+use crate::helpers::{TestApp, json_of, spawn_app_with};
+
+/// An app with the default issue strategy (`redis-lua`) and its stream consumer running, so
+/// what is issued reaches Postgres (await it with [`settled`]).
+pub async fn coupon_app() -> TestApp {
+    spawn_app_with(|v| {
+        v.insert("JUPANG_WORKERS".into(), "consumer".into());
+    })
+    .await
+}
+
+/// The app's Redis, under its prefix.
+pub async fn redis_of(app: &TestApp) -> RedisStore {
+    RedisStore::connect(&[&std::env::var("REDIS_URL").unwrap()], &app.redis_prefix).await.expect("Redis")
+}
+
+/// Waits (at most 15 s) until every V2 admission of the app is persisted: no entry of any
+/// coupon stream is unacknowledged. Immediate for the V1 designs (no streams).
+pub async fn settled(app: &TestApp) {
+    let redis = redis_of(app).await;
+    let sink = CouponSink::new(redis.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let backlog = consumer::backlog(&sink, &redis).await.expect("backlog");
+        if backlog == 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{backlog} admissions still unpersisted after 15 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Makes the app forget a coupon's V2 Redis state (not its stream), as if Redis had lost it:
+/// the next issue hydrates it again from Postgres. Tests that edit a coupon row directly in the
+/// database call it so Redis re-reads the row.
+pub async fn forget_in_redis(app: &TestApp, coupon_id: i64) {
+    let mut conn = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap().get_connection().unwrap();
+    let k = jupang::store::redis::keys::CouponKeys::new(&app.redis_prefix, coupon_id);
+    let _: () = redis::cmd("DEL").arg(&k.meta).arg(&k.remaining).arg(&k.users).arg(&k.held).query(&mut conn).unwrap();
+}
 
 /// The id in tokens of the marketing manager who runs the campaigns.
 pub const MANAGER_ID: i64 = 900_001;
@@ -73,8 +119,10 @@ pub async fn issue(app: &TestApp, coupon_id: i64, user_id: i64) -> Response {
     .await
 }
 
-/// The coupon's stored counter and the number of issued coupons stored for it.
+/// The coupon's stored counter and the number of issued coupons stored for it, once the V2
+/// consumer has caught up.
 pub async fn counts(app: &TestApp, coupon_id: i64) -> (i32, i64) {
+    settled(app).await;
     sqlx::query_as(
         "SELECT c.issued_quantity, (SELECT count(*) FROM user_coupons uc WHERE uc.coupon_id = c.id)
            FROM coupons c WHERE c.id = $1",
@@ -85,8 +133,10 @@ pub async fn counts(app: &TestApp, coupon_id: i64) -> (i32, i64) {
     .unwrap()
 }
 
-/// The number of `coupon.issued` events in the outbox for a coupon.
+/// The number of `coupon.issued` events in the outbox for a coupon, once the V2 consumer has
+/// caught up.
 pub async fn issued_events(app: &TestApp, coupon_id: i64) -> i64 {
+    settled(app).await;
     sqlx::query_scalar(
         "SELECT count(*) FROM outbox_events WHERE type = 'coupon.issued' AND (payload->>'coupon_id')::bigint = $1",
     )
