@@ -25,4 +25,6 @@ mod payment;
 mod popular;
 mod seed;
 mod stream_consumer;
+mod v2_coupons;
+mod v2_durability;
 mod wallet;
