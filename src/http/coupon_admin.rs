@@ -261,7 +261,8 @@ async fn update_coupon(
         coupons::find_for_update(&mut tx, coupon_id).await?.ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound))?;
     // V2: Redis has admitted issues Postgres has not persisted yet; "started" and "never below
     // what was issued" count those too.
-    let live = live_of(&state, coupon_id).await?;
+    // Not degraded: the edit must see Redis's admissions (and will write there).
+    let live = flash::live(&state.redis, &[coupon_id]).await?.get(&coupon_id).copied();
     if let Some((total, remaining)) = live {
         let admitted = total.saturating_sub(remaining).max(stored.coupon.inventory.used());
         let inventory = &mut stored.coupon.inventory;
@@ -301,7 +302,7 @@ async fn update_coupon(
         tracing::info!(coupon.id = coupon_id, "coupon campaign edited");
         stored.coupon = edited;
     }
-    Ok(Json(CouponView::from(&stored).with_live(live_of(&state, coupon_id).await?)))
+    Ok(Json(CouponView::from(&stored).with_live(live_of(&state, coupon_id).await)))
 }
 
 /// The counters of a campaign.
@@ -340,7 +341,7 @@ async fn coupon_stats(
     let s = coupons::stats(&state.db, coupon_id).await?.ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound))?;
     let (total, mut issued) = (i64::from(s.total_quantity), i64::from(s.issued));
     // V2: issued counts every admission in Redis; persisted is what Postgres holds so far.
-    if let Some((live_total, remaining)) = live_of(&state, coupon_id).await? {
+    if let Some((live_total, remaining)) = live_of(&state, coupon_id).await {
         issued = i64::from(live_total) - i64::from(remaining);
     }
     Ok(Json(CouponStatsView {

@@ -1,6 +1,8 @@
 //! Coupon routes for customers: the open campaigns, first-come issuing, and the coupons a user
 //! holds (api.md "Coupons"; seed 001 US-013, US-014).
 
+use std::collections::HashMap;
+
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -148,7 +150,7 @@ async fn list_coupons(
     let (page, size, limit, offset) = paging(q.page, q.size)?;
     let (rows, total) = coupons::list_issuing(&state.db, Utc::now(), q.market, limit, offset).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.coupon.id).collect();
-    let live = flash::live(&state.redis, &ids).await?;
+    let live = live_counts(&state, &ids).await;
     let items = rows.iter().map(|r| CouponView::from(r).with_live(live.get(&r.coupon.id).copied())).collect();
     Ok(Json(CouponPage { items, page, size, total }))
 }
@@ -164,9 +166,18 @@ impl CouponView {
     }
 }
 
-/// The live `(total, remaining)` of one coupon if it is hydrated in Redis.
-pub(crate) async fn live_of(state: &AppState, coupon_id: i64) -> Result<Option<(u32, u32)>, ApiError> {
-    Ok(flash::live(&state.redis, &[coupon_id]).await?.get(&coupon_id).copied())
+/// The live `(total, remaining)` of the hydrated coupons among `ids`. A read that only displays
+/// them degrades to Postgres's (persisted) counters when Redis does not answer.
+pub(crate) async fn live_counts(state: &AppState, ids: &[i64]) -> HashMap<i64, (u32, u32)> {
+    flash::live(&state.redis, ids).await.unwrap_or_else(|e| {
+        tracing::warn!(error.cause = %e, "live coupon counters unavailable; showing persisted ones");
+        HashMap::new()
+    })
+}
+
+/// The live `(total, remaining)` of one coupon if it is hydrated in Redis (see [`live_counts`]).
+pub(crate) async fn live_of(state: &AppState, coupon_id: i64) -> Option<(u32, u32)> {
+    live_counts(state, &[coupon_id]).await.get(&coupon_id).copied()
 }
 
 /// One coupon campaign, whether or not its window is open.
@@ -180,7 +191,7 @@ async fn get_coupon(
     extract::Path(coupon_id): extract::Path<i64>,
 ) -> Result<Json<CouponView>, ApiError> {
     let stored = coupons::find(&state.db, coupon_id).await?.ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound))?;
-    Ok(Json(CouponView::from(&stored).with_live(live_of(&state, coupon_id).await?)))
+    Ok(Json(CouponView::from(&stored).with_live(live_of(&state, coupon_id).await)))
 }
 
 /// Who asks for a coupon.
@@ -333,7 +344,9 @@ fn held_view(h: user_coupons::HeldCoupon, now: DateTime<Utc>) -> Result<UserCoup
     })
 }
 
-/// The coupons a user holds, newest first; `status=AVAILABLE` lists only those usable now.
+/// The coupons a user holds, newest first; `status=AVAILABLE` lists only those usable now. A
+/// coupon issued a moment ago (V2) is listed too: it is persisted on this read if the consumer
+/// has not yet persisted it.
 #[utoipa::path(
     get, path = "/users/{user_id}/coupons", tag = "coupons",
     params(("user_id" = i64, Path, description = "User id"), UserCouponQuery),

@@ -209,6 +209,8 @@ pub async fn publish_hydration(
     let scratch_users = coupon_key(redis.prefix(), coupon_id, &format!("{SCRATCH}:{token}:users"));
     let scratch_held = coupon_key(redis.prefix(), coupon_id, &format!("{SCRATCH}:{token}:held"));
     let mut conn = redis.conn();
+    // Indexed first: once published, admissions can happen, and the consumer must know the stream.
+    let _: i64 = redis::cmd("SADD").arg(redis.key(FLASH_COUPONS)).arg(coupon_id).query_async(&mut conn).await?;
     for chunk in holders.chunks(5_000) {
         redis::pipe()
             .sadd(&scratch_users, chunk)
@@ -243,7 +245,6 @@ pub async fn publish_hydration(
         .arg(&terms.rev)
         .invoke_async(&mut conn)
         .await?;
-    let _: i64 = redis::cmd("SADD").arg(redis.key(FLASH_COUPONS)).arg(coupon_id).query_async(&mut conn).await?;
     Ok(published == 1)
 }
 
