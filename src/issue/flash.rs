@@ -41,10 +41,7 @@ use crate::{
     state::AppState,
     store::{
         pg::{coupons, flash_coupons},
-        redis::{
-            RedisStore,
-            flash::{self, FlashTerms},
-        },
+        redis::flash::{self, FlashTerms},
     },
 };
 
@@ -224,10 +221,7 @@ pub async fn ensure_persisted(state: &AppState, user_id: i64, user_coupon_id: Uu
 /// Persist on read: every coupon Redis admitted to `user_id` that is not in Postgres yet is
 /// persisted now. Returns how many were.
 pub async fn persist_held(state: &AppState, user_id: i64) -> anyhow::Result<usize> {
-    persist_held_with(&state.db, &state.redis, user_id).await
-}
-
-async fn persist_held_with(db: &PgPool, redis: &RedisStore, user_id: i64) -> anyhow::Result<usize> {
+    let (db, redis) = (&state.db, &state.redis);
     let held = flash::held_by_user(redis, user_id).await?;
     if held.is_empty() {
         return Ok(0);

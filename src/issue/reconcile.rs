@@ -118,8 +118,9 @@ pub async fn run(db: &PgPool, redis: &RedisStore, repair: bool) -> anyhow::Resul
                 repaired.remaining_lowered += lowered;
             }
             // Held records of persisted users are no longer needed for read-your-writes.
-            let persisted: Vec<i64> = persisted.into_iter().collect();
-            flash::forget_held(redis, id, &persisted).await.context("forgetting persisted held records")?;
+            let done: Vec<i64> =
+                flash::held_users(redis, id).await?.into_iter().filter(|u| persisted.contains(u)).collect();
+            flash::forget_held(redis, id, &done).await.context("forgetting persisted held records")?;
         }
     }
     Ok((reports, repaired))

@@ -152,6 +152,7 @@ async fn once_issuing_started_other_edits_return_400_coupon_update_not_allowed_a
     let app = coupon_app().await;
     let coupon = create_coupon(&app, 5, json!({})).await;
     json_of(issue(&app, coupon, app.create_user("KR", 0).await).await, 201).await;
+    settled(&app).await;
     let before = row(&app, coupon).await;
     let later = Utc::now() + TimeDelta::days(5);
     for (body, field) in [

@@ -320,6 +320,8 @@ async fn reconcile_reports_drift_per_coupon_and_repairs_only_in_the_safe_directi
     let repaired = reconcile(&app, &["--repair"]).await;
     assert!(repaired.contains("1 users added to Redis, remaining lowered by 3"), "{repaired}");
     assert_eq!(redis_counters(&app, coupon), (6, 4));
+    let held: u64 = redis::cmd("HLEN").arg(&k.held).query(&mut conn).unwrap();
+    assert_eq!(held, 0, "read-your-writes records of persisted coupons are dropped");
     let again = reconcile(&app, &[]).await;
     assert!(
         again.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..7]

@@ -362,6 +362,12 @@ pub async fn holders(redis: &RedisStore, coupon_id: i64) -> RedisResult<Vec<i64>
     redis::cmd("SMEMBERS").arg(&k.users).query_async(&mut redis.conn()).await
 }
 
+/// The users with a held record (admissions kept for read-your-writes).
+pub async fn held_users(redis: &RedisStore, coupon_id: i64) -> RedisResult<Vec<i64>> {
+    let k = CouponKeys::new(redis.prefix(), coupon_id);
+    redis::cmd("HKEYS").arg(&k.held).query_async(&mut redis.conn()).await
+}
+
 /// Forgets the held records of users whose coupon is persisted (no longer needed for
 /// read-your-writes).
 pub async fn forget_held(redis: &RedisStore, coupon_id: i64, users: &[i64]) -> RedisResult<()> {
