@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::Config,
+    config::{Config, IssueStrategy},
     http::{self, auth::JwtKeys},
     metrics,
     state::AppState,
@@ -64,8 +64,11 @@ impl Application {
             jwt: Arc::new(JwtKeys::new(config.jwt_secret.expose().as_bytes())),
             config: Arc::new(config),
             metrics: metrics::install(),
+            coupon_cache: Arc::new(crate::issue::flash::FlashCache::new()),
         };
-        crate::issue::warn_if_interim(state.config.issue_strategy);
+        if state.config.issue_strategy == IssueStrategy::RedisLua {
+            crate::issue::flash::start(&state).await?;
+        }
         Ok(Application { listener, state, shutdown: CancellationToken::new() })
     }
 

@@ -31,6 +31,17 @@ enum Command {
     Token(TokenArgs),
     /// The built-in open-run load generator and benchmark.
     Loadgen,
+    /// Compare the V2 coupon state in Redis with Postgres, one line per coupon.
+    Reconcile(ReconcileArgs),
+}
+
+/// Options of `jupang reconcile`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Also apply the safe repairs (add persisted users missing in Redis, lower `remaining`
+    /// to what the users set allows; never raise it).
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Options of `jupang seed`.
@@ -110,8 +121,25 @@ impl Cli {
             }
             Command::Token(args) => token(args),
             Command::Loadgen => anyhow::bail!("`jupang loadgen` is not built yet"),
+            Command::Reconcile(args) => reconcile(args).await,
         }
     }
+}
+
+async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
+    let pool = store::pg::connect(&required("DATABASE_URL")?, 2).await?;
+    let url = required("REDIS_URL")?;
+    let prefix = std::env::var("JUPANG_REDIS_PREFIX").ok().filter(|p| !p.trim().is_empty());
+    let redis = store::redis::RedisStore::connect(&[url.trim()], prefix.as_deref().unwrap_or("jupang").trim()).await?;
+    let (reports, repaired) = crate::issue::reconcile::run(&pool, &redis, args.repair).await?;
+    print!("{}", crate::issue::reconcile::table(&reports));
+    if args.repair {
+        println!(
+            "repaired: {} users added to Redis, remaining lowered by {}, {} coupon terms re-applied",
+            repaired.users_added, repaired.remaining_lowered, repaired.terms_synced
+        );
+    }
+    Ok(())
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {

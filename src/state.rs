@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use crate::{
     config::Config,
     http::auth::JwtKeys,
+    issue::flash::FlashCache,
     store::{flash::FlashOrders, redis::RedisStore},
 };
 
@@ -26,4 +27,6 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// V2 orders: caches, stock counters and their scripts.
     pub flash: FlashOrders,
+    /// V2 coupons: the issuer\'s in-process caches (users, coupon terms).
+    pub coupon_cache: Arc<FlashCache>,
 }

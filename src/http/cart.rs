@@ -131,6 +131,10 @@ async fn get_cart(
     let lines = cart::lines(&state.db, user.id, currency.code()).await?;
     let total: i64 = lines.iter().map(cart::CartLine::subtotal).sum();
     let mut discount = 0;
+    if let Some(uc) = q.user_coupon_id {
+        // A V2 coupon issued a moment ago may not be persisted yet.
+        crate::issue::flash::ensure_persisted(&state, user.id, uc).await?;
+    }
     if let Some(uc) = q.user_coupon_id
         && let Some(held) = redemption::find(&state.db, uc).await?
     {

@@ -10,17 +10,22 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     auth::{Role, require_roles},
-    coupons::CouponView,
+    coupons::{CouponView, live_of},
     error::{ApiError, ErrorBody, ErrorCode},
     extract,
 };
 use crate::{
+    config::IssueStrategy,
     domain::{
         Currency, Market, Money,
-        coupon::{Coupon, CouponPatch, CouponTerms, DiscountType, Invalid, PatchError, Validity},
+        coupon::{Coupon, CouponPatch, CouponTerms, DiscountType, Invalid, Inventory, PatchError, Validity},
     },
+    issue,
     state::AppState,
-    store::pg::coupons,
+    store::{
+        pg::coupons,
+        redis::flash::{self, AdjustReply},
+    },
 };
 
 /// The coupon admin routes (mounted under `/api`), behind the `marketing_manager` gate.
@@ -155,6 +160,13 @@ async fn create_coupon(
     check_products(&state, terms.product_ids.as_deref()).await?;
     let id = coupons::insert(&state.db, &terms, inventory).await?;
     tracing::info!(coupon.id = id, coupon.total = inventory.total(), "coupon campaign created");
+    if state.config.issue_strategy == IssueStrategy::RedisLua {
+        // Hydrated now so the sale's first requests find it ready; should Redis fail here, the
+        // first issue request hydrates it instead.
+        if let Err(e) = issue::flash::hydrate(&state, id).await {
+            tracing::warn!(coupon.id = id, error.cause = %format!("{e:#}"), "coupon not hydrated at creation");
+        }
+    }
     Ok((StatusCode::CREATED, Json(CreatedCoupon { id })))
 }
 
@@ -247,6 +259,15 @@ async fn update_coupon(
     // version move and re-check against the edited coupon.
     let mut stored =
         coupons::find_for_update(&mut tx, coupon_id).await?.ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound))?;
+    // V2: Redis has admitted issues Postgres has not persisted yet; "started" and "never below
+    // what was issued" count those too.
+    // Not degraded: the edit must see Redis's admissions (and will write there).
+    let live = flash::live(&state.redis, &[coupon_id]).await?.get(&coupon_id).copied();
+    if let Some((total, remaining)) = live {
+        let admitted = total.saturating_sub(remaining).max(stored.coupon.inventory.used());
+        let inventory = &mut stored.coupon.inventory;
+        *inventory = Inventory::new(inventory.total(), admitted.min(inventory.total())).unwrap_or(*inventory);
+    }
     let patch = body.into_patch(stored.coupon.terms.market)?;
     let edited = stored.coupon.patched(&patch, Utc::now()).map_err(|e| match e {
         PatchError::NotAllowed { field } => {
@@ -259,11 +280,29 @@ async fn update_coupon(
             check_products(&state, edited.terms.product_ids.as_deref()).await?;
         }
         coupons::update(&mut tx, &edited).await?;
+        let terms = issue::flash::terms_of(&edited);
+        if live.is_some()
+            && let AdjustReply::BelowIssued { admitted } = flash::adjust(&state.redis, coupon_id, &terms).await?
+        {
+            // Issued meanwhile: the row lock does not hold the Redis script back. Nothing is
+            // committed; Redis is unchanged.
+            return Err(ApiError::new(ErrorCode::CouponUpdateNotAllowed)
+                .with_details(serde_json::json!({ "field": "total_quantity", "issued": admitted })));
+        }
         tx.commit().await?;
+        // Again after the commit: a hydration that read the row before it (another process, at
+        // first use) may have published the old terms in between. Re-applying is a no-op otherwise.
+        match flash::adjust(&state.redis, coupon_id, &terms).await? {
+            AdjustReply::BelowIssued { admitted } => {
+                tracing::warn!(coupon.id = coupon_id, issued = admitted, "edited total below Redis admissions")
+            }
+            AdjustReply::NotHydrated | AdjustReply::Adjusted { .. } => {}
+        }
+        state.coupon_cache.forget(coupon_id);
         tracing::info!(coupon.id = coupon_id, "coupon campaign edited");
         stored.coupon = edited;
     }
-    Ok(Json(CouponView::from(&stored)))
+    Ok(Json(CouponView::from(&stored).with_live(live_of(&state, coupon_id).await)))
 }
 
 /// The counters of a campaign.
@@ -273,9 +312,10 @@ pub struct CouponStatsView {
     pub coupon_id: i64,
     /// Planned quantity.
     pub total_quantity: i64,
-    /// Acknowledged issues (the coupon's counter).
+    /// Acknowledged issues (V2: counted in Redis the moment they are admitted).
     pub issued: i64,
-    /// Issued coupons stored in the database (V1 designs: always equal to `issued`).
+    /// Issued coupons stored in the database (V1: always equal to `issued`; V2: catches up as
+    /// the consumer persists the stream).
     pub persisted: i64,
     /// Spent on orders.
     pub used: i64,
@@ -299,7 +339,11 @@ async fn coupon_stats(
     extract::Path(coupon_id): extract::Path<i64>,
 ) -> Result<Json<CouponStatsView>, ApiError> {
     let s = coupons::stats(&state.db, coupon_id).await?.ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound))?;
-    let (total, issued) = (i64::from(s.total_quantity), i64::from(s.issued));
+    let (total, mut issued) = (i64::from(s.total_quantity), i64::from(s.issued));
+    // V2: issued counts every admission in Redis; persisted is what Postgres holds so far.
+    if let Some((live_total, remaining)) = live_of(&state, coupon_id).await {
+        issued = i64::from(live_total) - i64::from(remaining);
+    }
     Ok(Json(CouponStatsView {
         coupon_id,
         total_quantity: total,

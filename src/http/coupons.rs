@@ -1,6 +1,8 @@
 //! Coupon routes for customers: the open campaigns, first-come issuing, and the coupons a user
 //! holds (api.md "Coupons"; seed 001 US-013, US-014).
 
+use std::collections::HashMap;
+
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,10 @@ use crate::{
     },
     issue::{self, IssueFailure},
     state::AppState,
-    store::pg::{coupons, coupons::StoredCoupon, user_coupons, users},
+    store::{
+        pg::{coupons, coupons::StoredCoupon, user_coupons, users},
+        redis::flash,
+    },
 };
 
 /// The customer-facing coupon routes (mounted under `/api`).
@@ -144,7 +149,35 @@ async fn list_coupons(
 ) -> Result<Json<CouponPage>, ApiError> {
     let (page, size, limit, offset) = paging(q.page, q.size)?;
     let (rows, total) = coupons::list_issuing(&state.db, Utc::now(), q.market, limit, offset).await?;
-    Ok(Json(CouponPage { items: rows.iter().map(CouponView::from).collect(), page, size, total }))
+    let ids: Vec<i64> = rows.iter().map(|r| r.coupon.id).collect();
+    let live = live_counts(&state, &ids).await;
+    let items = rows.iter().map(|r| CouponView::from(r).with_live(live.get(&r.coupon.id).copied())).collect();
+    Ok(Json(CouponPage { items, page, size, total }))
+}
+
+impl CouponView {
+    /// The view with the live remaining quantity of a hydrated coupon (V2): Redis counts every
+    /// admission at once, Postgres only once the consumer persisted it.
+    pub fn with_live(mut self, live: Option<(u32, u32)>) -> CouponView {
+        if let Some((_, remaining)) = live {
+            self.remaining_quantity = remaining.min(self.total_quantity);
+        }
+        self
+    }
+}
+
+/// The live `(total, remaining)` of the hydrated coupons among `ids`. A read that only displays
+/// them degrades to Postgres's (persisted) counters when Redis does not answer.
+pub(crate) async fn live_counts(state: &AppState, ids: &[i64]) -> HashMap<i64, (u32, u32)> {
+    flash::live(&state.redis, ids).await.unwrap_or_else(|e| {
+        tracing::warn!(error.cause = %e, "live coupon counters unavailable; showing persisted ones");
+        HashMap::new()
+    })
+}
+
+/// The live `(total, remaining)` of one coupon if it is hydrated in Redis (see [`live_counts`]).
+pub(crate) async fn live_of(state: &AppState, coupon_id: i64) -> Option<(u32, u32)> {
+    live_counts(state, &[coupon_id]).await.get(&coupon_id).copied()
 }
 
 /// One coupon campaign, whether or not its window is open.
@@ -158,7 +191,7 @@ async fn get_coupon(
     extract::Path(coupon_id): extract::Path<i64>,
 ) -> Result<Json<CouponView>, ApiError> {
     let stored = coupons::find(&state.db, coupon_id).await?.ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound))?;
-    Ok(Json(CouponView::from(&stored)))
+    Ok(Json(CouponView::from(&stored).with_live(live_of(&state, coupon_id).await)))
 }
 
 /// Who asks for a coupon.
@@ -201,7 +234,8 @@ impl From<IssueFailure> for ApiError {
     }
 }
 
-/// First come, first served, one per user. A 201 coupon is committed: usable at once.
+/// First come, first served, one per user. A 201 coupon is usable at once (V2: recorded in
+/// Redis and persisted into Postgres by the consumer, or by the first request that needs it).
 #[utoipa::path(
     post, path = "/coupons/{coupon_id}/issue", tag = "coupons", request_body = IssueRequest,
     params(("coupon_id" = i64, Path, description = "Coupon id")),
@@ -310,7 +344,9 @@ fn held_view(h: user_coupons::HeldCoupon, now: DateTime<Utc>) -> Result<UserCoup
     })
 }
 
-/// The coupons a user holds, newest first; `status=AVAILABLE` lists only those usable now.
+/// The coupons a user holds, newest first; `status=AVAILABLE` lists only those usable now. A
+/// coupon issued a moment ago (V2) is listed too: it is persisted on this read if the consumer
+/// has not yet persisted it.
 #[utoipa::path(
     get, path = "/users/{user_id}/coupons", tag = "coupons",
     params(("user_id" = i64, Path, description = "User id"), UserCouponQuery),
@@ -328,6 +364,8 @@ async fn list_user_coupons(
 ) -> Result<Json<UserCouponPage>, ApiError> {
     let (page, size, limit, offset) = paging(q.page, q.size)?;
     users::find(&state.db, scope.user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))?;
+    // V2 coupons the consumer has not reached yet are persisted first, so the page is exact.
+    issue::flash::persist_held(&state, scope.user_id).await.map_err(ApiError::internal)?;
     let now = Utc::now();
     let (rows, total) = user_coupons::list_for_user(&state.db, scope.user_id, q.status, now, limit, offset).await?;
     let items = rows.into_iter().map(|h| held_view(h, now)).collect::<Result<_, _>>()?;

@@ -121,6 +121,11 @@ async fn pay(
     body: PayOrder,
 ) -> Result<PaymentView, ApiError> {
     caller.ensure_is(body.user_id)?;
+    if let Some(uc) = body.user_coupon_id {
+        // Read-your-writes: a V2 coupon issued a moment ago may not be persisted yet; it is now,
+        // idempotently, exactly as the consumer would.
+        crate::issue::flash::ensure_persisted(state, body.user_id, uc).await?;
+    }
     let now = Utc::now();
     let mut persisted = false;
     let (mut tx, paid) = loop {

@@ -1,24 +1,27 @@
 //! First-come coupon issuing: one [`Issuer`] interface, one implementation per design, picked by
 //! `JUPANG_ISSUE_STRATEGY`. Every design gives the same promises (exactly `total` issued, one per
-//! user, only inside the window, a `coupon.issued` event in the outbox of the same transaction);
-//! they differ only in how concurrent requests are kept apart:
+//! user, only inside the window, a `coupon.issued` event in the outbox for each); they differ in
+//! how concurrent requests are kept apart and when Postgres learns of an issue:
 //!
 //! - [`Pessimistic`] (`db-pessimistic`): `SELECT ... FOR UPDATE` on the coupon row;
 //! - [`Optimistic`] (`db-optimistic`): a version-checked `UPDATE`, retried with jittered backoff;
-//! - [`RedisLockIssuer`] (`redis-lock`): a Redis mutex per coupon around the transaction.
+//! - [`RedisLockIssuer`] (`redis-lock`): a Redis mutex per coupon around the transaction;
+//! - [`RedisLuaIssuer`] (`redis-lua`, V2, the default): one atomic Lua script in Redis decides
+//!   and appends the issue to the coupon's stream; the consumer persists it (with its event)
+//!   into Postgres shortly after, and a payment or listing that comes first persists it itself
+//!   ([`flash`]).
 //!
-//! `redis-lua` (V2) is not built yet: until it is, a process configured for it issues with
-//! [`Pessimistic`] and says so once at start-up ([`warn_if_interim`]). The metric label is the
-//! design actually used.
-//!
-//! Each design first reads the coupon without any lock and rejects at once what is already
+//! The V1 designs first read the coupon without any lock and reject at once what is already
 //! decided (closed window, already held, sold out): an answer read a moment before taking the
 //! lock is as true as one read under it, and it keeps the losers of a flash sale out of the
 //! queue. Only a success is decided under the design's concurrency control.
 
+pub mod flash;
 mod optimistic;
 mod pessimistic;
+pub mod reconcile;
 mod redis_lock;
+mod redis_lua;
 
 use std::future::Future;
 
@@ -29,6 +32,7 @@ use sqlx::PgConnection;
 pub use optimistic::Optimistic;
 pub use pessimistic::Pessimistic;
 pub use redis_lock::{LOCK_KEY_PREFIX, RedisLockIssuer};
+pub use redis_lua::RedisLuaIssuer;
 
 use crate::{
     config::IssueStrategy,
@@ -109,8 +113,9 @@ pub trait Issuer: Send + Sync {
     /// The design, as configured and as the metric label.
     fn strategy(&self) -> IssueStrategy;
 
-    /// Issues one `coupon_id` to `user_id`, or says why not. On success the coupon is committed
-    /// (usable by the user's very next request) with its `coupon.issued` event.
+    /// Issues one `coupon_id` to `user_id`, or says why not. On success the coupon is usable by
+    /// the user's very next request, and it reaches Postgres with its `coupon.issued` event
+    /// (V1: already committed; V2: recorded in Redis, persisted by the consumer).
     fn issue(&self, coupon_id: i64, user_id: i64) -> impl Future<Output = Result<Issued, IssueFailure>> + Send;
 }
 
@@ -122,17 +127,18 @@ pub enum AnyIssuer<'a> {
     Optimistic(Optimistic<'a>),
     /// `redis-lock`.
     RedisLock(RedisLockIssuer<'a>),
+    /// `redis-lua`.
+    RedisLua(RedisLuaIssuer<'a>),
 }
 
 impl<'a> AnyIssuer<'a> {
     /// The issuer for the configured strategy over the application's stores.
     pub fn for_state(state: &'a AppState) -> AnyIssuer<'a> {
-        match effective(state.config.issue_strategy) {
+        match state.config.issue_strategy {
+            IssueStrategy::DbPessimistic => AnyIssuer::Pessimistic(Pessimistic::new(&state.db)),
             IssueStrategy::DbOptimistic => AnyIssuer::Optimistic(Optimistic::new(&state.db)),
             IssueStrategy::RedisLock => AnyIssuer::RedisLock(RedisLockIssuer::new(&state.db, &state.redis)),
-            IssueStrategy::DbPessimistic | IssueStrategy::RedisLua => {
-                AnyIssuer::Pessimistic(Pessimistic::new(&state.db))
-            }
+            IssueStrategy::RedisLua => AnyIssuer::RedisLua(RedisLuaIssuer::new(state)),
         }
     }
 }
@@ -143,6 +149,7 @@ impl Issuer for AnyIssuer<'_> {
             AnyIssuer::Pessimistic(i) => i.strategy(),
             AnyIssuer::Optimistic(i) => i.strategy(),
             AnyIssuer::RedisLock(i) => i.strategy(),
+            AnyIssuer::RedisLua(i) => i.strategy(),
         }
     }
 
@@ -151,28 +158,8 @@ impl Issuer for AnyIssuer<'_> {
             AnyIssuer::Pessimistic(i) => i.issue(coupon_id, user_id).await,
             AnyIssuer::Optimistic(i) => i.issue(coupon_id, user_id).await,
             AnyIssuer::RedisLock(i) => i.issue(coupon_id, user_id).await,
+            AnyIssuer::RedisLua(i) => i.issue(coupon_id, user_id).await,
         }
-    }
-}
-
-/// The design that actually runs for a configured one. Interim: `redis-lua` (V2) is not built
-/// yet, so it runs `db-pessimistic`.
-pub fn effective(configured: IssueStrategy) -> IssueStrategy {
-    match configured {
-        IssueStrategy::RedisLua => IssueStrategy::DbPessimistic,
-        other => other,
-    }
-}
-
-/// Logs, once at start-up, when the configured design is replaced by the interim fallback.
-pub fn warn_if_interim(configured: IssueStrategy) {
-    let used = effective(configured);
-    if used != configured {
-        tracing::warn!(
-            issue.strategy.configured = configured.as_str(),
-            issue.strategy.used = used.as_str(),
-            "the configured coupon issue strategy is not built yet; using the fallback"
-        );
     }
 }
 

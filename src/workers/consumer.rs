@@ -286,7 +286,7 @@ impl<S: StreamSink> Consumer<S> {
             }
             let mut counts = HashMap::new();
             for (stream, ids) in by_stream {
-                let c = streams::delivery_counts(&mut conn, &stream, GROUP, &ids).await?;
+                let c = streams::delivery_counts(&mut conn, &stream, GROUP, &self.settings.consumer, &ids).await?;
                 counts.extend(c.into_iter().map(|(id, n)| ((stream.clone(), id), n)));
             }
             for e in &mut entries {

@@ -3,12 +3,16 @@
 pub mod consumer;
 pub mod expiry;
 pub mod outbox;
+pub mod reconcile;
 pub mod stream;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{state::AppState, store::pg::flash_orders::OrderSink};
+use crate::{
+    state::AppState,
+    store::pg::{flash_coupons::CouponSink, flash_orders::OrderSink},
+};
 
 /// Starts the configured workers; each returns when `shutdown` is cancelled.
 pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
@@ -18,9 +22,13 @@ pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<(
         tasks.push(tokio::spawn(expiry::run(state.clone(), shutdown.clone())));
     }
     if config.workers.consumer {
+        tasks.push(consumer::spawn(CouponSink::new(state.redis.clone()), state, shutdown));
         // V2 orders: admissions of the reservation script, persisted into Postgres.
         let orders = OrderSink::new(state.flash.stock().keys().stream());
         tasks.push(consumer::spawn(orders, state, shutdown));
+    }
+    if config.workers.reconcile {
+        tasks.push(tokio::spawn(reconcile::run(state.clone(), shutdown.clone())));
     }
     if config.workers.outbox {
         match &config.data_platform_url {

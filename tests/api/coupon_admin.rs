@@ -6,8 +6,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
-    coupon_support::{coupon_body, create_coupon, create_users, issue, manager},
-    helpers::{TestApp, assert_error, json_of, spawn_app},
+    coupon_support::{coupon_app, coupon_body, create_coupon, create_users, issue, manager, settled},
+    helpers::{TestApp, assert_error, json_of},
 };
 
 async fn coupon_count(app: &TestApp) -> i64 {
@@ -28,7 +28,7 @@ async fn row(app: &TestApp, coupon: i64) -> Value {
 
 #[tokio::test]
 async fn a_marketing_manager_creates_a_coupon_that_reads_back_as_given() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let product: i64 = sqlx::query_scalar(
         "INSERT INTO products (category, name_ko, name_en) VALUES ('shoes', '운동화', 'Sneakers') RETURNING id",
     )
@@ -54,7 +54,7 @@ async fn a_marketing_manager_creates_a_coupon_that_reads_back_as_given() {
 
 #[tokio::test]
 async fn coupon_administration_is_gated_to_marketing_managers_and_ops_admins() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let body = coupon_body(10, json!({}));
     let path = "/api/admin/coupons";
     assert_error(app.send_json(Method::POST, path, None, &body).await, 401, "UNAUTHENTICATED").await;
@@ -76,7 +76,7 @@ async fn coupon_administration_is_gated_to_marketing_managers_and_ops_admins() {
 
 #[tokio::test]
 async fn creating_a_coupon_with_a_bad_field_returns_400_naming_it_and_stores_nothing() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let now = Utc::now();
     let cases = [
         (json!({"expires_at": now + TimeDelta::days(9)}), "expires_at"),
@@ -112,7 +112,7 @@ async fn creating_a_coupon_with_a_bad_field_returns_400_naming_it_and_stores_not
 
 #[tokio::test]
 async fn before_issuing_starts_any_field_may_be_edited() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 100, json!({})).await;
     let expires = Utc::now() + TimeDelta::days(60);
     let body = json!({"name": "Spring sale", "total_quantity": 10, "discount_type": "FIXED", "discount_value": 3000,
@@ -130,7 +130,7 @@ async fn before_issuing_starts_any_field_may_be_edited() {
 
 #[tokio::test]
 async fn once_issuing_started_raising_the_total_and_ending_the_window_are_allowed() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 2, json!({})).await;
     let [a, b, c] = create_users(&app, 3, "KR").await[..] else { unreachable!() };
     json_of(issue(&app, coupon, a).await, 201).await;
@@ -149,9 +149,10 @@ async fn once_issuing_started_raising_the_total_and_ending_the_window_are_allowe
 
 #[tokio::test]
 async fn once_issuing_started_other_edits_return_400_coupon_update_not_allowed_and_change_nothing() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 5, json!({})).await;
     json_of(issue(&app, coupon, app.create_user("KR", 0).await).await, 201).await;
+    settled(&app).await;
     let before = row(&app, coupon).await;
     let later = Utc::now() + TimeDelta::days(5);
     for (body, field) in [
@@ -172,12 +173,13 @@ async fn once_issuing_started_other_edits_return_400_coupon_update_not_allowed_a
 
 #[tokio::test]
 async fn stats_count_issued_persisted_used_and_remaining() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
     let users = create_users(&app, 3, "KR").await;
     for u in &users {
         json_of(issue(&app, coupon, *u).await, 201).await;
     }
+    settled(&app).await;
     sqlx::query(
         "UPDATE user_coupons SET status = 'USED', used_at = now(), order_id = uuid_generate_v7()
           WHERE coupon_id = $1 AND user_id = $2",

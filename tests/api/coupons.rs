@@ -1,7 +1,6 @@
 //! Customer coupon routes: the open campaigns, issuing (seed 001 US-013) and owned coupons
-//! (US-014). These run with the default configuration (`redis-lua`, for now the interim
-//! `db-pessimistic` fallback); every V1 design is run against the same rules in
-//! `coupon_concurrency`.
+//! (US-014). These run with the default configuration (`redis-lua`, V2) and its stream
+//! consumer; every design is run against the same rules in `coupon_concurrency`.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::Method;
@@ -9,8 +8,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    coupon_support::{counts, create_coupon, create_users, issue, issued_events},
-    helpers::{assert_error, json_of, spawn_app},
+    coupon_support::{counts, coupon_app, create_coupon, create_users, forget_in_redis, issue, issued_events, settled},
+    helpers::{assert_error, json_of},
 };
 
 fn time(v: &Value) -> DateTime<Utc> {
@@ -19,7 +18,7 @@ fn time(v: &Value) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn issuing_with_95_of_100_issued_succeeds_and_the_issued_count_becomes_96() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 100, json!({})).await;
     let earlier = create_users(&app, 95, "KR").await;
     sqlx::query(
@@ -32,6 +31,8 @@ async fn issuing_with_95_of_100_issued_succeeds_and_the_issued_count_becomes_96(
     .await
     .unwrap();
     sqlx::query("UPDATE coupons SET issued_quantity = 95 WHERE id = $1").bind(coupon).execute(&app.db).await.unwrap();
+    // Written behind the issuer's back: Redis hydrates the coupon again from the database.
+    forget_in_redis(&app, coupon).await;
     let user1 = app.create_user("KR", 0).await;
 
     let body = json_of(issue(&app, coupon, user1).await, 201).await;
@@ -48,7 +49,7 @@ async fn issuing_with_95_of_100_issued_succeeds_and_the_issued_count_becomes_96(
 
 #[tokio::test]
 async fn issuing_a_sold_out_coupon_returns_400_coupon_sold_out_and_changes_nothing() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 1, json!({})).await;
     let [first, late] = create_users(&app, 2, "KR").await[..] else { unreachable!() };
     json_of(issue(&app, coupon, first).await, 201).await;
@@ -70,7 +71,7 @@ async fn issuing_a_sold_out_coupon_returns_400_coupon_sold_out_and_changes_nothi
 
 #[tokio::test]
 async fn a_second_issue_by_the_same_user_returns_400_already_issued_and_changes_nothing() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
     let user1 = app.create_user("KR", 0).await;
     json_of(issue(&app, coupon, user1).await, 201).await;
@@ -82,7 +83,7 @@ async fn a_second_issue_by_the_same_user_returns_400_already_issued_and_changes_
 
 #[tokio::test]
 async fn a_user_holding_a_coupon_that_sold_out_since_is_told_already_issued() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 1, json!({})).await;
     let user1 = app.create_user("KR", 0).await;
     json_of(issue(&app, coupon, user1).await, 201).await;
@@ -91,7 +92,7 @@ async fn a_user_holding_a_coupon_that_sold_out_since_is_told_already_issued() {
 
 #[tokio::test]
 async fn owned_coupons_with_one_expired_and_one_used_list_one_available() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let user = app.create_user("KR", 0).await;
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -99,6 +100,7 @@ async fn owned_coupons_with_one_expired_and_one_used_list_one_available() {
         held.push(json_of(issue(&app, coupon, user).await, 201).await["user_coupon_id"].as_str().unwrap().to_owned());
     }
     let (expired, used, available) = (&held[0], &held[1], &held[2]);
+    settled(&app).await;
     let order_id = Uuid::now_v7();
     sqlx::query("UPDATE user_coupons SET expires_at = now() - interval '1 second' WHERE id = $1::uuid")
         .bind(expired)
@@ -142,7 +144,7 @@ async fn owned_coupons_with_one_expired_and_one_used_list_one_available() {
 
 #[tokio::test]
 async fn another_customer_cannot_read_a_users_coupons() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let [owner, other] = create_users(&app, 2, "KR").await[..] else { unreachable!() };
     let res =
         app.request(Method::GET, &format!("/api/users/{owner}/coupons")).bearer_auth(app.customer(other)).send().await;
@@ -152,7 +154,7 @@ async fn another_customer_cannot_read_a_users_coupons() {
 
 #[tokio::test]
 async fn issuing_before_the_window_opens_returns_400_coupon_not_active() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let start = Utc::now() + TimeDelta::hours(1);
     let coupon =
         create_coupon(&app, 10, json!({"issue_starts_at": start, "issue_ends_at": start + TimeDelta::hours(1)})).await;
@@ -163,7 +165,7 @@ async fn issuing_before_the_window_opens_returns_400_coupon_not_active() {
 
 #[tokio::test]
 async fn issuing_after_the_window_closed_returns_400_coupon_not_active() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
     // Time passes: the window closed a second ago.
     sqlx::query(
@@ -174,6 +176,7 @@ async fn issuing_after_the_window_closed_returns_400_coupon_not_active() {
     .execute(&app.db)
     .await
     .unwrap();
+    forget_in_redis(&app, coupon).await;
     let user = app.create_user("KR", 0).await;
     assert_error(issue(&app, coupon, user).await, 400, "COUPON_NOT_ACTIVE").await;
     assert_eq!(counts(&app, coupon).await, (0, 0));
@@ -181,7 +184,7 @@ async fn issuing_after_the_window_closed_returns_400_coupon_not_active() {
 
 #[tokio::test]
 async fn an_unknown_coupon_is_404_coupon_not_found() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let user = app.create_user("KR", 0).await;
     assert_error(issue(&app, 987_654, user).await, 404, "COUPON_NOT_FOUND").await;
     assert_error(app.get("/api/coupons/987654").await, 404, "COUPON_NOT_FOUND").await;
@@ -190,7 +193,7 @@ async fn an_unknown_coupon_is_404_coupon_not_found() {
 
 #[tokio::test]
 async fn issuing_needs_a_token_and_only_for_the_tokens_own_user() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
     let [me, other] = create_users(&app, 2, "KR").await[..] else { unreachable!() };
     let path = format!("/api/coupons/{coupon}/issue");
@@ -205,7 +208,7 @@ async fn issuing_needs_a_token_and_only_for_the_tokens_own_user() {
 
 #[tokio::test]
 async fn a_user_of_another_market_gets_400_market_mismatch() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
     let american = app.create_user("US", 0).await;
     assert_error(issue(&app, coupon, american).await, 400, "MARKET_MISMATCH").await;
@@ -214,14 +217,14 @@ async fn a_user_of_another_market_gets_400_market_mismatch() {
 
 #[tokio::test]
 async fn a_token_for_a_user_without_a_profile_gets_404_user_not_found() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
     assert_error(issue(&app, coupon, 777_777).await, 404, "USER_NOT_FOUND").await;
 }
 
 #[tokio::test]
 async fn the_open_coupon_list_shows_only_coupons_whose_window_is_open() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let expires = Utc::now() + TimeDelta::days(30);
     let open = create_coupon(&app, 50, json!({"valid_days": null, "expires_at": expires})).await;
     let later = Utc::now() + TimeDelta::days(1);
@@ -275,12 +278,13 @@ async fn the_open_coupon_list_shows_only_coupons_whose_window_is_open() {
 
 #[tokio::test]
 async fn an_issued_coupon_is_stored_with_its_coupon_issued_event_and_counted_in_metrics() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let expires = Utc::now() + TimeDelta::days(10);
     let coupon = create_coupon(&app, 10, json!({"valid_days": null, "expires_at": expires})).await;
     let user = app.create_user("KR", 0).await;
     let body = json_of(issue(&app, coupon, user).await, 201).await;
     assert_eq!(time(&body["expires_at"]), expires.trunc_subsecs_micros(), "a fixed expiry is the coupon's");
+    settled(&app).await;
 
     let (id, status, issued_at): (Uuid, String, DateTime<Utc>) =
         sqlx::query_as("SELECT id, status, issued_at FROM user_coupons WHERE coupon_id = $1 AND user_id = $2")
@@ -303,7 +307,7 @@ async fn an_issued_coupon_is_stored_with_its_coupon_issued_event_and_counted_in_
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.lines().any(|l| l.starts_with("coupon_issue_total{")
-            && l.contains(r#"strategy="db-pessimistic""#)
+            && l.contains(r#"strategy="redis-lua""#)
             && l.contains(r#"outcome="issued""#)),
         "{metrics}"
     );
@@ -323,7 +327,7 @@ impl Micros for DateTime<Utc> {
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_coupon_route() {
-    let app = spawn_app().await;
+    let app = coupon_app().await;
     let doc = json_of(app.get("/api-docs/openapi.json").await, 200).await;
     for (path, method) in [
         ("/api/coupons", "get"),

@@ -25,6 +25,8 @@ mod payment;
 mod popular;
 mod seed;
 mod stream_consumer;
+mod v2_coupons;
+mod v2_durability;
 mod v2_orders;
 mod v2_stock;
 mod wallet;

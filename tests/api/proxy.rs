@@ -1,5 +1,6 @@
 //! A TCP proxy for tests that need a dependency to go away: the app talks to the real server
-//! through it, and `kill()` makes the server look dead (refused connections, dropped sockets).
+//! through it, `kill()` makes the server look dead (refused connections, dropped sockets), and
+//! `revive()` brings it back on the same address.
 
 #![allow(dead_code)] // A test tool; not each test uses every method.
 
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 pub struct TcpProxy {
     /// Where clients connect.
     pub addr: SocketAddr,
+    upstream: SocketAddr,
     stop: CancellationToken,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -25,8 +27,12 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let token = stop.clone();
-        let acceptor = tokio::spawn(async move {
+        let acceptor = Some(Self::forward(listener, upstream, stop.clone()));
+        TcpProxy { addr, upstream, stop, acceptor }
+    }
+
+    fn forward(listener: TcpListener, upstream: SocketAddr, token: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
                 tokio::select! {
@@ -44,8 +50,26 @@ impl TcpProxy {
             // Aborting the tasks drops both ends of every live connection.
             connections.shutdown().await;
             drop(listener);
-        });
-        TcpProxy { addr, stop, acceptor: Some(acceptor) }
+        })
+    }
+
+    /// After [`TcpProxy::kill`]: listens again on the same address and forwards as before.
+    pub async fn revive(&mut self) {
+        assert!(self.acceptor.is_none(), "the proxy is running");
+        // The port was just released; binding it again may briefly fail while the kernel lets go.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot listen on {} again: {e}", self.addr),
+            }
+        };
+        self.stop = CancellationToken::new();
+        self.acceptor = Some(Self::forward(listener, self.upstream, self.stop.clone()));
     }
 
     /// Stops accepting and drops every live connection; returns once both are done.
@@ -54,6 +78,11 @@ impl TcpProxy {
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.await;
         }
+    }
+
+    /// A URL like `url` (`redis://`, `postgres://`) that goes through this proxy.
+    pub fn url_through(&self, url: &str) -> String {
+        self.redis_url(url)
     }
 
     /// A `redis://` URL like `url` that goes through this proxy.

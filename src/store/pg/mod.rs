@@ -4,6 +4,7 @@ pub mod cart;
 pub mod catalog;
 pub mod coupons;
 pub mod expiry;
+pub mod flash_coupons;
 pub mod flash_orders;
 pub mod idempotency;
 pub mod inventory;

@@ -108,24 +108,28 @@ pub async fn autoclaim<C: ConnectionLike + Send>(
     Ok((reply.next_stream_id, entries))
 }
 
-/// How many times each of `ids` (entries of one stream pending in `group`) has been delivered.
+/// How many times each of `ids` (entries of one stream pending in `group` for `consumer`) has
+/// been delivered.
 pub async fn delivery_counts<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
     group: &str,
+    consumer: &str,
     ids: &[&str],
 ) -> RedisResult<HashMap<String, u64>> {
     let (Some(min), Some(max)) = (ids.iter().min_by_key(|id| parse_id(id)), ids.iter().max_by_key(|id| parse_id(id)))
     else {
         return Ok(HashMap::new());
     };
-    // The range may hold other consumers' entries too; COUNT bounds the reply all the same.
+    // Only this consumer's entries (claimed ones are its own by now); the range may still hold
+    // some of them that are not in `ids`, hence the margin.
     let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
         .arg(stream)
         .arg(group)
         .arg(*min)
         .arg(*max)
-        .arg(ids.len().max(1) * 4)
+        .arg(ids.len() * 2 + 100)
+        .arg(consumer)
         .query_async(conn)
         .await?;
     Ok(rows.into_iter().map(|(id, _, _, n)| (id, n)).collect())

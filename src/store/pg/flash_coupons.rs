@@ -1,0 +1,173 @@
+//! Persisting V2 coupon admissions: the consumer's [`CouponSink`] and the read-your-writes path
+//! share [`persist`], so a coupon reaches Postgres the same way whoever gets there first.
+//!
+//! [`persist`] is idempotent: the `user_coupons` insert skips what exists (`ON CONFLICT DO
+//! NOTHING`, on the id or on `UNIQUE (coupon_id, user_id)`), and the counter and the
+//! `coupon.issued` events follow exactly the rows actually inserted.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::SubsecRound;
+use serde_json::json;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::{
+    domain::coupon::IssuedCoupon,
+    store::{
+        pg::outbox::EventType,
+        redis::{RedisStore, flash, keys},
+    },
+    workers::stream::{PersistError, StreamEntry, StreamSink},
+};
+
+/// Stores issued coupons that are not stored yet, counts them on their coupons and writes one
+/// `coupon.issued` event for each, all in the caller's transaction. Returns those inserted.
+pub async fn persist(tx: &mut PgConnection, issued: &[IssuedCoupon]) -> sqlx::Result<Vec<IssuedCoupon>> {
+    if issued.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One order for every writer, so two consumers inserting overlapping batches (an entry
+    // claimed while its first consumer was still at it) wait on each other instead of deadlocking.
+    let mut sorted: Vec<&IssuedCoupon> = issued.iter().collect();
+    sorted.sort_by_key(|c| (c.coupon_id, c.user_id, c.id));
+    let ids: Vec<Uuid> = sorted.iter().map(|c| c.id).collect();
+    let coupons: Vec<i64> = sorted.iter().map(|c| c.coupon_id).collect();
+    let users: Vec<i64> = sorted.iter().map(|c| c.user_id).collect();
+    let issued_at: Vec<_> = sorted.iter().map(|c| c.issued_at.trunc_subsecs(6)).collect();
+    let expires_at: Vec<_> = sorted.iter().map(|c| c.expires_at.trunc_subsecs(6)).collect();
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO user_coupons (id, coupon_id, user_id, issued_at, expires_at)
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::timestamptz[])
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(&ids)
+    .bind(&coupons)
+    .bind(&users)
+    .bind(&issued_at)
+    .bind(&expires_at)
+    .fetch_all(&mut *tx)
+    .await?;
+    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+    let new: Vec<IssuedCoupon> = sorted.into_iter().filter(|c| inserted.contains(&c.id)).cloned().collect();
+
+    let mut per_coupon: HashMap<i64, i32> = HashMap::new();
+    for c in &new {
+        *per_coupon.entry(c.coupon_id).or_default() += 1;
+    }
+    let mut counted: Vec<(i64, i32)> = per_coupon.into_iter().collect();
+    counted.sort_unstable();
+    for (coupon_id, n) in counted {
+        sqlx::query(
+            "UPDATE coupons SET issued_quantity = issued_quantity + $2, version = version + 1, updated_at = now()
+              WHERE id = $1",
+        )
+        .bind(coupon_id)
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    // The same envelope as `outbox::enqueue`, for many events in one statement.
+    let event_ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
+    let kinds: Vec<&str> = new.iter().map(|_| EventType::CouponIssued.as_str()).collect();
+    let occurred: Vec<_> = new.iter().map(|c| c.issued_at.trunc_subsecs(6)).collect();
+    let payloads: Vec<String> = new
+        .iter()
+        .zip(&occurred)
+        .map(|(c, at)| {
+            json!({ "coupon_id": c.coupon_id, "user_id": c.user_id, "user_coupon_id": c.id,
+                    "occurred_at": at.to_rfc3339() })
+            .to_string()
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO outbox_events (id, type, payload, occurred_at)
+         SELECT e.id, e.type, e.payload::jsonb, e.occurred_at
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS e(id, type, payload, occurred_at)",
+    )
+    .bind(&event_ids)
+    .bind(&kinds)
+    .bind(&payloads)
+    .bind(&occurred)
+    .execute(&mut *tx)
+    .await?;
+    Ok(new)
+}
+
+/// Which of `ids` have no `user_coupons` row.
+pub async fn missing(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("SELECT i FROM unnest($1::uuid[]) i WHERE NOT EXISTS (SELECT 1 FROM user_coupons WHERE id = i)")
+        .bind(ids)
+        .fetch_all(db)
+        .await
+}
+
+/// The users holding a coupon in Postgres.
+pub async fn holders(db: impl PgExecutor<'_>, coupon_id: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT user_id FROM user_coupons WHERE coupon_id = $1").bind(coupon_id).fetch_all(db).await
+}
+
+/// The consumer's sink for coupon admissions: reads every hydrated coupon's stream.
+#[derive(Clone)]
+pub struct CouponSink {
+    redis: RedisStore,
+}
+
+impl CouponSink {
+    /// A sink over the deployment's Redis.
+    pub fn new(redis: RedisStore) -> CouponSink {
+        CouponSink { redis }
+    }
+}
+
+impl StreamSink for CouponSink {
+    fn name(&self) -> &'static str {
+        "coupons"
+    }
+
+    async fn streams(&self) -> anyhow::Result<Vec<String>> {
+        let ids = flash::hydrated(&self.redis).await?;
+        Ok(ids.into_iter().map(|id| keys::coupon_key(self.redis.prefix(), id, keys::STREAM)).collect())
+    }
+
+    async fn persist<'a>(&'a self, tx: &'a mut PgConnection, entries: &'a [StreamEntry]) -> Result<(), PersistError> {
+        let mut poison: Vec<(String, String)> = Vec::new();
+        let mut parsed: Vec<(&str, IssuedCoupon)> = Vec::new();
+        for e in entries {
+            match flash::issued_from_fields(&e.fields) {
+                Ok(c) if keys::coupon_of_key(self.redis.prefix(), &e.stream) != Some(c.coupon_id) => {
+                    poison.push((e.id.clone(), "coupon_id does not match the stream".into()));
+                }
+                Ok(c) => parsed.push((&e.id, c)),
+                Err(reason) => poison.push((e.id.clone(), reason)),
+            }
+        }
+        // A reference to nothing would fail the whole insert forever: refuse just that entry.
+        let users: Vec<i64> = parsed.iter().map(|(_, c)| c.user_id).collect();
+        let coupons: Vec<i64> = parsed.iter().map(|(_, c)| c.coupon_id).collect();
+        let (known_users, known_coupons): (Vec<i64>, Vec<i64>) = sqlx::query_as(
+            "SELECT ARRAY(SELECT id FROM users WHERE id = ANY($1)), ARRAY(SELECT id FROM coupons WHERE id = ANY($2))",
+        )
+        .bind(&users)
+        .bind(&coupons)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (known_users, known_coupons): (HashSet<i64>, HashSet<i64>) =
+            (known_users.into_iter().collect(), known_coupons.into_iter().collect());
+        for (id, c) in &parsed {
+            if !known_users.contains(&c.user_id) {
+                poison.push((id.to_string(), format!("no user {}", c.user_id)));
+            } else if !known_coupons.contains(&c.coupon_id) {
+                poison.push((id.to_string(), format!("no coupon {}", c.coupon_id)));
+            }
+        }
+        if !poison.is_empty() {
+            let reason = poison.iter().map(|(id, why)| format!("{id}: {why}")).collect::<Vec<_>>().join("; ");
+            return Err(PersistError::Poison { ids: poison.into_iter().map(|(id, _)| id).collect(), reason });
+        }
+        let issued: Vec<IssuedCoupon> = parsed.into_iter().map(|(_, c)| c).collect();
+        persist(tx, &issued).await?;
+        Ok(())
+    }
+}

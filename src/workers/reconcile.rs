@@ -1,0 +1,48 @@
+//! The `reconcile` worker: every [`EVERY`], compares the V2 coupon state in Redis with Postgres
+//! ([`crate::issue::reconcile`]), exports `reconcile_drift{kind}`, applies the safe repairs and
+//! says so in the log.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    issue::reconcile::{self, RECONCILE_DRIFT},
+    state::AppState,
+};
+
+/// How often the reconciler runs.
+pub const EVERY: Duration = Duration::from_secs(30);
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match reconcile::run(&state.db, &state.redis, true).await {
+            Ok((reports, repaired)) => {
+                for (kind, value) in reconcile::drift_by_kind(&reports) {
+                    metrics::gauge!(RECONCILE_DRIFT, "kind" => kind).set(value as f64);
+                }
+                if repaired != reconcile::Repaired::default() {
+                    tracing::warn!(
+                        users_added = repaired.users_added,
+                        remaining_lowered = repaired.remaining_lowered,
+                        terms_synced = repaired.terms_synced,
+                        "reconcile repaired Redis coupon state"
+                    );
+                }
+                for r in reports.iter().filter(|r| r.drift > 0) {
+                    tracing::error!(
+                        coupon.id = r.coupon_id,
+                        drift = r.drift,
+                        "coupons admitted in Redis are neither persisted nor pending (see `jupang reconcile`)"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error.cause = %format!("{e:#}"), "reconcile round failed; retrying next round"),
+        }
+    }
+}
