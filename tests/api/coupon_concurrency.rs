@@ -29,7 +29,10 @@ async fn app_with(strategy: &str) -> TestApp {
 }
 
 /// Fires every request at once (all tasks wait at a barrier, then send) and returns
-/// `(user, status, body)` of each.
+/// `(user, status, body)` of each final answer. A 409 `CONCURRENCY_CONFLICT` is the contract's
+/// retryable answer when a V1 design's lock waits run out under load; like a real client, the
+/// request is then sent again (a few times at most), so the burst checks exactness, not the
+/// machine's speed.
 async fn burst(app: &TestApp, coupon: i64, users: &[i64]) -> Vec<(i64, u16, Value)> {
     let barrier = Arc::new(Barrier::new(users.len()));
     let mut tasks = JoinSet::new();
@@ -41,9 +44,17 @@ async fn burst(app: &TestApp, coupon: i64, users: &[i64]) -> Vec<(i64, u16, Valu
         let barrier = barrier.clone();
         tasks.spawn(async move {
             barrier.wait().await;
-            let res = request.send().await.expect("request");
-            let status = res.status().as_u16();
-            (user, status, res.json::<Value>().await.expect("a JSON body"))
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let res = request.try_clone().expect("a cloneable request").send().await.expect("request");
+                let status = res.status().as_u16();
+                let body = res.json::<Value>().await.expect("a JSON body");
+                if status == 409 && body["code"] == "CONCURRENCY_CONFLICT" && attempts < 5 {
+                    continue;
+                }
+                return (user, status, body);
+            }
         });
     }
     tasks.join_all().await
