@@ -133,6 +133,16 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     let redis = store::redis::RedisStore::connect(&[url.trim()], prefix.as_deref().unwrap_or("jupang").trim()).await?;
     let (reports, repaired) = crate::issue::reconcile::run(&pool, &redis, args.repair).await?;
     print!("{}", crate::issue::reconcile::table(&reports));
+    // The order TTL plays no part in comparing counters; any value builds the stock store.
+    let stock = crate::store::flash::hydrate::reconcile(
+        &pool,
+        crate::store::flash::FlashOrders::new(pool.clone(), &redis, std::time::Duration::from_secs(600)).stock(),
+    )
+    .await?;
+    println!("stock: {} hydrated option(s) checked, {} drifted", stock.checked, stock.drifted.len());
+    for d in &stock.drifted {
+        println!("  option {}: redis {} expected {} (stock - reserved - held)", d.option_id, d.redis, d.expected);
+    }
     if args.repair {
         println!(
             "repaired: {} users added to Redis, remaining lowered by {}, {} coupon terms re-applied",

@@ -1,6 +1,7 @@
-//! The `reconcile` worker: every [`EVERY`], compares the V2 coupon state in Redis with Postgres
-//! ([`crate::issue::reconcile`]), exports `reconcile_drift{kind}`, applies the safe repairs and
-//! says so in the log.
+//! The `reconcile` worker: every [`EVERY`], compares the V2 state in Redis with Postgres, per
+//! coupon ([`crate::issue::reconcile`]) and per option (stock counters,
+//! [`crate::store::flash::hydrate::reconcile`]), exports `reconcile_drift{kind}`, applies the safe
+//! coupon repairs and says so in the log. Stock drift is reported only (see the README).
 
 use std::time::Duration;
 
@@ -43,6 +44,19 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                 }
             }
             Err(e) => tracing::warn!(error.cause = %format!("{e:#}"), "reconcile round failed; retrying next round"),
+        }
+        match state.flash.reconcile().await {
+            Ok(drift) => {
+                for d in &drift.drifted {
+                    tracing::error!(
+                        option.id = d.option_id,
+                        stock.redis = d.redis,
+                        stock.expected = d.expected,
+                        "a stock counter in Redis disagrees with Postgres (see `jupang reconcile`)"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error.cause = %format!("{e:#}"), "stock reconcile failed; retrying next round"),
         }
     }
 }

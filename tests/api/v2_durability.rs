@@ -277,7 +277,7 @@ async fn poison_entries_go_to_the_dead_letter_stream_after_max_deliveries_and_th
 }
 
 /// `jupang reconcile [args]` on `app`'s stores; returns stdout.
-async fn reconcile(app: &TestApp, args: &[&str]) -> String {
+pub(crate) async fn reconcile(app: &TestApp, args: &[&str]) -> String {
     let out = Command::new(BIN)
         .arg("reconcile")
         .args(args)

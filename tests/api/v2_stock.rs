@@ -108,6 +108,10 @@ async fn reconciliation_finds_no_drift_when_the_counters_agree_and_reports_the_d
     let drift = hydrate::reconcile(&app.db, &stock).await.unwrap();
     assert_eq!(drift.drifted.len(), 1);
     assert_eq!((drift.drifted[0].option_id, drift.drifted[0].redis, drift.drifted[0].expected), (b, 8, 5));
+    // The operator's view of the same drift.
+    let report = crate::v2_durability::reconcile(&app, &[]).await;
+    assert!(report.contains("stock: 2 hydrated option(s) checked, 1 drifted"), "{report}");
+    assert!(report.contains(&format!("option {b}: redis 8 expected 5")), "{report}");
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.lines().any(|l| l.starts_with(r#"reconcile_drift{kind="stock"}"#)), "{metrics}");
 }
