@@ -83,6 +83,26 @@ async fn serve(app: &TestApp) -> (Child, String) {
 }
 
 #[tokio::test]
+async fn two_serve_processes_sharing_one_sale_issue_exactly_the_quantity_once_per_user() {
+    let app = coupon_app().await;
+    let coupon = create_coupon(&app, 300, json!({})).await;
+    let users = create_users(&app, 1_000, "KR").await;
+    // 1,000 people, 300 of whom double-click, spread over two real `jupang serve` processes.
+    let requests: Vec<i64> = users.iter().chain(&users[..300]).copied().collect();
+    let ((mut first, a), (mut second, b)) = (serve(&app).await, serve(&app).await);
+
+    let shots = open_run(&app, &[a, b], coupon, &requests, 100).await;
+
+    let issued = acknowledged(&shots, false);
+    assert_eq!(issued.len(), 300, "201 answers across both processes");
+    settled(&app).await;
+    assert_eq!(stored(&app.db, coupon).await, issued, "Postgres holds exactly what was acknowledged");
+    assert_eq!(persisted(&app.db, coupon).await, (300, 300, 300), "counter, rows, coupon.issued events");
+    let _ = first.kill().await;
+    let _ = second.kill().await;
+}
+
+#[tokio::test]
 async fn a_process_killed_mid_burst_loses_no_acknowledged_coupon_and_never_issues_beyond_the_quantity() {
     let app = spawn_app().await;
     let coupon = create_coupon(&app, 1_000, json!({})).await;
