@@ -17,6 +17,7 @@ use crate::{
         ordering::{self, OrderBackend},
         pg,
         redis::RedisStore,
+        user_markets::UserMarkets,
     },
     workers,
 };
@@ -50,8 +51,15 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (JUPANG_LISTEN)", config.listen))?;
-        let flash = FlashOrders::new(db.clone(), &redis, config.order_ttl);
-        if ordering::backend(config.order_strategy) == OrderBackend::RedisLua {
+        let v2_orders = ordering::backend(config.order_strategy) == OrderBackend::RedisLua;
+        let users = Arc::new(UserMarkets::default());
+        if v2_orders || config.issue_strategy == IssueStrategy::RedisLua {
+            // Once for both V2 paths: their hot paths then never read a user's market from Postgres.
+            let n = users.preload(&db).await.context("loading users' markets")?;
+            tracing::info!(users.cached = n, "user markets cached");
+        }
+        let flash = FlashOrders::new(db.clone(), &redis, users.clone(), config.order_ttl);
+        if v2_orders {
             // Without it the first orders fill the caches and counters themselves, a bit slower.
             if let Err(e) = flash.warm_up().await {
                 tracing::warn!(error.cause = %e, "could not warm up the order caches and stock counters");
@@ -65,6 +73,7 @@ impl Application {
             config: Arc::new(config),
             metrics: metrics::install(),
             coupon_cache: Arc::new(crate::issue::flash::FlashCache::new()),
+            users,
         };
         if state.config.issue_strategy == IssueStrategy::RedisLua {
             crate::issue::flash::start(&state).await?;

@@ -136,7 +136,13 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     // The order TTL plays no part in comparing counters; any value builds the stock store.
     let stock = crate::store::flash::hydrate::reconcile(
         &pool,
-        crate::store::flash::FlashOrders::new(pool.clone(), &redis, std::time::Duration::from_secs(600)).stock(),
+        crate::store::flash::FlashOrders::new(
+            pool.clone(),
+            &redis,
+            Default::default(),
+            std::time::Duration::from_secs(600),
+        )
+        .stock(),
     )
     .await?;
     println!("stock: {} hydrated option(s) checked, {} drifted", stock.checked, stock.drifted.len());

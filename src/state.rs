@@ -9,7 +9,7 @@ use crate::{
     config::Config,
     http::auth::JwtKeys,
     issue::flash::FlashCache,
-    store::{flash::FlashOrders, redis::RedisStore},
+    store::{flash::FlashOrders, redis::RedisStore, user_markets::UserMarkets},
 };
 
 /// Handles to the stores and the configuration; cheap to clone.
@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// V2 orders: caches, stock counters and their scripts.
     pub flash: FlashOrders,
-    /// V2 coupons: the issuer\'s in-process caches (users, coupon terms).
+    /// V2 coupons: the issuer's cache of coupon terms.
     pub coupon_cache: Arc<FlashCache>,
+    /// Each user's market, shared by both V2 paths (loaded once at start-up).
+    pub users: Arc<UserMarkets>,
 }

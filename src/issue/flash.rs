@@ -2,9 +2,8 @@
 //! the hot path, hydration of a coupon's Redis state from Postgres, and read-your-writes for
 //! admissions the consumer has not persisted yet.
 //!
-//! **Caches.** Users (id -> market) are loaded in one query at start-up; a miss (a user created
-//! since) loads every newer user in one query, then falls back to a point read. A user's market
-//! never changes, so entries never go stale. Coupon terms (market, validity and the revision
+//! **Caches.** Users' markets come from the process's shared
+//! [`crate::store::user_markets::UserMarkets`], loaded at start-up. Coupon terms (market, validity and the revision
 //! token) are read from the coupon's Redis `meta` at hydration; the issue script compares the
 //! revision, so an edit made through another process is noticed on the next request.
 //!
@@ -22,15 +21,11 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{
-        RwLock,
-        atomic::{AtomicI64, Ordering},
-    },
+    sync::RwLock,
 };
 
 use anyhow::Context;
 use chrono::Utc;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
@@ -56,12 +51,10 @@ pub struct CachedTerms {
     pub rev: String,
 }
 
-/// The in-process caches of the V2 issuer (one per application).
+/// The in-process cache of the V2 issuer's coupon terms (one per application; users' markets
+/// come from the shared [`crate::store::user_markets::UserMarkets`]).
 #[derive(Default)]
 pub struct FlashCache {
-    users: RwLock<HashMap<i64, Market>>,
-    max_user: AtomicI64,
-    refill: tokio::sync::Mutex<()>,
     terms: RwLock<HashMap<i64, CachedTerms>>,
 }
 
@@ -69,52 +62,6 @@ impl FlashCache {
     /// Empty caches.
     pub fn new() -> FlashCache {
         FlashCache::default()
-    }
-
-    fn add_users(&self, rows: Vec<(i64, String)>) {
-        let mut users = self.users.write().expect("cache lock");
-        for (id, market) in rows {
-            if let Some(m) = Market::parse(&market) {
-                users.insert(id, m);
-            }
-            self.max_user.fetch_max(id, Ordering::Relaxed);
-        }
-    }
-
-    /// Loads every user in one query (100,000 users take well under a second).
-    pub async fn preload_users(&self, db: &PgPool) -> sqlx::Result<usize> {
-        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, market FROM users").fetch_all(db).await?;
-        let n = rows.len();
-        self.add_users(rows);
-        Ok(n)
-    }
-
-    /// A user's market; `None` when the user does not exist. Reads Postgres only on a miss.
-    pub async fn user_market(&self, db: &PgPool, user_id: i64) -> sqlx::Result<Option<Market>> {
-        if let Some(m) = self.users.read().expect("cache lock").get(&user_id) {
-            return Ok(Some(*m));
-        }
-        if user_id > self.max_user.load(Ordering::Relaxed) {
-            // Users created since the last load: one query fetches all of them, and concurrent
-            // misses wait for it instead of each asking Postgres.
-            let _one_at_a_time = self.refill.lock().await;
-            let max = self.max_user.load(Ordering::Relaxed);
-            if user_id > max {
-                let rows: Vec<(i64, String)> =
-                    sqlx::query_as("SELECT id, market FROM users WHERE id > $1").bind(max).fetch_all(db).await?;
-                self.add_users(rows);
-            }
-            if let Some(m) = self.users.read().expect("cache lock").get(&user_id) {
-                return Ok(Some(*m));
-            }
-        }
-        let market: Option<String> =
-            sqlx::query_scalar("SELECT market FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await?;
-        let found = market.as_deref().and_then(Market::parse);
-        if let Some(m) = found {
-            self.users.write().expect("cache lock").insert(user_id, m);
-        }
-        Ok(found)
     }
 
     /// The cached terms of a coupon.
@@ -184,11 +131,10 @@ pub async fn terms_for(state: &AppState, coupon_id: i64) -> anyhow::Result<Optio
     hydrate(state, coupon_id).await
 }
 
-/// Start-up of the V2 issuer: scripts loaded, users cached, and every coupon whose window has
+/// Start-up of the V2 issuer: scripts loaded and every coupon whose window has
 /// not closed hydrated (or, if it already is, its terms cached).
 pub async fn start(state: &AppState) -> anyhow::Result<()> {
     flash::load_scripts(&state.redis).await.context("loading the coupon scripts into Redis")?;
-    let users = state.coupon_cache.preload_users(&state.db).await.context("loading users")?;
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM coupons WHERE issue_ends_at > $1 ORDER BY id")
         .bind(Utc::now())
         .fetch_all(&state.db)
@@ -196,7 +142,7 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
     for id in &ids {
         terms_for(state, *id).await.with_context(|| format!("hydrating coupon {id}"))?;
     }
-    tracing::info!(users.cached = users, coupons.hydrated = ids.len(), "coupon issuing (redis-lua) ready");
+    tracing::info!(coupons.hydrated = ids.len(), "coupon issuing (redis-lua) ready");
     Ok(())
 }
 

@@ -44,8 +44,7 @@ impl Issuer for RedisLuaIssuer<'_> {
 
     async fn issue(&self, coupon_id: i64, user_id: i64) -> Result<Issued, IssueFailure> {
         let mut terms = self.terms(coupon_id).await?;
-        let market =
-            self.state.coupon_cache.user_market(&self.state.db, user_id).await?.ok_or(IssueFailure::UserNotFound)?;
+        let market = self.state.users.market(&self.state.db, user_id).await?.ok_or(IssueFailure::UserNotFound)?;
         // One retry: after hydrating a coupon whose keys vanished, or after reloading terms an
         // edit changed. A second miss in a row is a fault, not a race.
         for attempt in 0..2 {

@@ -4,3 +4,4 @@ pub mod flash;
 pub mod ordering;
 pub mod pg;
 pub mod redis;
+pub mod user_markets;

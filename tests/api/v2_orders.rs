@@ -52,7 +52,7 @@ async fn raw_orders(app: &TestApp) -> i64 {
 /// A second engine over the app's stores, as another instance would have.
 pub(crate) async fn engine(app: &TestApp) -> FlashOrders {
     let redis = RedisStore::connect(&[std::env::var("REDIS_URL").unwrap().as_str()], &app.redis_prefix).await.unwrap();
-    FlashOrders::new(app.db.clone(), &redis, app.config.order_ttl)
+    FlashOrders::new(app.db.clone(), &redis, Default::default(), app.config.order_ttl)
 }
 
 pub(crate) async fn redis_cmd<T: redis::FromRedisValue>(cmd: &mut redis::Cmd) -> T {

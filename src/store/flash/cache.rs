@@ -1,7 +1,7 @@
-//! In-process caches that keep Postgres off the hot path of a V2 order: the catalog's option
-//! data (prices, names, sale flag) and each user's market.
+//! The in-process cache that keeps Postgres off the hot path of a V2 order: the catalog's option
+//! data (prices, names, sale flag). Users' markets come from [`crate::store::user_markets`].
 //!
-//! Both are loaded at start-up and filled on a miss with one query; a miss that Postgres cannot
+//! It is loaded at start-up and filled on a miss with one query; a miss that Postgres cannot
 //! answer either (an unknown id) is not cached, so something created later is found. The API
 //! never edits prices, names, sale flags or markets after creation (products are only added), so
 //! entries never go stale through it; an edit made directly in the database needs a restart.
@@ -62,28 +62,17 @@ const OPTION_SELECT: &str = "SELECT po.id, po.product_id, p.category, p.name_ko,
      LEFT JOIN option_prices krw ON krw.option_id = po.id AND krw.currency = 'KRW' \
      LEFT JOIN option_prices usd ON usd.option_id = po.id AND usd.currency = 'USD'";
 
-/// Most users kept; beyond it the map starts over (a safety bound, far above any seed).
-const MAX_USERS: usize = 2_000_000;
-
-/// The option and user caches of one process.
+/// The option cache of one process.
 #[derive(Default)]
 pub struct CatalogCache {
     options: RwLock<HashMap<i64, Arc<OptionInfo>>>,
-    users: RwLock<HashMap<i64, Market>>,
 }
 
 impl CatalogCache {
-    /// Loads every option and every user's market (start-up).
+    /// Loads every option (start-up).
     pub async fn load_all(&self, db: &PgPool) -> sqlx::Result<()> {
         let options: Vec<OptionInfo> = sqlx::query_as(OPTION_SELECT).fetch_all(db).await?;
-        let users: Vec<(i64, String)> = sqlx::query_as("SELECT id, market FROM users").fetch_all(db).await?;
         self.options.write().expect("not poisoned").extend(options.into_iter().map(|o| (o.id, Arc::new(o))));
-        let mut map = self.users.write().expect("not poisoned");
-        for (id, market) in users.into_iter().take(MAX_USERS) {
-            if let Some(m) = Market::parse(&market) {
-                map.insert(id, m);
-            }
-        }
         Ok(())
     }
 
@@ -113,21 +102,5 @@ impl CatalogCache {
             }
         }
         Ok(found)
-    }
-
-    /// A user's market (None: no such user).
-    pub async fn market(&self, db: &PgPool, user_id: i64) -> sqlx::Result<Option<Market>> {
-        if let Some(m) = self.users.read().expect("not poisoned").get(&user_id) {
-            return Ok(Some(*m));
-        }
-        let market: Option<String> =
-            sqlx::query_scalar("SELECT market FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await?;
-        let Some(market) = market.as_deref().and_then(Market::parse) else { return Ok(None) };
-        let mut map = self.users.write().expect("not poisoned");
-        if map.len() >= MAX_USERS {
-            map.clear();
-        }
-        map.insert(user_id, market);
-        Ok(Some(market))
     }
 }

@@ -40,6 +40,7 @@ use self::{
     admission::{Admission, AdmittedLine},
     cache::CatalogCache,
 };
+use crate::store::user_markets::UserMarkets;
 use crate::{
     domain::order::OrderStatus,
     store::{
@@ -64,6 +65,7 @@ struct Inner {
     db: PgPool,
     stock: StockStore,
     cache: CatalogCache,
+    users: Arc<UserMarkets>,
     order_ttl: Duration,
     /// One hydration at a time per process: a burst that finds a counter missing hydrates it
     /// once instead of once per request.
@@ -80,13 +82,15 @@ pub fn merge_lines(lines: &[(i64, i64)]) -> BTreeMap<i64, i64> {
 }
 
 impl FlashOrders {
-    /// An engine over the pool and Redis; caches start empty ([`FlashOrders::warm_up`] fills them).
-    pub fn new(db: PgPool, redis: &RedisStore, order_ttl: Duration) -> FlashOrders {
+    /// An engine over the pool and Redis; the option cache starts empty ([`FlashOrders::warm_up`]
+    /// fills it); `users` is the process's shared user-market cache.
+    pub fn new(db: PgPool, redis: &RedisStore, users: Arc<UserMarkets>, order_ttl: Duration) -> FlashOrders {
         FlashOrders {
             inner: Arc::new(Inner {
                 db,
                 stock: StockStore::new(redis),
                 cache: CatalogCache::default(),
+                users,
                 order_ttl,
                 hydrating: tokio::sync::Mutex::new(()),
             }),
@@ -103,7 +107,7 @@ impl FlashOrders {
         &self.inner.db
     }
 
-    /// Start-up: loads the caches and hydrates every option that has no counter yet.
+    /// Start-up: loads the option cache and hydrates every option that has no counter yet.
     pub async fn warm_up(&self) -> anyhow::Result<()> {
         self.inner.cache.load_all(&self.inner.db).await?;
         let ids: Vec<i64> =
@@ -138,7 +142,7 @@ impl FlashOrders {
     /// a cart order (the cart lives there) and on a cache miss.
     pub async fn create(&self, user_id: i64, source: OrderSource, now: DateTime<Utc>) -> Result<Order, StoreError> {
         let db = &self.inner.db;
-        let market = self.inner.cache.market(db, user_id).await?.ok_or(Rejection::UserNotFound)?;
+        let market = self.inner.users.market(db, user_id).await?.ok_or(Rejection::UserNotFound)?;
         let currency = market.currency();
         let raw: Vec<(i64, i64)> = match &source {
             OrderSource::Items(items) => items.clone(),
