@@ -33,7 +33,7 @@ impl Application {
     /// Connects the stores, checks the schema and binds the listener (`JUPANG_LISTEN`; port 0
     /// picks a free port, which tests use).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let db = pg::connect(config.database_url.expose(), config.db_pool_size).await?;
+        let db = pg::connect_with(config.database_url.expose(), config.db_pool_size, config.db_acquire_timeout).await?;
         let pending = pg::pending_migrations(&db).await.context("reading the migration state")?;
         if !pending.is_empty() {
             if config.auto_migrate {

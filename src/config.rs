@@ -179,6 +179,11 @@ pub struct Config {
     pub redis_prefix: String,
     /// `JUPANG_DB_POOL_SIZE`: Postgres connections of this process.
     pub db_pool_size: u32,
+    /// `JUPANG_DB_ACQUIRE_TIMEOUT_MS`: longest a request waits for a pooled Postgres connection
+    /// before it answers 503 `OVERLOADED`; always shorter than the request timeout.
+    pub db_acquire_timeout: Duration,
+    /// `JUPANG_MAX_IN_FLIGHT`: requests handled at once; any beyond answer 503 `OVERLOADED` at once.
+    pub max_in_flight: usize,
     /// `JUPANG_MAX_CHARGE`: largest single wallet charge, in minor units.
     pub max_charge: i64,
     /// `JUPANG_REQUEST_TIMEOUT_MS`: a request running longer answers 503.
@@ -225,6 +230,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "JUPANG_EXPIRY_SWEEP_SECS",
     "JUPANG_REDIS_PREFIX",
     "JUPANG_DB_POOL_SIZE",
+    "JUPANG_DB_ACQUIRE_TIMEOUT_MS",
+    "JUPANG_MAX_IN_FLIGHT",
     "JUPANG_MAX_CHARGE",
     "JUPANG_REQUEST_TIMEOUT_MS",
     "JUPANG_WORKERS",
@@ -288,6 +295,9 @@ impl Config {
         if !redis_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c)) {
             return Err(err("JUPANG_REDIS_PREFIX", "may hold only letters, digits and - _ : ."));
         }
+        let request_timeout =
+            Duration::from_millis(positive(&parse("JUPANG_REQUEST_TIMEOUT_MS", "10000"), "JUPANG_REQUEST_TIMEOUT_MS")?);
+        let db_acquire_timeout = acquire_timeout(get("JUPANG_DB_ACQUIRE_TIMEOUT_MS"), request_timeout)?;
         let log_format = match parse("JUPANG_LOG_FORMAT", "text").as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -309,10 +319,9 @@ impl Config {
             redis_prefix,
             db_pool_size: positive(&parse("JUPANG_DB_POOL_SIZE", "32"), "JUPANG_DB_POOL_SIZE")? as u32,
             max_charge: positive(&parse("JUPANG_MAX_CHARGE", "100000000"), "JUPANG_MAX_CHARGE")? as i64,
-            request_timeout: Duration::from_millis(positive(
-                &parse("JUPANG_REQUEST_TIMEOUT_MS", "10000"),
-                "JUPANG_REQUEST_TIMEOUT_MS",
-            )?),
+            db_acquire_timeout,
+            max_in_flight: permits(&parse("JUPANG_MAX_IN_FLIGHT", "1024"), "JUPANG_MAX_IN_FLIGHT")?,
+            request_timeout,
             workers: typed(&parse("JUPANG_WORKERS", "all"), "JUPANG_WORKERS")?,
             auto_migrate: typed::<bool>(&parse("JUPANG_AUTO_MIGRATE", "false"), "JUPANG_AUTO_MIGRATE")?,
             log_format,
@@ -327,6 +336,32 @@ impl Config {
             )?),
         })
     }
+}
+
+/// `JUPANG_DB_ACQUIRE_TIMEOUT_MS`: 2 s by default, or half the request timeout when that is
+/// shorter. It must stay below the request timeout: a request waiting for a connection should
+/// hear 503 `OVERLOADED` (retry later) rather than wait until it times out.
+fn acquire_timeout(raw: Option<String>, request_timeout: Duration) -> Result<Duration, ConfigError> {
+    const VAR: &str = "JUPANG_DB_ACQUIRE_TIMEOUT_MS";
+    let Some(raw) = raw else {
+        return Ok(Duration::from_secs(2).min(request_timeout / 2));
+    };
+    let timeout = Duration::from_millis(positive(&raw, VAR)?);
+    if timeout >= request_timeout {
+        return Err(err(
+            VAR,
+            format!("must be shorter than JUPANG_REQUEST_TIMEOUT_MS ({} ms)", request_timeout.as_millis()),
+        ));
+    }
+    Ok(timeout)
+}
+
+/// A semaphore's permit count: positive, and no more than a Tokio semaphore can hold.
+fn permits(raw: &str, var: &str) -> Result<usize, ConfigError> {
+    usize::try_from(positive(raw, var)?)
+        .ok()
+        .filter(|&n| n <= tokio::sync::Semaphore::MAX_PERMITS)
+        .ok_or_else(|| err(var, format!("`{raw}` is too large")))
 }
 
 fn typed<T: FromStr>(raw: &str, var: &str) -> Result<T, ConfigError>
@@ -385,6 +420,19 @@ mod tests {
         assert_eq!(c.outbox_backoff, Duration::from_secs(5));
         assert_eq!(c.outbox_max_retries, 3);
         assert_eq!(c.stream_claim_idle, Duration::from_secs(30));
+        assert_eq!(c.max_in_flight, 1024);
+        assert_eq!(c.db_acquire_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_pool_acquire_timeout_stays_below_the_request_timeout() {
+        let short = with("JUPANG_REQUEST_TIMEOUT_MS", "1000").unwrap();
+        assert_eq!(short.db_acquire_timeout, Duration::from_millis(500), "the default follows a short request timeout");
+        let mut vars = base();
+        vars.insert("JUPANG_REQUEST_TIMEOUT_MS".into(), "1000".into());
+        vars.insert("JUPANG_DB_ACQUIRE_TIMEOUT_MS".into(), "1000".into());
+        assert_eq!(Config::from_vars(vars).unwrap_err().var, "JUPANG_DB_ACQUIRE_TIMEOUT_MS");
+        assert_eq!(with("JUPANG_DB_ACQUIRE_TIMEOUT_MS", "250").unwrap().db_acquire_timeout, Duration::from_millis(250));
     }
 
     #[test]
@@ -398,6 +446,8 @@ mod tests {
         assert_eq!(with("JUPANG_OUTBOX_BACKOFF_MS", "0").unwrap_err().var, "JUPANG_OUTBOX_BACKOFF_MS");
         assert_eq!(with("JUPANG_STREAM_CLAIM_IDLE_MS", "soon").unwrap_err().var, "JUPANG_STREAM_CLAIM_IDLE_MS");
         assert_eq!(with("JUPANG_DATA_PLATFORM_URL", "ftp://x/").unwrap_err().var, "JUPANG_DATA_PLATFORM_URL");
+        assert_eq!(with("JUPANG_MAX_IN_FLIGHT", "0").unwrap_err().var, "JUPANG_MAX_IN_FLIGHT");
+        assert_eq!(with("JUPANG_DB_ACQUIRE_TIMEOUT_MS", "2s").unwrap_err().var, "JUPANG_DB_ACQUIRE_TIMEOUT_MS");
     }
 
     #[test]

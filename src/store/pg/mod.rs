@@ -25,13 +25,19 @@ use sqlx::{PgPool, postgres::PgPoolOptions};
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Opens the pool. Acquiring waits at most `acquire_timeout`, so a burst fails fast with a
-/// clear error instead of queueing forever on an exhausted pool.
+/// Opens a pool for a command-line tool: a connection is waited for at most 5 s.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    connect_with(url, max_connections, Duration::from_secs(5)).await
+}
+
+/// Opens the pool. Acquiring waits at most `acquire_timeout` (`JUPANG_DB_ACQUIRE_TIMEOUT_MS` for
+/// `serve`), so a burst fails fast (the API answers 503 `OVERLOADED`, see `http::error`) instead
+/// of queueing on an exhausted pool until the request times out.
+pub async fn connect_with(url: &str, max_connections: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(acquire_timeout)
         .connect(url)
         .await
         .context("cannot connect to Postgres (DATABASE_URL)")
