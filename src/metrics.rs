@@ -12,6 +12,11 @@ pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 /// `http_request_duration_seconds{method,route}` histogram.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 
+/// `http_requests_shed_total{reason}`: requests answered 503 `OVERLOADED` instead of being
+/// served; `reason` is `in_flight` (over `JUPANG_MAX_IN_FLIGHT`) or `db_pool` (no Postgres
+/// connection within `JUPANG_DB_ACQUIRE_TIMEOUT_MS`). They also count in `http_requests_total`.
+pub const HTTP_REQUESTS_SHED_TOTAL: &str = "http_requests_shed_total";
+
 /// Latency buckets in seconds: fine below 50 ms where the flash path lives.
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0, 2.5, 5.0, 10.0];
 

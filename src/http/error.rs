@@ -137,14 +137,34 @@ impl ApiError {
     }
 
     /// 500 `INTERNAL`: the cause is logged once when the response is built and never sent.
+    ///
+    /// One exception, decided here because every store error funnels through this function
+    /// (`?` on sqlx errors, `IssueFailure::Store`, `StoreError::Db`...): a Postgres pool that
+    /// gave no connection within `JUPANG_DB_ACQUIRE_TIMEOUT_MS` is overload, not a fault. It
+    /// answers 503 `OVERLOADED` with `Retry-After` and is counted, not logged (a burst would
+    /// flood the log).
     pub fn internal(source: impl Into<anyhow::Error>) -> ApiError {
-        ApiError { source: Some(source.into()), ..ApiError::new(ErrorCode::Internal) }
+        let source = source.into();
+        if is_pool_timeout(&source) {
+            metrics::counter!(crate::metrics::HTTP_REQUESTS_SHED_TOTAL, "reason" => "db_pool").increment(1);
+            return ApiError::overloaded(RETRY_AFTER_SECS);
+        }
+        ApiError { source: Some(source), ..ApiError::new(ErrorCode::Internal) }
     }
 
     /// The code, for callers that branch on it (and tests).
     pub fn code(&self) -> ErrorCode {
         self.code
     }
+}
+
+/// The `Retry-After` of a shed request, in seconds: long enough for a burst to drain, short
+/// enough that a client retrying on time is still early in a flash sale.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// Whether an error is, or was caused by, sqlx's "no pooled connection in time".
+fn is_pool_timeout(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| matches!(cause.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolTimedOut)))
 }
 
 impl From<sqlx::Error> for ApiError {
