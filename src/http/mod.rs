@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod observe;
 pub mod orders;
 pub mod outbox;
+pub mod overload;
 pub mod payment;
 pub mod popular;
 pub mod users;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(observe::router())
         .merge(docs::router(openapi))
         .fallback(error::not_found)
+        .layer(overload::InFlightLimitLayer::new(state.config.max_in_flight))
         .layer(middleware::from_fn(observe::track))
         .layer(middleware::from_fn_with_state(state.jwt.clone(), auth::authenticate))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
