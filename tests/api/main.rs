@@ -21,6 +21,7 @@ mod observe;
 mod order_concurrency;
 mod orders;
 mod outbox;
+mod overload;
 mod payment;
 mod popular;
 mod seed;

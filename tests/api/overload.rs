@@ -1,0 +1,203 @@
+//! Overload behaviour (issue 5): a bounded number of requests in flight, 503 `OVERLOADED` with
+//! `Retry-After` beyond it or when no Postgres connection comes in time, and 503 `TIMEOUT` for a
+//! request running past `JUPANG_REQUEST_TIMEOUT_MS`. Real HTTP, real Postgres.
+//!
+//! Requests are held in flight by an exclusive lock on the `coupons` table, taken by the test:
+//! a V1 issue request blocks in its first read (the lock-free precheck, which runs before the
+//! issue transaction and so outside its 1 s statement timeout) until the lock is released.
+//! Progress is observed in `pg_locks`, never guessed with sleeps.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::json;
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::task::JoinHandle;
+
+use crate::{
+    coupon_support::{counts, create_coupon, create_users},
+    helpers::{TestApp, assert_error, json_of, spawn_app_with},
+};
+
+/// An app issuing with `db-pessimistic` (a Postgres path) plus the given variables.
+async fn v1_app(vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(|v: &mut BTreeMap<String, String>| {
+        v.insert("JUPANG_ISSUE_STRATEGY".into(), "db-pessimistic".into());
+        for (k, val) in vars {
+            v.insert((*k).into(), (*val).into());
+        }
+    })
+    .await
+}
+
+/// A transaction of the test's own (not the app's pool) holding `coupons` exclusively.
+struct CouponsLocked {
+    conn: PgConnection,
+}
+
+impl CouponsLocked {
+    async fn take(app: &TestApp) -> CouponsLocked {
+        let mut conn = PgConnection::connect(app.config.database_url.expose()).await.expect("connect");
+        conn.execute("BEGIN; LOCK TABLE coupons IN ACCESS EXCLUSIVE MODE").await.expect("lock coupons");
+        CouponsLocked { conn }
+    }
+
+    /// Waits (at most 10 s) until exactly `n` sessions wait for the lock.
+    async fn wait_for_waiters(&mut self, n: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks
+                  WHERE NOT granted AND relation = 'coupons'::regclass
+                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(&mut self.conn)
+            .await
+            .unwrap();
+            if waiting >= n {
+                assert_eq!(waiting, n, "more requests reached Postgres than were let in");
+                return;
+            }
+            assert!(Instant::now() < deadline, "only {waiting} of {n} requests waiting on the lock after 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn release(mut self) {
+        self.conn.execute("ROLLBACK").await.expect("release the lock");
+    }
+}
+
+fn issue_request(app: &TestApp, coupon_id: i64, user_id: i64) -> RequestBuilder {
+    app.request(Method::POST, &format!("/api/coupons/{coupon_id}/issue"))
+        .bearer_auth(app.customer(user_id))
+        .json(&json!({ "user_id": user_id }))
+}
+
+/// Sends each user's issue request on its own task; they run while the test goes on.
+fn fire(app: &TestApp, coupon_id: i64, users: &[i64]) -> Vec<JoinHandle<reqwest::Result<Response>>> {
+    users.iter().map(|&u| tokio::spawn(issue_request(app, coupon_id, u).send())).collect()
+}
+
+async fn answers(handles: Vec<JoinHandle<reqwest::Result<Response>>>) -> Vec<Response> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("request task").expect("an answer"));
+    }
+    out
+}
+
+/// Asserts 503 `OVERLOADED` with `Retry-After: 1`.
+async fn assert_overloaded(res: Response) {
+    assert_eq!(res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()).as_deref(), Some("1"));
+    assert_error(res, 503, "OVERLOADED").await;
+}
+
+/// The users holding the coupon, in id order.
+async fn holders(app: &TestApp, coupon_id: i64) -> Vec<i64> {
+    sqlx::query_scalar("SELECT user_id FROM user_coupons WHERE coupon_id = $1 ORDER BY user_id")
+        .bind(coupon_id)
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+}
+
+/// The value of a counter series in `/metrics` (0 when it does not exist yet).
+async fn counter(app: &TestApp, name: &str, labels: &[&str]) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|lbl| l.contains(lbl)))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_limit_get_503_overloaded_with_retry_after() {
+    let app = v1_app(&[("JUPANG_MAX_IN_FLIGHT", "3")]).await;
+    let coupon = create_coupon(&app, 10, json!({})).await;
+    let users = create_users(&app, 6, "KR").await;
+    let (admitted, extra) = users.split_at(3);
+    let route = r#"route="/api/coupons/{coupon_id}/issue""#;
+    let shed_before = counter(&app, "http_requests_shed_total", &[r#"reason="in_flight""#]).await;
+    let route_503_before = counter(&app, "http_requests_total", &[route, r#"status="503""#]).await;
+
+    let mut lock = CouponsLocked::take(&app).await;
+    let in_flight = fire(&app, coupon, admitted);
+    lock.wait_for_waiters(3).await;
+
+    let started = Instant::now();
+    let shed: Vec<_> = extra
+        .iter()
+        .map(|&u| tokio::spawn(issue_request(&app, coupon, u).header("accept-language", "en").send()))
+        .collect();
+    for res in answers(shed).await {
+        assert_eq!(res.headers()["content-type"], "application/json");
+        let retry_after = res.headers().get("retry-after").cloned();
+        let body = assert_error(res, 503, "OVERLOADED").await;
+        assert_eq!(retry_after.as_ref().map(|v| v.to_str().unwrap()), Some("1"));
+        assert_eq!(body["message"], "Overloaded; retry shortly", "localized like every error");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "shed at once, not queued: {:?}", started.elapsed());
+    // The operational routes still answer a saturated process.
+    assert_eq!(app.get("/health").await.status(), 200);
+    assert_eq!(app.get("/ready").await.status(), 200);
+    assert!(counter(&app, "http_requests_shed_total", &[r#"reason="in_flight""#]).await >= shed_before + 3.0);
+    assert!(counter(&app, "http_requests_total", &[route, r#"status="503""#]).await >= route_503_before + 3.0);
+    lock.wait_for_waiters(3).await;
+
+    lock.release().await;
+    for res in answers(in_flight).await {
+        json_of(res, 201).await;
+    }
+    assert_eq!(counts(&app, coupon).await, (3, 3));
+    assert_eq!(holders(&app, coupon).await, admitted, "the shed requests changed nothing");
+}
+
+#[tokio::test]
+async fn a_burst_that_exhausts_the_postgres_pool_gets_503_overloaded_not_500() {
+    let app = v1_app(&[("JUPANG_DB_POOL_SIZE", "2"), ("JUPANG_DB_ACQUIRE_TIMEOUT_MS", "200")]).await;
+    let coupon = create_coupon(&app, 10, json!({})).await;
+    let users = create_users(&app, 5, "KR").await;
+    let (holding, extra) = users.split_at(2);
+
+    let mut lock = CouponsLocked::take(&app).await;
+    let in_flight = fire(&app, coupon, holding);
+    // Both pooled connections now wait on the lock: the pool is exhausted.
+    lock.wait_for_waiters(2).await;
+
+    let started = Instant::now();
+    for res in answers(fire(&app, coupon, extra)).await {
+        assert_overloaded(res).await;
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "failed fast: {:?}", started.elapsed());
+    lock.wait_for_waiters(2).await;
+
+    lock.release().await;
+    for res in answers(in_flight).await {
+        json_of(res, 201).await;
+    }
+    assert_eq!(counts(&app, coupon).await, (2, 2));
+    assert_eq!(holders(&app, coupon).await, holding, "the refused requests changed nothing");
+}
+
+#[tokio::test]
+async fn a_request_running_past_the_request_timeout_gets_503_timeout_and_changes_nothing() {
+    let app = v1_app(&[("JUPANG_REQUEST_TIMEOUT_MS", "500")]).await;
+    let coupon = create_coupon(&app, 10, json!({})).await;
+    let user = create_users(&app, 1, "KR").await[0];
+
+    let lock = CouponsLocked::take(&app).await;
+    let started = Instant::now();
+    let res = issue_request(&app, coupon, user).send().await.expect("an answer");
+    let elapsed = started.elapsed();
+    assert_error(res, 503, "TIMEOUT").await;
+    assert!(elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(5), "answered after {elapsed:?}");
+
+    lock.release().await;
+    assert_eq!(counts(&app, coupon).await, (0, 0));
+    // The app is healthy again: the same request now goes through.
+    json_of(issue_request(&app, coupon, user).send().await.unwrap(), 201).await;
+}
