@@ -23,6 +23,7 @@ mod orders;
 mod outbox;
 mod payment;
 mod popular;
+mod prometheus_scrape;
 mod seed;
 mod stream_consumer;
 mod v2_coupons;
