@@ -176,6 +176,7 @@ impl Prometheus {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
                 panic!("cannot start {}: {e} (JUPANG_PROMETHEUS, or the Debian package)", binary.display())
             });
         let mut prometheus = Prometheus {
@@ -238,6 +239,11 @@ impl Prometheus {
 impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+        // A dying Prometheus may still write into its directory: wait (briefly) until it is gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
