@@ -3,7 +3,9 @@
 #
 #   scripts/services.sh up      reuse DATABASE_URL / REDIS_URL when they answer, otherwise install
 #                               the Debian packages if missing (as root) and start private instances
-#                               under .data/ on their own ports; prints nothing but progress on stderr
+#                               under .data/ on their own ports; prints nothing but progress on stderr.
+#                               Also installs the prometheus package (as root) for the test that has a
+#                               real Prometheus scrape `serve`; its system service is never started.
 #   scripts/services.sh env     prints `export DATABASE_URL=... REDIS_URL=...` for `eval`
 #   scripts/services.sh down    stops the private instances (never a system service)
 #   scripts/services.sh status  says what is running
@@ -172,6 +174,16 @@ redis_down() {
   rm -f "$pidfile"
 }
 
+# ---------------------------------------------------------------- Prometheus
+
+# Only the binary is needed: tests and scripts/prometheus_check.sh run their own short-lived
+# Prometheus on a free port. policy-rc.d (apt_install) keeps the package's service stopped.
+prometheus_up() {
+  command -v prometheus >/dev/null && return 0
+  if is_root; then apt_install prometheus; return 0; fi
+  log "prometheus is missing and this is not root: the Prometheus scrape test will fail until the Debian package (prometheus) is installed or JUPANG_PROMETHEUS names a binary"
+}
+
 # ---------------------------------------------------------------- commands
 
 print_env() {
@@ -183,13 +195,14 @@ print_env() {
 }
 
 case "${1:-}" in
-  up) pg_up; redis_up ;;
+  up) pg_up; redis_up; prometheus_up ;;
   env) print_env ;;
   down) redis_down; pg_down ;;
   status)
-    if database_url_answers || [ -f "$DATA/database_url" ] && psql "$(cat "$DATA/database_url")" -qtAc 'select 1' >/dev/null 2>&1; then
+    if database_url_answers || { [ -f "$DATA/database_url" ] && psql "$(cat "$DATA/database_url")" -qtAc 'select 1' >/dev/null 2>&1; }; then
       echo "postgres: up"; else echo "postgres: down"; fi
     if redis_url_answers || redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
-      echo "redis: up"; else echo "redis: down"; fi ;;
+      echo "redis: up"; else echo "redis: down"; fi
+    if command -v prometheus >/dev/null; then echo "prometheus: installed"; else echo "prometheus: missing"; fi ;;
   *) echo "usage: $0 up|env|down|status" >&2; exit 2 ;;
 esac

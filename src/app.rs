@@ -65,6 +65,8 @@ impl Application {
                 tracing::warn!(error.cause = %e, "could not warm up the order caches and stock counters");
             }
         }
+        // Every metric described and its known series at zero before the first scrape.
+        metrics::register(&config);
         let state = AppState {
             flash,
             db,

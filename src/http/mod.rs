@@ -56,12 +56,13 @@ pub fn router(state: AppState) -> Router {
         .merge(docs::router(openapi))
         .fallback(error::not_found)
         .layer(overload::InFlightLimitLayer::new(state.config.max_in_flight))
-        .layer(middleware::from_fn(observe::track))
         .layer(middleware::from_fn_with_state(state.jwt.clone(), auth::authenticate))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(error::ApiError::internal(anyhow::anyhow!("handler panicked")))
         }))
         .layer(middleware::from_fn(error::localize))
+        // Outermost, so what it counts is what the client got: sheds, timeouts and panics too.
+        .layer(middleware::from_fn(observe::track))
         .with_state(state)
 }

@@ -27,7 +27,19 @@ use crate::{
 };
 
 /// `order_create_total{outcome}`.
-const ORDER_CREATE_TOTAL: &str = "order_create_total";
+pub const ORDER_CREATE_TOTAL: &str = "order_create_total";
+/// Every `outcome` of [`ORDER_CREATE_TOTAL`] (`created` and each value of `outcome_of`); created
+/// at zero on start-up.
+pub const OUTCOMES: [&str; 8] = [
+    "created",
+    "insufficient_stock",
+    "empty_order",
+    "option_not_found",
+    "market_mismatch",
+    "invalid",
+    "rejected",
+    "error",
+];
 /// Most distinct lines one order may hold.
 const MAX_LINES: usize = 100;
 

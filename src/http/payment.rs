@@ -28,7 +28,11 @@ use crate::{
 };
 
 /// `payment_total{outcome}`.
-const PAYMENT_TOTAL: &str = "payment_total";
+pub const PAYMENT_TOTAL: &str = "payment_total";
+/// Every `outcome` of [`PAYMENT_TOTAL`] (`paid` and each value of `outcome_of`); created at zero
+/// on start-up.
+pub const OUTCOMES: [&str; 8] =
+    ["paid", "insufficient_balance", "expired", "not_payable", "not_found", "coupon_rejected", "rejected", "error"];
 
 /// The payment routes (mounted under `/api`).
 pub fn router() -> OpenApiRouter<AppState> {

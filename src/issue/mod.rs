@@ -23,7 +23,11 @@ pub mod reconcile;
 mod redis_lock;
 mod redis_lua;
 
-use std::future::Future;
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{LazyLock, OnceLock, PoisonError, RwLock},
+};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
@@ -49,6 +53,8 @@ use crate::{
 pub const COUPON_ISSUE_TOTAL: &str = "coupon_issue_total";
 /// `coupon_remaining{coupon_id}`: what this process last saw left of a coupon.
 pub const COUPON_REMAINING: &str = "coupon_remaining";
+/// The `outcome` label values of [`COUPON_ISSUE_TOTAL`], in the contract's order.
+pub const OUTCOMES: [&str; 5] = ["issued", "already_issued", "sold_out", "not_active", "error"];
 /// `coupon_issue_conflicts_total{strategy}`: optimistic version conflicts (each one a retry).
 pub const COUPON_ISSUE_CONFLICTS_TOTAL: &str = "coupon_issue_conflicts_total";
 
@@ -168,22 +174,56 @@ pub async fn issue(state: &AppState, coupon_id: i64, user_id: i64) -> Result<Iss
     let issuer = AnyIssuer::for_state(state);
     let result = issuer.issue(coupon_id, user_id).await;
     let outcome = match &result {
-        Ok(_) => "issued",
-        Err(IssueFailure::Rule(IssueError::AlreadyIssued)) => "already_issued",
-        Err(IssueFailure::Rule(IssueError::SoldOut)) => "sold_out",
-        Err(IssueFailure::Rule(IssueError::NotActive)) => "not_active",
-        Err(_) => "error",
+        Ok(_) => 0,
+        Err(IssueFailure::Rule(IssueError::AlreadyIssued)) => 1,
+        Err(IssueFailure::Rule(IssueError::SoldOut)) => 2,
+        Err(IssueFailure::Rule(IssueError::NotActive)) => 3,
+        Err(_) => 4,
     };
-    metrics::counter!(COUPON_ISSUE_TOTAL, "strategy" => issuer.strategy().as_str(), "outcome" => outcome).increment(1);
+    issue_counter(issuer.strategy(), outcome).increment(1);
     let remaining = match &result {
         Ok(issued) => Some(issued.remaining),
         Err(IssueFailure::Rule(IssueError::SoldOut)) => Some(0),
         _ => None,
     };
     if let Some(remaining) = remaining {
-        metrics::gauge!(COUPON_REMAINING, "coupon_id" => coupon_id.to_string()).set(f64::from(remaining));
+        set_remaining(coupon_id, remaining);
     }
     result
+}
+
+/// Creates `coupon_issue_total{strategy,outcome}` at zero for `strategy` and every outcome.
+pub fn register_metrics(strategy: IssueStrategy) {
+    for outcome in 0..OUTCOMES.len() {
+        issue_counter(strategy, outcome).increment(0);
+    }
+}
+
+/// The counter of one strategy and outcome (an index into [`OUTCOMES`]), built once: issuing is
+/// the hottest path, and building a labelled key per request costs an allocation and a hash.
+fn issue_counter(strategy: IssueStrategy, outcome: usize) -> &'static metrics::Counter {
+    static COUNTERS: [[OnceLock<metrics::Counter>; OUTCOMES.len()]; IssueStrategy::ALL.len()] =
+        [const { [const { OnceLock::new() }; OUTCOMES.len()] }; IssueStrategy::ALL.len()];
+    let s = IssueStrategy::ALL.iter().position(|&s| s == strategy).expect("ALL lists every strategy");
+    COUNTERS[s][outcome].get_or_init(|| {
+        // A handle taken before the recorder exists would count into nothing, forever.
+        crate::metrics::install();
+        metrics::counter!(COUPON_ISSUE_TOTAL, "strategy" => strategy.as_str(), "outcome" => OUTCOMES[outcome])
+    })
+}
+
+/// Sets `coupon_remaining{coupon_id}` through a handle cached per coupon, so an issue does not
+/// format the id and build a key each time (one entry per coupon, as in the registry itself).
+fn set_remaining(coupon_id: i64, remaining: u32) {
+    static GAUGES: LazyLock<RwLock<HashMap<i64, metrics::Gauge>>> = LazyLock::new(Default::default);
+    if let Some(gauge) = GAUGES.read().unwrap_or_else(PoisonError::into_inner).get(&coupon_id) {
+        gauge.set(f64::from(remaining));
+        return;
+    }
+    crate::metrics::install();
+    let gauge = metrics::gauge!(COUPON_REMAINING, "coupon_id" => coupon_id.to_string());
+    gauge.set(f64::from(remaining));
+    GAUGES.write().unwrap_or_else(PoisonError::into_inner).insert(coupon_id, gauge);
 }
 
 /// Now, at the database's precision (microseconds), so what is answered is what is stored.

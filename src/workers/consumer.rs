@@ -47,8 +47,9 @@ pub const GROUP: &str = "persist";
 /// never delivered), summed over a sink's streams; the label is the sink's name, so it stays
 /// low-cardinality however many coupons run.
 pub const STREAM_PENDING_ENTRIES: &str = "stream_pending_entries";
-/// `stream_persist_lag_seconds{sink}`: age of the oldest entry not yet persisted (0 when caught
-/// up); between housekeeping rounds, the age of the oldest entry of the last committed batch.
+/// `stream_persist_lag_seconds{stream}` (the sink's name, as in [`STREAM_PENDING_ENTRIES`]): age
+/// of the oldest entry not yet persisted (0 when caught up); between housekeeping rounds, the age
+/// of the oldest entry of the last committed batch.
 pub const STREAM_PERSIST_LAG_SECONDS: &str = "stream_persist_lag_seconds";
 /// `consumer_batch_size{sink}` histogram: entries per batch handed to the sink.
 pub const CONSUMER_BATCH_SIZE: &str = "consumer_batch_size";
@@ -343,7 +344,7 @@ impl<S: StreamSink> Consumer<S> {
         }
         if let Some(oldest) = entries.iter().filter_map(StreamEntry::appended_ms).min() {
             let lag = now_ms().saturating_sub(oldest) as f64 / 1000.0;
-            metrics::gauge!(STREAM_PERSIST_LAG_SECONDS, "sink" => name).set(lag);
+            metrics::gauge!(STREAM_PERSIST_LAG_SECONDS, "stream" => name).set(lag);
         }
 
         for (entry, reason) in poison {
@@ -411,7 +412,7 @@ impl<S: StreamSink> Consumer<S> {
         let name = self.sink.name();
         metrics::gauge!(STREAM_PENDING_ENTRIES, "stream" => name).set(backlog as f64);
         let lag = oldest_ms.map_or(0.0, |ms| now_ms().saturating_sub(ms) as f64 / 1000.0);
-        metrics::gauge!(STREAM_PERSIST_LAG_SECONDS, "sink" => name).set(lag);
+        metrics::gauge!(STREAM_PERSIST_LAG_SECONDS, "stream" => name).set(lag);
         Ok(())
     }
 }

@@ -28,7 +28,7 @@ use crate::{
 pub const BATCH: i64 = 200;
 
 /// `order_expired_total`: orders the sweeper expired.
-const ORDER_EXPIRED_TOTAL: &str = "order_expired_total";
+pub const ORDER_EXPIRED_TOTAL: &str = "order_expired_total";
 
 /// Due orders the Redis pass looks at per sweep (the rest wait for the next one).
 const REDIS_PASS_LIMIT: usize = 10 * BATCH as usize;

@@ -24,6 +24,8 @@ use crate::store::pg::outbox::{self, ClaimedEvent};
 pub const OUTBOX_PENDING_EVENTS: &str = "outbox_pending_events";
 /// `outbox_delivery_total{outcome}`: attempts by outcome, `delivered`, `retry` or `failed`.
 pub const OUTBOX_DELIVERY_TOTAL: &str = "outbox_delivery_total";
+/// Every `outcome` of [`OUTBOX_DELIVERY_TOTAL`].
+pub const OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
 
 /// How often the worker looks for due events when it is idle.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);

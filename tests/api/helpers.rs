@@ -235,3 +235,14 @@ pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
     assert!(body["details"].is_object(), "body: {body}");
     body
 }
+
+/// The sum of the samples of `name` in a Prometheus exposition whose labels contain every one
+/// of `labels` (e.g. `outcome="issued"`); 0 when there is none. Series are created at zero on
+/// start-up, so tests assert on values, never on a series merely being there.
+pub fn metric_value(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && labels.iter().all(|lbl| l.contains(lbl)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

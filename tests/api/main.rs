@@ -24,6 +24,7 @@ mod outbox;
 mod overload;
 mod payment;
 mod popular;
+mod prometheus_scrape;
 mod seed;
 mod stream_consumer;
 mod v2_coupons;

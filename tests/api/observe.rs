@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 
 use crate::{
-    helpers::{json_of, spawn_app, spawn_app_with},
+    helpers::{json_of, metric_value, spawn_app, spawn_app_with, unique},
     proxy::{TcpProxy, upstream_of},
 };
 
@@ -50,6 +50,21 @@ async fn metrics_count_requests_by_route_template_method_and_status() {
     // Ids never become label values (cardinality, and user ids are not metric material).
     assert!(!text.contains(&format!("/users/{user}/")), "a raw path leaked into the metrics");
     assert!(!text.contains("/api/v1/users"), "the versioned alias must share the unversioned route label");
+}
+
+#[tokio::test]
+async fn metrics_never_turn_a_client_chosen_method_into_a_label() {
+    let app = spawn_app().await;
+    let method = Method::from_bytes(format!("X{}", &unique()[..12].to_uppercase()).as_bytes()).unwrap();
+    let res = app.request(method.clone(), "/health").send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(!text.contains(method.as_str()), "a client's method became a label");
+    assert!(
+        metric_value(&text, "http_requests_total", &[r#"method="OTHER""#, r#"route="/health""#, r#"status="405""#])
+            >= 1.0,
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ use crate::store::redis::stock::StockStore;
 /// Postgres says they should be (units), as of the last reconciliation.
 pub const RECONCILE_DRIFT: &str = "reconcile_drift";
 /// `stock_hydrated_total`: counters this process created.
-const STOCK_HYDRATED_TOTAL: &str = "stock_hydrated_total";
+pub const STOCK_HYDRATED_TOTAL: &str = "stock_hydrated_total";
 
 /// Locks the options (ascending ids) `FOR SHARE` and reads `(id, stock - reserved)`.
 async fn lock_available(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<(i64, i64)>> {
