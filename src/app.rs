@@ -11,7 +11,7 @@ use crate::{
     config::{Config, IssueStrategy},
     http::{self, auth::JwtKeys},
     metrics,
-    state::AppState,
+    state::{AppState, Shared},
     store::{
         flash::FlashOrders,
         ordering::{self, OrderBackend},
@@ -67,7 +67,7 @@ impl Application {
         }
         // Every metric described and its known series at zero before the first scrape.
         metrics::register(&config);
-        let state = AppState {
+        let state = AppState::new(Shared {
             flash,
             db,
             redis,
@@ -76,7 +76,7 @@ impl Application {
             metrics: metrics::install(),
             coupon_cache: Arc::new(crate::issue::flash::FlashCache::new()),
             users,
-        };
+        });
         if state.config.issue_strategy == IssueStrategy::RedisLua {
             crate::issue::flash::start(&state).await?;
         }

@@ -17,7 +17,8 @@ use crate::{
 /// Starts the configured workers; each returns when `shutdown` is cancelled.
 pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
     let config = &state.config;
-    let mut tasks = Vec::new();
+    // Always on: housekeeping of this process's own metrics, not a business worker.
+    let mut tasks = vec![tokio::spawn(crate::metrics::upkeep(state.metrics.clone(), shutdown.clone()))];
     if config.workers.expiry {
         tasks.push(tokio::spawn(expiry::run(state.clone(), shutdown.clone())));
     }
