@@ -9,11 +9,13 @@
 //! status is non-zero when it fails.
 
 pub mod client;
+pub mod compare;
 pub mod engine;
 pub mod histogram;
 pub mod open_run;
 pub mod report;
 pub mod schedule;
+pub mod server;
 pub mod setup;
 pub mod verdict;
 
@@ -39,12 +41,15 @@ pub struct LoadgenArgs {
 enum Scenario {
     /// N people press "get coupon" on a fresh sale of M coupons, some of them twice.
     OpenRun(open_run::OpenRunArgs),
+    /// The open run against every issue strategy and the `GET /health` ceiling, one table.
+    Compare(compare::CompareArgs),
 }
 
 /// Runs a scenario, prints its report, and fails when its verdict does.
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::OpenRun(a) => open_run::run(a).await,
+        Scenario::Compare(a) => compare::run(a).await,
     }
 }
 

@@ -156,3 +156,56 @@ async fn an_open_run_fails_its_verdict_and_exits_non_zero_when_postgres_never_ho
     );
     assert_eq!(r["postgres"]["converged"], false);
 }
+
+#[tokio::test]
+async fn compare_runs_every_strategy_and_the_ceiling_on_its_own_server_and_each_issues_exactly_the_quantity() {
+    // Only its fresh database and Redis prefix are used: compare serves from child processes.
+    let app = spawn_app().await;
+    let run = loadgen(
+        &["compare", "--people", "300", "--coupons", "50", "--connections", "16"],
+        &db_url(&app),
+        &[("JUPANG_REDIS_PREFIX", &app.redis_prefix), ("RUST_LOG", "warn")],
+    )
+    .await;
+
+    let r = &run.report;
+    assert!(run.success, "compare failed: {}\nstderr: {}", r["rows"], run.stderr);
+    assert_eq!(r["passed"], true);
+    let scenarios: Vec<&str> =
+        r["rows"].as_array().unwrap().iter().map(|row| row["scenario"].as_str().unwrap()).collect();
+    assert_eq!(scenarios, ["ceiling (GET /health)", "db-pessimistic", "db-optimistic", "redis-lock", "redis-lua"]);
+    for row in r["rows"].as_array().unwrap() {
+        assert!(row["throughput_rps"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["serve_peak_rss_kib"].as_u64().unwrap() > 0, "{row}");
+        assert!(
+            row["ratio_to_ceiling"].as_f64().is_some() && row["ratio_to_db_pessimistic"].as_f64().is_some(),
+            "{row}"
+        );
+    }
+    let presses = r["presses"].as_u64().unwrap();
+    assert_eq!(presses, 360, "300 people, 60 of them twice");
+    assert_eq!(outcome(&r["ceiling"], "200"), presses, "the ceiling sends as many requests, all answered");
+
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    let mut coupons = std::collections::HashSet::new();
+    for run in runs {
+        assert_eq!(
+            (run["issued"].as_u64(), run["people_issued_twice"].as_u64()),
+            (Some(50), Some(0)),
+            "{}",
+            run["verdict"]
+        );
+        assert_eq!(run["postgres"]["converged"], true);
+        assert_eq!(outcome(&run["load"], "201"), 50);
+        let coupon = run["coupon_id"].as_i64().unwrap();
+        assert!(coupons.insert(coupon), "each strategy runs on a fresh sale");
+        let (rows, people): (i64, i64) =
+            sqlx::query_as("SELECT count(*), count(DISTINCT user_id) FROM user_coupons WHERE coupon_id = $1")
+                .bind(coupon)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        assert_eq!((rows, people), (50, 50), "coupon {coupon} in Postgres");
+    }
+}
