@@ -13,6 +13,7 @@ pub mod compare;
 pub mod engine;
 pub mod histogram;
 pub mod open_run;
+pub mod order_rush;
 pub mod report;
 pub mod schedule;
 pub mod server;
@@ -41,6 +42,8 @@ pub struct LoadgenArgs {
 enum Scenario {
     /// N people press "get coupon" on a fresh sale of M coupons, some of them twice.
     OpenRun(open_run::OpenRunArgs),
+    /// A small stock, many buyers: each orders one unit, then pays for it.
+    OrderRush(order_rush::OrderRushArgs),
     /// The open run against every issue strategy and the `GET /health` ceiling, one table.
     Compare(compare::CompareArgs),
 }
@@ -49,6 +52,7 @@ enum Scenario {
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::OpenRun(a) => open_run::run(a).await,
+        Scenario::OrderRush(a) => order_rush::run(a).await,
         Scenario::Compare(a) => compare::run(a).await,
     }
 }

@@ -209,3 +209,40 @@ async fn compare_runs_every_strategy_and_the_ceiling_on_its_own_server_and_each_
         assert_eq!((rows, people), (50, 50), "coupon {coupon} in Postgres");
     }
 }
+
+#[tokio::test]
+async fn an_order_rush_sells_exactly_the_stock_once_each_and_every_sale_is_paid() {
+    let app = coupon_app().await;
+    let target = app.base.clone();
+    let run = loadgen(
+        &["order-rush", "--target", &target, "--buyers", "200", "--stock", "20", "--connections", "16"],
+        &db_url(&app),
+        &[],
+    )
+    .await;
+
+    let r = &run.report;
+    assert!(run.success, "verdict failed: {}\nstderr: {}", r["verdict"], run.stderr);
+    assert_eq!((r["accepted"].as_u64(), r["paid"].as_u64()), (Some(20), Some(20)));
+    let routes: Vec<&str> =
+        r["load"]["routes"].as_array().unwrap().iter().map(|x| x["route"].as_str().unwrap()).collect();
+    assert_eq!(routes, ["POST /api/orders", "POST /api/orders/{id}/payment"], "latency per route");
+    assert_eq!(outcome(&r["load"], "400 INSUFFICIENT_STOCK"), 180, "{}", r["load"]["outcomes"]);
+    // Independently of the report: sold out, nothing held, 20 different buyers paid.
+    let option = r["option_id"].as_i64().unwrap();
+    let stock: (i32, i32) = sqlx::query_as("SELECT stock, reserved FROM product_options WHERE id = $1")
+        .bind(option)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stock, (0, 0));
+    let (paid, buyers): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT o.user_id) FROM orders o JOIN order_items i ON i.order_id = o.id
+         WHERE i.option_id = $1 AND o.status = 'PAID'",
+    )
+    .bind(option)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((paid, buyers), (20, 20));
+}
