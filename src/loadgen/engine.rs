@@ -257,6 +257,12 @@ async fn connection<W: Workload>(mut conn: Conn, mut w: W, shared: Arc<Shared>) 
         // Slots are taken in call order, so the open model's schedule is one arrival per call.
         let slot = shared.slots.fetch_add(1, Ordering::Relaxed);
         let intended = shared.options.pacing.intended(shared.t0, slot);
+        if let (Some(at), Some(end)) = (intended, deadline)
+            && at >= end
+        {
+            // Due after the end of the run: not part of it.
+            break;
+        }
         if let Some(at) = intended {
             tokio::time::sleep_until(at.into()).await;
         }

@@ -12,6 +12,7 @@ pub mod client;
 pub mod compare;
 pub mod engine;
 pub mod histogram;
+pub mod mixed;
 pub mod open_run;
 pub mod order_rush;
 pub mod report;
@@ -44,6 +45,8 @@ enum Scenario {
     OpenRun(open_run::OpenRunArgs),
     /// A small stock, many buyers: each orders one unit, then pays for it.
     OrderRush(order_rush::OrderRushArgs),
+    /// Browse, cart, order and pay with realistic ratios.
+    Mixed(mixed::MixedArgs),
     /// The open run against every issue strategy and the `GET /health` ceiling, one table.
     Compare(compare::CompareArgs),
 }
@@ -53,6 +56,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::OpenRun(a) => open_run::run(a).await,
         Scenario::OrderRush(a) => order_rush::run(a).await,
+        Scenario::Mixed(a) => mixed::run(a).await,
         Scenario::Compare(a) => compare::run(a).await,
     }
 }

@@ -246,3 +246,46 @@ async fn an_order_rush_sells_exactly_the_stock_once_each_and_every_sale_is_paid(
     .unwrap();
     assert_eq!((paid, buyers), (20, 20));
 }
+
+#[tokio::test]
+async fn a_mixed_run_exercises_every_route_of_the_mix_without_a_server_error() {
+    let app = coupon_app().await;
+    let target = app.base.clone();
+    let run = loadgen(
+        &["mixed", "--target", &target, "--users", "100", "--products", "3", "--requests", "600", "--connections", "8"],
+        &db_url(&app),
+        &[],
+    )
+    .await;
+
+    let r = &run.report;
+    assert!(run.success, "verdict failed: {}\nstderr: {}", r["verdict"], run.stderr);
+    assert_eq!(r["load"]["requests"], 600);
+    let mut routes: Vec<&str> =
+        r["load"]["routes"].as_array().unwrap().iter().map(|x| x["route"].as_str().unwrap()).collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            "GET /api/products",
+            "GET /api/products/{id}",
+            "POST /api/orders",
+            "POST /api/orders/{id}/payment",
+            "POST /api/users/{id}/cart"
+        ]
+    );
+    for route in r["load"]["routes"].as_array().unwrap() {
+        let ok =
+            route["outcomes"].as_array().unwrap().iter().all(|o| (200..300).contains(&o["status"].as_u64().unwrap()));
+        assert!(ok, "every answer of {} is a success: {}", route["route"], route["outcomes"]);
+    }
+    // What the report says was paid is what Postgres holds as paid.
+    let paid =
+        r["load"]["routes"].as_array().unwrap().iter().find(|x| x["route"] == "POST /api/orders/{id}/payment").unwrap()
+            ["outcomes"][0]["count"]
+            .as_i64()
+            .unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'PAID'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(stored, paid);
+}
