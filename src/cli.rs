@@ -29,8 +29,8 @@ enum Command {
     Seed(SeedArgs),
     /// Mint JWTs for scripts and load tests.
     Token(TokenArgs),
-    /// The built-in open-run load generator and benchmark.
-    Loadgen,
+    /// The built-in load generator and benchmark (open run, order rush, mixed, compare).
+    Loadgen(crate::loadgen::LoadgenArgs),
     /// Compare the V2 coupon state in Redis with Postgres, one line per coupon.
     Reconcile(ReconcileArgs),
 }
@@ -120,7 +120,7 @@ impl Cli {
                 Ok(())
             }
             Command::Token(args) => token(args),
-            Command::Loadgen => anyhow::bail!("`jupang loadgen` is not built yet"),
+            Command::Loadgen(args) => crate::loadgen::run(args).await,
             Command::Reconcile(args) => reconcile(args).await,
         }
     }

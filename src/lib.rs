@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod issue;
+pub mod loadgen;
 pub mod metrics;
 pub mod seed;
 pub mod state;

@@ -17,6 +17,7 @@ mod errors;
 mod expiry;
 mod idempotency;
 mod inventory;
+mod loadgen;
 mod observe;
 mod order_concurrency;
 mod orders;
