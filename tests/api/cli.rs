@@ -7,9 +7,11 @@ use std::{
 
 use jupang::http::auth::{JwtKeys, Role};
 use sqlx::{Connection, Executor, PgConnection};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{JWT_SECRET, json_of, spawn_app, spawn_app_with, unique};
+use crate::{
+    child::{self, ChildServe},
+    helpers::{JWT_SECRET, json_of, spawn_app, spawn_app_with, unique},
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jupang");
 
@@ -122,44 +124,7 @@ async fn serve_refuses_an_unmigrated_database_and_migrate_makes_it_ready() {
 async fn serve_drains_and_exits_0_on_sigterm() {
     // The test app only lends its fresh, migrated database to the binary.
     let lender = spawn_app().await;
-    let mut child = tokio::process::Command::new(BIN)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("DATABASE_URL", lender.config.database_url.expose())
-        .env("REDIS_URL", env("REDIS_URL"))
-        .env("JUPANG_JWT_SECRET", JWT_SECRET)
-        .env("JUPANG_LISTEN", "127.0.0.1:0")
-        .env("JUPANG_REDIS_PREFIX", &lender.redis_prefix)
-        .env("JUPANG_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(addr) = v["listen.addr"].as_str()
-            {
-                return addr.to_owned();
-            }
-        }
-        panic!("serve ended before logging listen.addr");
-    })
-    .await
-    .expect("serve logs listen.addr within 30 s");
-    // Keep reading the log so the process never blocks on a full pipe.
-    let drain = tokio::spawn(async move {
-        let mut rest = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            rest.push(line);
-        }
-        rest
-    });
+    let ChildServe { mut child, addr, log: drain } = child::serve_app(&lender, &[]).await;
 
     let client = reqwest::Client::new();
     let res = client.get(format!("http://{addr}/health")).send().await.unwrap();

@@ -1,5 +1,6 @@
 //! The one integration-test binary: real Postgres, real Redis, real HTTP.
 
+mod child;
 mod fixtures;
 mod helpers;
 mod proxy;

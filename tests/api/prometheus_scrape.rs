@@ -17,18 +17,16 @@ use axum::{Router, http::StatusCode, routing::post};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
     time::Instant,
 };
 
 use crate::{
+    child::{self, ChildServe},
     coupon_support::create_coupon,
     fixtures::option,
-    helpers::{JWT_SECRET, TestApp, json_of, spawn_app, unique},
+    helpers::{TestApp, json_of, spawn_app, unique},
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_jupang");
 
 /// The contract's metrics (api.md, Metrics) and their labels besides `job` and `instance`;
 /// `_bucket` stands for the histogram.
@@ -59,40 +57,9 @@ async fn platform() -> String {
 /// `jupang serve` as a child process on `app`'s database and Redis prefix with every worker on.
 /// Returns the child and its `host:port` once it logs its address.
 async fn serve(app: &TestApp) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("DATABASE_URL", app.config.database_url.expose())
-        .env("REDIS_URL", std::env::var("REDIS_URL").unwrap())
-        .env("JUPANG_JWT_SECRET", JWT_SECRET)
-        .env("JUPANG_LISTEN", "127.0.0.1:0")
-        .env("JUPANG_REDIS_PREFIX", &app.redis_prefix)
-        .env("JUPANG_WORKERS", "all")
-        .env("JUPANG_DATA_PLATFORM_URL", platform().await)
-        .env("JUPANG_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && let Some(addr) = v["listen.addr"].as_str()
-            {
-                return addr.to_owned();
-            }
-        }
-        panic!("serve ended before logging listen.addr");
-    })
-    .await
-    .expect("serve logs listen.addr within 30 s");
-    // Keep reading so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let platform = platform().await;
+    let ChildServe { child, addr, .. } =
+        child::serve_app(app, &[("JUPANG_WORKERS", "all"), ("JUPANG_DATA_PLATFORM_URL", &platform)]).await;
     (child, addr)
 }
 

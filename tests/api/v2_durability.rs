@@ -3,7 +3,6 @@
 //! case each coupon acknowledged with 201 ends up in Postgres exactly once.
 
 use std::{
-    process::Stdio,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -13,17 +12,15 @@ use std::{
 
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::{Child, Command};
 
 use crate::{
+    child::{self, ChildServe},
     coupon_support::{
         Shot, acknowledged, coupon_app, create_coupon, create_users, issue, open_run, persisted, redis_counters,
         settled, stored,
     },
-    helpers::{JWT_SECRET, TestApp, json_of, spawn_app, spawn_app_with},
+    helpers::{TestApp, json_of, spawn_app, spawn_app_with},
     proxy::{TcpProxy, upstream_of},
 };
 
@@ -45,40 +42,8 @@ async fn eventually<F: Future<Output = bool>>(secs: u64, what: &str, mut check: 
 /// `jupang serve` as a child process on `app`'s database and Redis prefix, with the consumer on
 /// and a short claim threshold. Returns the child and its base URL once it logs its address.
 async fn serve(app: &TestApp) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("DATABASE_URL", app.config.database_url.expose())
-        .env("REDIS_URL", std::env::var("REDIS_URL").unwrap())
-        .env("JUPANG_JWT_SECRET", JWT_SECRET)
-        .env("JUPANG_LISTEN", "127.0.0.1:0")
-        .env("JUPANG_REDIS_PREFIX", &app.redis_prefix)
-        .env("JUPANG_WORKERS", "consumer")
-        .env("JUPANG_STREAM_CLAIM_IDLE_MS", "500")
-        .env("JUPANG_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && let Some(addr) = v["listen.addr"].as_str()
-            {
-                return addr.to_owned();
-            }
-        }
-        panic!("serve ended before logging listen.addr");
-    })
-    .await
-    .expect("serve logs listen.addr within 30 s");
-    // Keep reading so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let ChildServe { child, addr, .. } =
+        child::serve_app(app, &[("JUPANG_WORKERS", "consumer"), ("JUPANG_STREAM_CLAIM_IDLE_MS", "500")]).await;
     (child, format!("http://{addr}"))
 }
 
