@@ -112,7 +112,11 @@ fn describe() {
         Unit::Seconds,
         "Time to answer an HTTP request, by route template"
     );
-    describe_counter!(HTTP_REQUESTS_SHED_TOTAL, Unit::Count, "Requests refused with 503 OVERLOADED, by reason (in_flight, db_pool)");
+    describe_counter!(
+        HTTP_REQUESTS_SHED_TOTAL,
+        Unit::Count,
+        "Requests refused with 503 OVERLOADED, by reason (in_flight, db_pool)"
+    );
     describe_counter!(
         issue::COUPON_ISSUE_TOTAL,
         Unit::Count,
