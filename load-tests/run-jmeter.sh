@@ -26,20 +26,7 @@ jmeter="${JMETER:-jmeter}"
 command -v "$jmeter" >/dev/null || die "jmeter not found: install Apache JMeter 5 (https://jmeter.apache.org/download_jmeter.cgi) or set JMETER"
 command -v python3 >/dev/null || die "python3 is needed to summarise the results"
 
-jupang="${JUPANG:-}"
-if [ -z "$jupang" ]; then
-  for candidate in "$ROOT/target/release/jupang" "$ROOT/target/debug/jupang" "$(command -v jupang || true)"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ]; then jupang="$candidate"; break; fi
-  done
-fi
-[ -n "$jupang" ] || die "no jupang binary: cargo build --release, or set JUPANG"
-
-if [ -z "${JUPANG_JWT_SECRET:-}" ]; then
-  secret_file="${JUPANG_DATA_DIR:-$ROOT/.data}/jwt_secret"
-  [ -s "$secret_file" ] || die "JUPANG_JWT_SECRET is not set and $secret_file does not exist: give the server's secret"
-  JUPANG_JWT_SECRET="$(cat "$secret_file")"
-fi
-export JUPANG_JWT_SECRET
+. "$ROOT/load-tests/common.sh"
 
 base_url="${BASE_URL:-http://127.0.0.1:8080}"
 protocol="${base_url%%://*}"

@@ -29,20 +29,7 @@ esac
 k6="${K6:-k6}"
 command -v "$k6" >/dev/null || die "k6 not found: install it (https://grafana.com/docs/k6/latest/set-up/install-k6/) or set K6"
 
-jupang="${JUPANG:-}"
-if [ -z "$jupang" ]; then
-  for candidate in "$ROOT/target/release/jupang" "$ROOT/target/debug/jupang" "$(command -v jupang || true)"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ]; then jupang="$candidate"; break; fi
-  done
-fi
-[ -n "$jupang" ] || die "no jupang binary: cargo build --release, or set JUPANG"
-
-if [ -z "${JUPANG_JWT_SECRET:-}" ]; then
-  secret_file="${JUPANG_DATA_DIR:-$ROOT/.data}/jwt_secret"
-  [ -s "$secret_file" ] || die "JUPANG_JWT_SECRET is not set and $secret_file does not exist: give the server's secret"
-  JUPANG_JWT_SECRET="$(cat "$secret_file")"
-fi
-export JUPANG_JWT_SECRET
+. "$ROOT/load-tests/common.sh"
 
 users="${USERS:-1000}"
 if [ "${SEED:-0}" = 1 ]; then
