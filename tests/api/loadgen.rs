@@ -49,6 +49,16 @@ fn db_url(app: &TestApp) -> String {
 }
 
 /// The count of an outcome (`"201"`, `"400 ALREADY_ISSUED"`) in a load report.
+/// Coupons of `coupon` in Postgres, and how many different people hold them: read directly,
+/// independently of what the load generator reports.
+async fn holders(app: &TestApp, coupon: i64) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*), count(DISTINCT user_id) FROM user_coupons WHERE coupon_id = $1")
+        .bind(coupon)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
 fn outcome(load: &Value, label: &str) -> u64 {
     load["outcomes"]
         .as_array()
@@ -110,13 +120,7 @@ async fn an_open_run_at_a_fixed_rate_issues_min_people_coupons_once_each_and_pos
     assert_eq!(r["postgres"]["converged"], true);
     // Independently of the report: Postgres holds 50 coupons of 50 different people.
     let coupon = r["coupon_id"].as_i64().unwrap();
-    let (rows, people): (i64, i64) =
-        sqlx::query_as("SELECT count(*), count(DISTINCT user_id) FROM user_coupons WHERE coupon_id = $1")
-            .bind(coupon)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    assert_eq!((rows, people), (50, 50));
+    assert_eq!(holders(&app, coupon).await, (50, 50));
 }
 
 #[tokio::test]
@@ -200,13 +204,7 @@ async fn compare_runs_every_strategy_and_the_ceiling_on_its_own_server_and_each_
         assert_eq!(outcome(&run["load"], "201"), 50);
         let coupon = run["coupon_id"].as_i64().unwrap();
         assert!(coupons.insert(coupon), "each strategy runs on a fresh sale");
-        let (rows, people): (i64, i64) =
-            sqlx::query_as("SELECT count(*), count(DISTINCT user_id) FROM user_coupons WHERE coupon_id = $1")
-                .bind(coupon)
-                .fetch_one(&app.db)
-                .await
-                .unwrap();
-        assert_eq!((rows, people), (50, 50), "coupon {coupon} in Postgres");
+        assert_eq!(holders(&app, coupon).await, (50, 50), "coupon {coupon} in Postgres");
     }
 }
 
