@@ -3,9 +3,10 @@
 #
 #   scripts/services.sh up      reuse DATABASE_URL / REDIS_URL when they answer, otherwise install
 #                               the Debian packages if missing (as root) and start private instances
-#                               under .data/ on their own ports; prints nothing but progress on stderr.
-#                               Also installs the prometheus package (as root) for the test that has a
-#                               real Prometheus scrape `serve`; its system service is never started.
+#                               under .data/ on their own ports; prints nothing but progress on stderr
+#   scripts/services.sh prometheus  installs the prometheus package if missing (as root), for the test
+#                               that has a real Prometheus scrape `serve`; its system service is never
+#                               started (only scripts/test.sh needs it, not scripts/run.sh)
 #   scripts/services.sh env     prints `export DATABASE_URL=... REDIS_URL=...` for `eval`
 #   scripts/services.sh down    stops the private instances (never a system service)
 #   scripts/services.sh status  says what is running
@@ -195,7 +196,8 @@ print_env() {
 }
 
 case "${1:-}" in
-  up) pg_up; redis_up; prometheus_up ;;
+  up) pg_up; redis_up ;;
+  prometheus) prometheus_up ;;
   env) print_env ;;
   down) redis_down; pg_down ;;
   status)
@@ -204,5 +206,5 @@ case "${1:-}" in
     if redis_url_answers || redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
       echo "redis: up"; else echo "redis: down"; fi
     if command -v prometheus >/dev/null; then echo "prometheus: installed"; else echo "prometheus: missing"; fi ;;
-  *) echo "usage: $0 up|env|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|env|down|status|prometheus" >&2; exit 2 ;;
 esac
