@@ -8,9 +8,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    auth::JwtKeys,
     config::{Config, IssueStrategy},
-    http::{self, auth::JwtKeys},
-    metrics,
+    http, metrics,
     state::{AppState, Shared},
     store::{
         flash::FlashOrders,

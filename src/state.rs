@@ -6,8 +6,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
 use crate::{
+    auth::JwtKeys,
     config::Config,
-    http::auth::JwtKeys,
     issue::flash::FlashCache,
     store::{flash::FlashOrders, redis::RedisStore, user_markets::UserMarkets},
 };

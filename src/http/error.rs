@@ -179,6 +179,12 @@ impl From<redis::RedisError> for ApiError {
     }
 }
 
+impl From<crate::auth::Forbidden> for ApiError {
+    fn from(_: crate::auth::Forbidden) -> Self {
+        ApiError::new(ErrorCode::Forbidden)
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         ApiError::internal(e)
