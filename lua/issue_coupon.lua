@@ -6,6 +6,10 @@
 -- ARGV[4] issued_at (RFC 3339)  ARGV[5] expires_at      ARGV[6] terms revision the caller holds
 -- ARGV[7] coupon_id
 --
+-- The stream entry's fields (and the held record, `user_coupon_id|issued_at|expires_at`) are
+-- defined once in Rust, in src/store/redis/streams/coupons.rs (FIELDS, held_record); keep the
+-- names below in step with it (tests/api/stream_codec.rs round-trips this script's entries).
+--
 -- Replies: {'NOT_HYDRATED'} | {'STALE'} (the caller's terms are outdated: reload, retry) |
 -- {'NOT_ACTIVE'} | {'ALREADY_ISSUED'} | {'SOLD_OUT'} | {'ISSUED', remaining, stream_entry_id}.
 -- Rule order as the domain's: window, already held, stock.

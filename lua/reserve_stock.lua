@@ -8,6 +8,10 @@
 -- ARGV[9] TTL of the order hash (s), ARGV[10] TTL of the recent-orders set (s),
 -- ARGV[11..] quantity of each line, in the order of KEYS[5..].
 --
+-- The entry's (and the hash's) field names are defined once in Rust, in
+-- src/store/redis/streams/orders.rs (FIELDS, in the order of ARGV[1..8]); keep the names below in
+-- step with it (tests/api/stream_codec.rs round-trips this script's entries).
+--
 -- Replies: {1} admitted; {2} this order id was already admitted (a retried call: nothing done);
 -- {0, i, avail} line i is short (only `avail` left; nothing done);
 -- {-1, i, j, ...} lines i, j, ... have no counter yet (the caller hydrates them and retries).

@@ -24,7 +24,7 @@ use crate::{
     state::AppState,
     store::{
         pg::coupons,
-        redis::flash::{self, AdjustReply},
+        redis::coupons::{self as flash, AdjustReply},
     },
 };
 

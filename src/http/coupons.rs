@@ -24,7 +24,7 @@ use crate::{
     state::AppState,
     store::{
         pg::{coupons, coupons::StoredCoupon, user_coupons, users},
-        redis::flash,
+        redis::coupons as flash,
     },
 };
 

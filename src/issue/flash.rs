@@ -36,7 +36,7 @@ use crate::{
     state::AppState,
     store::{
         pg::{coupons, flash_coupons},
-        redis::flash::{self, FlashTerms},
+        redis::coupons::{self as flash, IssuingTerms},
     },
 };
 
@@ -69,7 +69,7 @@ impl FlashCache {
         self.terms.read().expect("cache lock").get(&coupon_id).cloned()
     }
 
-    fn remember(&self, coupon_id: i64, t: &FlashTerms) -> CachedTerms {
+    fn remember(&self, coupon_id: i64, t: &IssuingTerms) -> CachedTerms {
         let cached = CachedTerms { market: t.market, validity: t.validity, rev: t.rev.clone() };
         self.terms.write().expect("cache lock").insert(coupon_id, cached.clone());
         cached
@@ -82,7 +82,7 @@ impl FlashCache {
 }
 
 /// The terms to store in Redis for a coupon as Postgres has it.
-pub fn terms_of(coupon: &Coupon) -> FlashTerms {
+pub fn terms_of(coupon: &Coupon) -> IssuingTerms {
     let t = &coupon.terms;
     flash::terms_of(t.issue_starts_at, t.issue_ends_at, coupon.inventory.total(), t.market, t.validity)
 }
@@ -93,15 +93,12 @@ pub async fn hydrate(state: &AppState, coupon_id: i64) -> anyhow::Result<Option<
     let (db, redis) = (&state.db, &state.redis);
     let Some(stored) = coupons::find(db, coupon_id).await? else { return Ok(None) };
     // The stream before the rows: an entry persisted and trimmed in between is in the rows.
-    let entries = flash::stream_entries(redis, coupon_id).await?;
+    let entries = flash::stream_admissions(redis, coupon_id).await?;
     let persisted: HashSet<i64> = flash_coupons::holders(db, coupon_id).await?.into_iter().collect();
     let mut holders = persisted.clone();
     let mut pending = Vec::new();
-    for fields in &entries {
-        if let Ok(c) = flash::issued_from_fields(fields)
-            && c.coupon_id == coupon_id
-            && holders.insert(c.user_id)
-        {
+    for c in entries {
+        if holders.insert(c.user_id) {
             pending.push(c);
         }
     }

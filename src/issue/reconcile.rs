@@ -22,7 +22,7 @@ use crate::store::{
     pg::{coupons, flash_coupons},
     redis::{
         RedisStore,
-        flash::{self, AdjustReply},
+        coupons::{self as flash, AdjustReply},
     },
 };
 
@@ -80,13 +80,8 @@ pub async fn run(db: &PgPool, redis: &RedisStore, repair: bool) -> anyhow::Resul
         // shows as pending, and one persisted in between shows once (pending excludes persisted).
         let Some((redis_total, remaining)) = flash::live(redis, &[id]).await?.get(&id).copied() else { continue };
         let set: HashSet<i64> = flash::holders(redis, id).await?.into_iter().collect();
-        let streamed: HashSet<i64> = flash::stream_entries(redis, id)
-            .await?
-            .iter()
-            .filter_map(|f| flash::issued_from_fields(f).ok())
-            .filter(|c| c.coupon_id == id)
-            .map(|c| c.user_id)
-            .collect();
+        let streamed: HashSet<i64> =
+            flash::stream_admissions(redis, id).await?.into_iter().map(|c| c.user_id).collect();
         let persisted: HashSet<i64> = flash_coupons::holders(db, id).await?.into_iter().collect();
         let pending = streamed.difference(&persisted).count() as i64;
         let missing: Vec<i64> = persisted.difference(&set).copied().collect();

@@ -18,7 +18,7 @@ use crate::{
     config::IssueStrategy,
     domain::coupon::{IssueError, IssuedCoupon, IssuedStatus},
     state::AppState,
-    store::redis::flash::{self as scripts, IssueReply},
+    store::redis::coupons::{self as scripts, IssueReply},
 };
 
 /// Issues with the Redis script.

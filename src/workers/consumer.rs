@@ -1,5 +1,6 @@
 //! The V2 stream consumer: drains the admissions a [`StreamSink`] names from Redis Streams into
-//! Postgres, at least once, and acknowledges nothing that is not committed.
+//! Postgres, at least once, and acknowledges nothing that is not committed. The contract it drives
+//! (entries, sinks, codecs) is `store::redis::streams`.
 //!
 //! One task per sink and process. Every stream gets the consumer group [`GROUP`] (created from
 //! id `0` with `MKSTREAM`); each process reads as its own consumer (a name unique per process),
@@ -34,10 +35,15 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::stream::{MAX_DELIVERIES, PersistError, StreamEntry, StreamSink};
 use crate::{
     state::AppState,
-    store::redis::{RedisStore, streams},
+    store::redis::{
+        RedisStore,
+        streams::{
+            MAX_DELIVERIES, PersistError, StreamEntry, StreamSink,
+            commands::{self as streams},
+        },
+    },
 };
 
 /// The consumer group every V2 stream is read with.

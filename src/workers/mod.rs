@@ -4,7 +4,6 @@ pub mod consumer;
 pub mod expiry;
 pub mod outbox;
 pub mod reconcile;
-pub mod stream;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

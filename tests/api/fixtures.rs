@@ -13,12 +13,13 @@ use std::{
 };
 
 use chrono::{DateTime, Duration, Utc};
-use jupang::{
-    store::{
-        pg::flash_orders::OrderSink,
-        redis::{RedisStore, stock::StockStore},
+use jupang::store::{
+    pg::flash_orders::OrderSink,
+    redis::{
+        RedisStore,
+        stock::StockStore,
+        streams::{StreamEntry, StreamSink},
     },
-    workers::stream::{StreamEntry, StreamSink},
 };
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};

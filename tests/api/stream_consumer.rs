@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use jupang::workers::{
-    consumer::{self, ConsumerSettings, GROUP},
-    stream::{MAX_DELIVERIES, PersistError, StreamEntry, StreamSink},
+use jupang::{
+    store::redis::streams::{MAX_DELIVERIES, PersistError, StreamEntry, StreamSink},
+    workers::consumer::{self, ConsumerSettings, GROUP},
 };
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,7 @@ impl StreamSink for RowSink {
         "test_rows"
     }
 
-    async fn streams(&self) -> anyhow::Result<Vec<String>> {
+    async fn streams(&self) -> redis::RedisResult<Vec<String>> {
         Ok(vec![self.stream.clone()])
     }
 

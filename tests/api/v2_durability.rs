@@ -254,7 +254,7 @@ async fn poison_entries_go_to_the_dead_letter_stream_after_max_deliveries_and_th
         redis::cmd("XRANGE").arg(&dead).arg("-").arg("+").query(&mut conn).unwrap();
     for (_, fields) in letters {
         let fields: std::collections::HashMap<_, _> = fields.into_iter().collect();
-        assert_eq!(fields["dead.deliveries"], jupang::workers::stream::MAX_DELIVERIES.to_string(), "{fields:?}");
+        assert_eq!(fields["dead.deliveries"], jupang::store::redis::streams::MAX_DELIVERIES.to_string(), "{fields:?}");
         assert_eq!(fields["dead.source_stream"], stream);
     }
     let metrics = app.get("/metrics").await.text().await.unwrap();

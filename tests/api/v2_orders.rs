@@ -11,13 +11,10 @@ use std::{
 };
 
 use chrono::{Duration, Utc};
-use jupang::{
-    store::{
-        flash::FlashOrders,
-        pg::{flash_orders::OrderSink, payment},
-        redis::RedisStore,
-    },
-    workers::stream::StreamSink,
+use jupang::store::{
+    flash::FlashOrders,
+    pg::{flash_orders::OrderSink, payment},
+    redis::{RedisStore, streams::StreamSink},
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -395,7 +392,7 @@ async fn the_sink_names_entries_it_can_never_persist_and_persists_the_others() {
     ] {
         let mut tx = app.db.begin().await.unwrap();
         match sink.persist(&mut tx, &batch).await {
-            Err(jupang::workers::stream::PersistError::Poison { ids, .. }) => {
+            Err(jupang::store::redis::streams::PersistError::Poison { ids, .. }) => {
                 assert_eq!(&ids, std::slice::from_ref(bad))
             }
             other => panic!("expected poison, got {other:?}"),

@@ -22,8 +22,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::admission::AdmittedLine;
-use crate::store::redis::stock::StockStore;
+use crate::store::redis::{stock::StockStore, streams::orders::AdmittedLine};
 
 /// `reconcile_drift{kind}`: total absolute difference between the Redis counters and what
 /// Postgres says they should be (units), as of the last reconciliation.

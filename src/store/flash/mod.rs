@@ -25,7 +25,6 @@
 //! way ([`settle::repair_due`]). A lost refund restock stays as drift that reconciliation
 //! ([`hydrate::reconcile`]) reports as `reconcile_drift{kind="stock"}`.
 
-pub mod admission;
 pub mod cache;
 pub mod hydrate;
 pub mod settle;
@@ -36,10 +35,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use self::{
-    admission::{Admission, AdmittedLine},
-    cache::CatalogCache,
-};
+use self::cache::CatalogCache;
 use crate::store::user_markets::UserMarkets;
 use crate::{
     domain::order::OrderStatus,
@@ -48,6 +44,7 @@ use crate::{
         redis::{
             RedisStore,
             stock::{ReserveOutcome, StockStore},
+            streams::orders::{Admission, AdmittedLine},
         },
     },
 };

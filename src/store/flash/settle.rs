@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::admission::Admission;
 use crate::{
     domain::order::OrderStatus,
     store::{
@@ -24,7 +23,7 @@ use crate::{
             flash_orders,
             orders::{self, HeldStock, Reservation},
         },
-        redis::stock::StockStore,
+        redis::{stock::StockStore, streams::orders::Admission},
     },
 };
 

@@ -16,9 +16,11 @@ use crate::{
     domain::coupon::IssuedCoupon,
     store::{
         pg::outbox::EventType,
-        redis::{RedisStore, flash, keys},
+        redis::{
+            RedisStore,
+            streams::{Decoded, DecodedSink, PersistError, coupons::CouponStreams},
+        },
     },
-    workers::stream::{PersistError, StreamEntry, StreamSink},
 };
 
 /// Stores issued coupons that are not stored yet, counts them on their coupons and writes one
@@ -108,44 +110,35 @@ pub async fn holders(db: impl PgExecutor<'_>, coupon_id: i64) -> sqlx::Result<Ve
     sqlx::query_scalar("SELECT user_id FROM user_coupons WHERE coupon_id = $1").bind(coupon_id).fetch_all(db).await
 }
 
-/// The consumer's sink for coupon admissions: reads every hydrated coupon's stream.
+/// The consumer's sink for coupon admissions: persists every hydrated coupon's stream
+/// ([`CouponStreams`]).
 #[derive(Clone)]
 pub struct CouponSink {
-    redis: RedisStore,
+    source: CouponStreams,
 }
 
 impl CouponSink {
     /// A sink over the deployment's Redis.
     pub fn new(redis: RedisStore) -> CouponSink {
-        CouponSink { redis }
+        CouponSink { source: CouponStreams::new(redis) }
     }
 }
 
-impl StreamSink for CouponSink {
-    fn name(&self) -> &'static str {
-        "coupons"
+impl DecodedSink for CouponSink {
+    type Source = CouponStreams;
+
+    fn source(&self) -> &CouponStreams {
+        &self.source
     }
 
-    async fn streams(&self) -> anyhow::Result<Vec<String>> {
-        let ids = flash::hydrated(&self.redis).await?;
-        Ok(ids.into_iter().map(|id| keys::coupon_key(self.redis.prefix(), id, keys::STREAM)).collect())
-    }
-
-    async fn persist<'a>(&'a self, tx: &'a mut PgConnection, entries: &'a [StreamEntry]) -> Result<(), PersistError> {
-        let mut poison: Vec<(String, String)> = Vec::new();
-        let mut parsed: Vec<(&str, IssuedCoupon)> = Vec::new();
-        for e in entries {
-            match flash::issued_from_fields(&e.fields) {
-                Ok(c) if keys::coupon_of_key(self.redis.prefix(), &e.stream) != Some(c.coupon_id) => {
-                    poison.push((e.id.clone(), "coupon_id does not match the stream".into()));
-                }
-                Ok(c) => parsed.push((&e.id, c)),
-                Err(reason) => poison.push((e.id.clone(), reason)),
-            }
-        }
+    async fn persist_decoded<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        items: &'a [Decoded<IssuedCoupon>],
+    ) -> Result<(), PersistError> {
         // A reference to nothing would fail the whole insert forever: refuse just that entry.
-        let users: Vec<i64> = parsed.iter().map(|(_, c)| c.user_id).collect();
-        let coupons: Vec<i64> = parsed.iter().map(|(_, c)| c.coupon_id).collect();
+        let users: Vec<i64> = items.iter().map(|d| d.item.user_id).collect();
+        let coupons: Vec<i64> = items.iter().map(|d| d.item.coupon_id).collect();
         let (known_users, known_coupons): (Vec<i64>, Vec<i64>) = sqlx::query_as(
             "SELECT ARRAY(SELECT id FROM users WHERE id = ANY($1)), ARRAY(SELECT id FROM coupons WHERE id = ANY($2))",
         )
@@ -155,18 +148,19 @@ impl StreamSink for CouponSink {
         .await?;
         let (known_users, known_coupons): (HashSet<i64>, HashSet<i64>) =
             (known_users.into_iter().collect(), known_coupons.into_iter().collect());
-        for (id, c) in &parsed {
-            if !known_users.contains(&c.user_id) {
-                poison.push((id.to_string(), format!("no user {}", c.user_id)));
-            } else if !known_coupons.contains(&c.coupon_id) {
-                poison.push((id.to_string(), format!("no coupon {}", c.coupon_id)));
+        let mut poison: Vec<(String, String)> = Vec::new();
+        for d in items {
+            if !known_users.contains(&d.item.user_id) {
+                poison.push((d.id.clone(), format!("no user {}", d.item.user_id)));
+            } else if !known_coupons.contains(&d.item.coupon_id) {
+                poison.push((d.id.clone(), format!("no coupon {}", d.item.coupon_id)));
             }
         }
         if !poison.is_empty() {
             let reason = poison.iter().map(|(id, why)| format!("{id}: {why}")).collect::<Vec<_>>().join("; ");
             return Err(PersistError::Poison { ids: poison.into_iter().map(|(id, _)| id).collect(), reason });
         }
-        let issued: Vec<IssuedCoupon> = parsed.into_iter().map(|(_, c)| c).collect();
+        let issued: Vec<IssuedCoupon> = items.iter().map(|d| d.item.clone()).collect();
         persist(tx, &issued).await?;
         Ok(())
     }

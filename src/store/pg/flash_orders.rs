@@ -16,9 +16,9 @@ use super::{
     outbox::{self, EventType},
     reservations,
 };
-use crate::{
-    store::flash::admission::Admission,
-    workers::stream::{PersistError, StreamEntry, StreamSink},
+use crate::store::redis::streams::{
+    Decoded, DecodedSink, PersistError,
+    orders::{Admission, AdmittedLine, OrderStream},
 };
 
 /// Persists admissions as PENDING orders holding their reservation in Postgres
@@ -56,7 +56,7 @@ pub async fn persist(tx: &mut PgConnection, admissions: &[Admission]) -> sqlx::R
     let fresh: HashSet<Uuid> = inserted.iter().copied().collect();
     let new: Vec<&Admission> = batch.into_iter().filter(|a| fresh.contains(&a.order_id)).collect();
 
-    let lines: Vec<(Uuid, &crate::store::flash::admission::AdmittedLine)> =
+    let lines: Vec<(Uuid, &AdmittedLine)> =
         new.iter().flat_map(|a| a.lines.iter().map(move |l| (a.order_id, l))).collect();
     sqlx::query(
         "INSERT INTO order_items (order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal) \
@@ -99,71 +99,61 @@ fn is_data_error(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("23") || c.starts_with("22")))
 }
 
-/// The [`StreamSink`] of V2 orders: persists the admission stream `P:{stock}:stream`.
+/// The sink of V2 orders: persists the admission stream `P:{stock}:stream` ([`OrderStream`]).
 #[derive(Debug, Clone)]
 pub struct OrderSink {
-    stream: String,
+    source: OrderStream,
 }
 
 impl OrderSink {
     /// The sink of the stream named `stream` ([`crate::store::redis::stock::StockKeys::stream`]).
     pub fn new(stream: String) -> OrderSink {
-        OrderSink { stream }
+        OrderSink { source: OrderStream::new(stream) }
     }
 }
 
-impl StreamSink for OrderSink {
-    fn name(&self) -> &'static str {
-        "orders"
+impl DecodedSink for OrderSink {
+    type Source = OrderStream;
+
+    fn source(&self) -> &OrderStream {
+        &self.source
     }
 
-    async fn streams(&self) -> anyhow::Result<Vec<String>> {
-        Ok(vec![self.stream.clone()])
-    }
-
-    /// Persists a batch of admissions. Malformed entries, and entries a constraint refuses
-    /// (which would only happen if Redis admitted more than Postgres can hold: see
-    /// reconciliation), are reported as poison (the latter found one savepoint per entry); the
-    /// consumer then persists the rest and dead-letters the poison after repeated deliveries.
-    async fn persist<'a>(&'a self, tx: &'a mut PgConnection, entries: &'a [StreamEntry]) -> Result<(), PersistError> {
-        let mut poison = Vec::new();
-        let mut reasons = Vec::new();
-        let mut good = Vec::with_capacity(entries.len());
-        for e in entries {
-            match Admission::from_fields(&e.fields) {
-                Ok(a) => good.push((e.id.clone(), a)),
-                Err(reason) => {
-                    poison.push(e.id.clone());
-                    reasons.push(reason);
-                }
-            }
-        }
-        if !poison.is_empty() {
-            // The consumer persists the rest without them.
-            return Err(PersistError::Poison { ids: poison, reason: reasons.join("; ") });
-        }
-        let admissions: Vec<Admission> = good.iter().map(|(_, a)| a.clone()).collect();
+    /// Persists a batch of admissions. Entries a constraint refuses (which would only happen if
+    /// Redis admitted more than Postgres can hold: see reconciliation) are reported as poison,
+    /// found with one savepoint per entry; the consumer then persists the rest and dead-letters
+    /// the poison after repeated deliveries.
+    async fn persist_decoded<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        items: &'a [Decoded<Admission>],
+    ) -> Result<(), PersistError> {
+        let admissions: Vec<Admission> = items.iter().map(|d| d.item.clone()).collect();
         let mut sp = tx.begin().await?;
         match persist(&mut sp, &admissions).await {
             Ok(_) => sp.commit().await?,
             Err(e) if is_data_error(&e) => {
                 sp.rollback().await?;
+                let (mut poison, mut reasons) = (Vec::new(), Vec::new());
                 // One savepoint per entry finds the culprits and keeps the others.
-                for (id, a) in &good {
+                for d in items {
                     let mut one = tx.begin().await?;
-                    match persist(&mut one, std::slice::from_ref(a)).await {
+                    match persist(&mut one, std::slice::from_ref(&d.item)).await {
                         Ok(_) => one.commit().await?,
                         Err(e) if is_data_error(&e) => {
                             one.rollback().await?;
-                            poison.push(id.clone());
+                            poison.push(d.id.clone());
                             reasons.push(e.to_string());
                         }
                         Err(e) => return Err(PersistError::Unavailable(e)),
                     }
                 }
+                if !poison.is_empty() {
+                    return Err(PersistError::Poison { ids: poison, reason: reasons.join("; ") });
+                }
             }
             Err(e) => return Err(PersistError::Unavailable(e)),
         }
-        if poison.is_empty() { Ok(()) } else { Err(PersistError::Poison { ids: poison, reason: reasons.join("; ") }) }
+        Ok(())
     }
 }

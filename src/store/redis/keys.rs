@@ -14,7 +14,7 @@
 //! | `stream:dead` | stream | entries that could never be persisted (dead letters) |
 //! | [`SCRATCH`]`:<token>:users`, `...:held` | set, hash | hydration's work in progress |
 //!
-//! Outside the coupon slots: [`FLASH_COUPONS`], the set of hydrated coupon ids (the consumer's
+//! Outside the coupon slots: [`HYDRATED_COUPONS`], the set of hydrated coupon ids (the consumer's
 //! list of streams and the read-your-writes lookup).
 
 /// Hash of the coupon's issuing terms, the script's source of truth while a sale runs:
@@ -41,8 +41,9 @@ pub const STREAM: &str = "stream";
 /// outside the live keys and published atomically; they expire on their own if a hydration dies
 /// half-way.
 pub const SCRATCH: &str = "scratch";
-/// Set of coupon ids whose keys were hydrated (`{prefix}:flash:coupons`).
-pub const FLASH_COUPONS: &str = "flash:coupons";
+/// Set of coupon ids whose keys were hydrated (`{prefix}:flash:coupons`). The key string keeps
+/// its historical name so that deployments upgraded in place still find their hydrated coupons.
+pub const HYDRATED_COUPONS: &str = "flash:coupons";
 
 /// A key of one coupon: `{prefix}:{coupon:ID}:{suffix}`.
 pub fn coupon_key(prefix: &str, coupon_id: i64, suffix: &str) -> String {

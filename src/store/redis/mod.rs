@@ -3,7 +3,7 @@
 //! One multiplexed [`ConnectionManager`] serves every request (a pool's per-checkout round trips
 //! measured 2.6x slower on the coupon hot path). Blocking stream reads get their own connection.
 
-pub mod flash;
+pub mod coupons;
 pub mod keys;
 pub mod lock;
 pub mod stock;

@@ -22,7 +22,7 @@ use redis::Script;
 use uuid::Uuid;
 
 use super::RedisStore;
-use crate::store::flash::admission::Admission;
+use super::streams::orders::Admission;
 
 /// The hash tag of every stock key.
 pub const HASH_TAG: &str = "{stock}";

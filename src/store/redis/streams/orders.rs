@@ -1,13 +1,19 @@
-//! An order admitted by the V2 reservation script: what the stream entry and the order's Redis
-//! hash carry, and everything needed to persist the order in Postgres without asking the catalog
-//! again (prices and names are captured at admission).
+//! The order admission stream (`{prefix}:{stock}:stream`): one entry per order the reservation
+//! script (`lua/reserve_stock.lua`) admitted. The entry (and the order's Redis hash, which holds
+//! the same fields plus `state`) carries everything needed to persist the order in Postgres
+//! without asking the catalog again: prices and names are captured at admission.
+//!
+//! The fields are defined here, once: [`FIELDS`], with their values in the same order from
+//! [`Admission::script_args`] (the script's `ARGV[1..8]`, written under these names).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeZone, Utc};
+use redis::RedisResult;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::{StreamEntry, StreamSource};
 use crate::domain::{Currency, Market};
 
 /// One line of an admitted order.
@@ -56,7 +62,7 @@ pub struct Admission {
 }
 
 /// Field names shared by the stream entry and the hash, in the order of [`Admission::script_args`]
-/// (`lua/reserve_stock.lua` writes them under these names).
+/// (`lua/reserve_stock.lua` writes them under these names; the hash adds `state`).
 pub const FIELDS: [&str; 8] =
     ["order_id", "user_id", "market", "currency", "total", "created_at", "expires_at", "lines"];
 
@@ -102,6 +108,35 @@ impl Admission {
     /// (option id, quantity) of each line.
     pub fn quantities(&self) -> Vec<(i64, i64)> {
         self.lines.iter().map(|l| (l.option_id, l.quantity)).collect()
+    }
+}
+
+/// The order admission stream of a deployment (one stream for every order).
+#[derive(Debug, Clone)]
+pub struct OrderStream {
+    stream: String,
+}
+
+impl OrderStream {
+    /// The stream named `stream` ([`crate::store::redis::stock::StockKeys::stream`]).
+    pub fn new(stream: String) -> OrderStream {
+        OrderStream { stream }
+    }
+}
+
+impl StreamSource for OrderStream {
+    type Item = Admission;
+
+    fn name(&self) -> &'static str {
+        "orders"
+    }
+
+    async fn streams(&self) -> RedisResult<Vec<String>> {
+        Ok(vec![self.stream.clone()])
+    }
+
+    fn decode(&self, entry: &StreamEntry) -> Result<Admission, String> {
+        Admission::from_fields(&entry.fields)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Redis Stream commands of the V2 consumer, with their replies parsed into plain types.
 //!
 //! Every function takes the connection to use: the blocking `XREADGROUP` runs on a dedicated
-//! connection ([`super::RedisStore::dedicated`]), everything else on the shared one.
+//! connection ([`crate::store::redis::RedisStore::dedicated`]), everything else on the shared one.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -11,7 +11,7 @@ use redis::{
     streams::{StreamAutoClaimReply, StreamId, StreamReadReply},
 };
 
-use crate::workers::stream::StreamEntry;
+use super::StreamEntry;
 
 /// What `XINFO GROUPS` says about one consumer group.
 #[derive(Debug, Clone, PartialEq, Eq)]

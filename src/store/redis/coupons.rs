@@ -1,22 +1,26 @@
-//! The V2 coupon flash path in Redis: the Lua scripts (`lua/*_coupon.lua`) and the reads around
-//! them. Key layout: [`super::keys`].
+//! V2 coupon admission in Redis: the Lua scripts (`lua/*_coupon.lua`) and the reads around
+//! them. Key layout: [`super::keys`]; the issuance stream and held records:
+//! [`super::streams::coupons`].
 //!
 //! Scripts are [`redis::Script`]s: sent by SHA (`EVALSHA`), and loaded again by the client when
 //! a restarted or failed-over Redis answers `NOSCRIPT`.
 
 use std::{collections::HashMap, sync::LazyLock};
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use redis::{RedisResult, Value};
-use uuid::Uuid;
 
 use super::{
     RedisStore,
-    keys::{CouponKeys, FLASH_COUPONS, SCRATCH, coupon_key},
+    keys::{CouponKeys, HYDRATED_COUPONS, SCRATCH, coupon_key},
+    streams::{
+        self,
+        coupons::{held_record, parse_held_record, time_text},
+    },
 };
 use crate::domain::{
     Market,
-    coupon::{IssuedCoupon, IssuedStatus, Validity},
+    coupon::{IssuedCoupon, Validity},
 };
 
 static ISSUE: LazyLock<redis::Script> =
@@ -33,7 +37,7 @@ const SCRATCH_TTL_SECS: i64 = 120;
 
 /// The issuing terms kept in a coupon's `meta` hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlashTerms {
+pub struct IssuingTerms {
     /// Window start, epoch ms (inclusive).
     pub starts_ms: i64,
     /// Window end, epoch ms (exclusive).
@@ -61,46 +65,6 @@ fn parse_validity(s: &str) -> Option<Validity> {
         ("days", d) => d.parse().ok().map(Validity::Days),
         _ => None,
     }
-}
-
-/// An instant as written into stream entries and held records: RFC 3339, microseconds, UTC.
-pub fn time_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.to_utc())
-}
-
-/// The issued coupon a stream entry's fields describe, or why they do not describe one.
-pub fn issued_from_fields(f: &HashMap<String, String>) -> Result<IssuedCoupon, String> {
-    let get = |k: &str| f.get(k).map(String::as_str).ok_or_else(|| format!("missing field {k}"));
-    let bad = |k: &str| format!("malformed field {k}");
-    Ok(IssuedCoupon {
-        id: Uuid::parse_str(get("user_coupon_id")?).map_err(|_| bad("user_coupon_id"))?,
-        coupon_id: get("coupon_id")?.parse().map_err(|_| bad("coupon_id"))?,
-        user_id: get("user_id")?.parse().map_err(|_| bad("user_id"))?,
-        status: IssuedStatus::Available,
-        issued_at: parse_time(get("issued_at")?).ok_or_else(|| bad("issued_at"))?,
-        expires_at: parse_time(get("expires_at")?).ok_or_else(|| bad("expires_at"))?,
-    })
-}
-
-fn held_text(c: &IssuedCoupon) -> String {
-    format!("{}|{}|{}", c.id, time_text(c.issued_at), time_text(c.expires_at))
-}
-
-fn parse_held(coupon_id: i64, user_id: i64, s: &str) -> Option<IssuedCoupon> {
-    let mut parts = s.split('|');
-    let (id, issued_at, expires_at) = (parts.next()?, parts.next()?, parts.next()?);
-    Some(IssuedCoupon {
-        id: Uuid::parse_str(id).ok()?,
-        coupon_id,
-        user_id,
-        status: IssuedStatus::Available,
-        issued_at: parse_time(issued_at)?,
-        expires_at: parse_time(expires_at)?,
-    })
 }
 
 /// What the issue script decided.
@@ -175,11 +139,11 @@ pub async fn load_scripts(redis: &RedisStore) -> RedisResult<()> {
 }
 
 /// The coupon's stored terms; `None` when it is not hydrated.
-pub async fn terms(redis: &RedisStore, coupon_id: i64) -> RedisResult<Option<FlashTerms>> {
+pub async fn terms(redis: &RedisStore, coupon_id: i64) -> RedisResult<Option<IssuingTerms>> {
     let k = CouponKeys::new(redis.prefix(), coupon_id);
     let m: HashMap<String, String> = redis::cmd("HGETALL").arg(&k.meta).query_async(&mut redis.conn()).await?;
     let parsed = (|| {
-        Some(FlashTerms {
+        Some(IssuingTerms {
             starts_ms: m.get("starts_ms")?.parse().ok()?,
             ends_ms: m.get("ends_ms")?.parse().ok()?,
             total: m.get("total")?.parse().ok()?,
@@ -200,7 +164,7 @@ pub async fn terms(redis: &RedisStore, coupon_id: i64) -> RedisResult<Option<Fla
 pub async fn publish_hydration(
     redis: &RedisStore,
     coupon_id: i64,
-    terms: &FlashTerms,
+    terms: &IssuingTerms,
     holders: &[i64],
     pending: &[IssuedCoupon],
 ) -> RedisResult<bool> {
@@ -210,7 +174,7 @@ pub async fn publish_hydration(
     let scratch_held = coupon_key(redis.prefix(), coupon_id, &format!("{SCRATCH}:{token}:held"));
     let mut conn = redis.conn();
     // Indexed first: once published, admissions can happen, and the consumer must know the stream.
-    let _: i64 = redis::cmd("SADD").arg(redis.key(FLASH_COUPONS)).arg(coupon_id).query_async(&mut conn).await?;
+    let _: i64 = redis::cmd("SADD").arg(redis.key(HYDRATED_COUPONS)).arg(coupon_id).query_async(&mut conn).await?;
     for chunk in holders.chunks(5_000) {
         redis::pipe()
             .sadd(&scratch_users, chunk)
@@ -221,7 +185,7 @@ pub async fn publish_hydration(
             .await?;
     }
     for chunk in pending.chunks(2_000) {
-        let items: Vec<(i64, String)> = chunk.iter().map(|c| (c.user_id, held_text(c))).collect();
+        let items: Vec<(i64, String)> = chunk.iter().map(|c| (c.user_id, held_record(c))).collect();
         redis::pipe()
             .hset_multiple(&scratch_held, &items)
             .ignore()
@@ -266,7 +230,7 @@ pub enum AdjustReply {
 }
 
 /// Applies edited terms to a hydrated coupon (see `lua/adjust_coupon.lua`).
-pub async fn adjust(redis: &RedisStore, coupon_id: i64, terms: &FlashTerms) -> RedisResult<AdjustReply> {
+pub async fn adjust(redis: &RedisStore, coupon_id: i64, terms: &IssuingTerms) -> RedisResult<AdjustReply> {
     let k = CouponKeys::new(redis.prefix(), coupon_id);
     let reply: Vec<Value> = ADJUST
         .key(&k.meta)
@@ -323,7 +287,8 @@ pub async fn live(redis: &RedisStore, ids: &[i64]) -> RedisResult<HashMap<i64, (
 
 /// Ids of the hydrated coupons.
 pub async fn hydrated(redis: &RedisStore) -> RedisResult<Vec<i64>> {
-    let mut ids: Vec<i64> = redis::cmd("SMEMBERS").arg(redis.key(FLASH_COUPONS)).query_async(&mut redis.conn()).await?;
+    let mut ids: Vec<i64> =
+        redis::cmd("SMEMBERS").arg(redis.key(HYDRATED_COUPONS)).query_async(&mut redis.conn()).await?;
     ids.sort_unstable();
     Ok(ids)
 }
@@ -340,12 +305,12 @@ pub async fn held_by_user(redis: &RedisStore, user_id: i64) -> RedisResult<Vec<I
         pipe.hget(CouponKeys::new(redis.prefix(), *id).held, user_id);
     }
     let values: Vec<Option<String>> = pipe.query_async(&mut redis.conn()).await?;
-    Ok(ids.iter().zip(values).filter_map(|(c, v)| v.and_then(|v| parse_held(*c, user_id, &v))).collect())
+    Ok(ids.iter().zip(values).filter_map(|(c, v)| v.and_then(|v| parse_held_record(*c, user_id, &v))).collect())
 }
 
-/// Every entry of a coupon's stream (the stream keeps only what may be unacknowledged, plus
-/// what was acknowledged since the last trim).
-pub async fn stream_entries(redis: &RedisStore, coupon_id: i64) -> RedisResult<Vec<HashMap<String, String>>> {
+/// The admissions of a coupon's stream that decode and belong to it (the stream keeps only what
+/// may be unacknowledged, plus what was acknowledged since the last trim).
+pub async fn stream_admissions(redis: &RedisStore, coupon_id: i64) -> RedisResult<Vec<IssuedCoupon>> {
     let k = CouponKeys::new(redis.prefix(), coupon_id);
     let reply: redis::streams::StreamRangeReply =
         redis::cmd("XRANGE").arg(&k.stream).arg("-").arg("+").query_async(&mut redis.conn()).await?;
@@ -353,6 +318,8 @@ pub async fn stream_entries(redis: &RedisStore, coupon_id: i64) -> RedisResult<V
         .ids
         .into_iter()
         .map(|e| e.map.iter().map(|(k, v)| (k.clone(), redis::from_redis_value_ref(v).unwrap_or_default())).collect())
+        .filter_map(|fields: HashMap<String, String>| streams::coupons::decode(&fields).ok())
+        .filter(|c| c.coupon_id == coupon_id)
         .collect())
 }
 
@@ -385,8 +352,8 @@ pub fn terms_of(
     total: u32,
     market: Market,
     validity: Validity,
-) -> FlashTerms {
-    FlashTerms {
+) -> IssuingTerms {
+    IssuingTerms {
         starts_ms: starts.timestamp_millis(),
         ends_ms: ends.timestamp_millis(),
         total,
@@ -398,36 +365,13 @@ pub fn terms_of(
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeDelta;
-
     use super::*;
 
     #[test]
-    fn validity_and_held_records_round_trip() {
-        let at = Utc::now();
-        let until = Validity::Until(chrono::SubsecRound::trunc_subsecs(at, 6));
+    fn validity_round_trips_through_its_text() {
+        let until = Validity::Until(chrono::SubsecRound::trunc_subsecs(Utc::now(), 6));
         assert_eq!(parse_validity(&validity_text(until)), Some(until));
         assert_eq!(parse_validity(&validity_text(Validity::Days(7))), Some(Validity::Days(7)));
-        let c = IssuedCoupon {
-            id: Uuid::now_v7(),
-            coupon_id: 3,
-            user_id: 9,
-            status: IssuedStatus::Available,
-            issued_at: chrono::SubsecRound::trunc_subsecs(at, 6),
-            expires_at: chrono::SubsecRound::trunc_subsecs(at + TimeDelta::days(7), 6),
-        };
-        assert_eq!(parse_held(3, 9, &held_text(&c)), Some(c.clone()));
-        let fields: HashMap<String, String> = [
-            ("user_coupon_id", c.id.to_string()),
-            ("coupon_id", "3".into()),
-            ("user_id", "9".into()),
-            ("issued_at", time_text(c.issued_at)),
-            ("expires_at", time_text(c.expires_at)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        assert_eq!(issued_from_fields(&fields), Ok(c));
-        assert_eq!(issued_from_fields(&HashMap::new()), Err("missing field user_coupon_id".to_owned()));
+        assert_eq!(parse_validity("weeks:2"), None);
     }
 }
