@@ -8,16 +8,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    admission::{coupons::CouponAdmission, orders::OrderAdmission, user_markets::UserMarkets},
     auth::JwtKeys,
     config::{Config, IssueStrategy},
     http, metrics,
     state::{AppState, Shared},
     store::{
-        flash::FlashOrders,
         ordering::{self, OrderBackend},
         pg,
         redis::RedisStore,
-        user_markets::UserMarkets,
     },
     workers,
 };
@@ -58,27 +57,27 @@ impl Application {
             let n = users.preload(&db).await.context("loading users' markets")?;
             tracing::info!(users.cached = n, "user markets cached");
         }
-        let flash = FlashOrders::new(db.clone(), &redis, users.clone(), config.order_ttl);
+        let order_admission = OrderAdmission::new(db.clone(), &redis, users.clone(), config.order_ttl);
         if v2_orders {
             // Without it the first orders fill the caches and counters themselves, a bit slower.
-            if let Err(e) = flash.warm_up().await {
+            if let Err(e) = order_admission.warm_up().await {
                 tracing::warn!(error.cause = %e, "could not warm up the order caches and stock counters");
             }
         }
         // Every metric described and its known series at zero before the first scrape.
         metrics::register(&config);
+        let coupon_admission = CouponAdmission::new(db.clone(), redis.clone(), users);
         let state = AppState::new(Shared {
-            flash,
+            order_admission,
+            coupon_admission,
             db,
             redis,
             jwt: Arc::new(JwtKeys::new(config.jwt_secret.expose().as_bytes())),
             config: Arc::new(config),
             metrics: metrics::install(),
-            coupon_cache: Arc::new(crate::issue::flash::FlashCache::new()),
-            users,
         });
         if state.config.issue_strategy == IssueStrategy::RedisLua {
-            crate::issue::flash::start(&state).await?;
+            state.coupon_admission.start().await.context("starting coupon admission (redis-lua)")?;
         }
         Ok(Application { listener, state, shutdown: CancellationToken::new() })
     }

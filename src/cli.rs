@@ -131,12 +131,12 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     let url = required("REDIS_URL")?;
     let prefix = std::env::var("JUPANG_REDIS_PREFIX").ok().filter(|p| !p.trim().is_empty());
     let redis = store::redis::RedisStore::connect(&[url.trim()], prefix.as_deref().unwrap_or("jupang").trim()).await?;
-    let (reports, repaired) = crate::issue::reconcile::run(&pool, &redis, args.repair).await?;
-    print!("{}", crate::issue::reconcile::table(&reports));
+    let (reports, repaired) = crate::admission::coupons::reconcile::run(&pool, &redis, args.repair).await?;
+    print!("{}", crate::admission::coupons::reconcile::table(&reports));
     // The order TTL plays no part in comparing counters; any value builds the stock store.
-    let stock = crate::store::flash::hydrate::reconcile(
+    let stock = crate::admission::orders::hydrate::reconcile(
         &pool,
-        crate::store::flash::FlashOrders::new(
+        crate::admission::orders::OrderAdmission::new(
             pool.clone(),
             &redis,
             Default::default(),

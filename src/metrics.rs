@@ -9,10 +9,10 @@ use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogra
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::{
+    admission::{self, orders::hydrate},
     config::Config,
     http::{observe, orders, payment},
     issue,
-    store::flash::hydrate,
     workers::{consumer, expiry, outbox},
 };
 
@@ -28,7 +28,7 @@ const SINKS: [&str; 2] = ["coupons", "orders"];
 /// connection within `JUPANG_DB_ACQUIRE_TIMEOUT_MS`). They also count in `http_requests_total`.
 pub const HTTP_REQUESTS_SHED_TOTAL: &str = "http_requests_shed_total";
 
-/// Latency buckets in seconds: fine below 50 ms where the flash path lives.
+/// Latency buckets in seconds: fine below 50 ms where the V2 hot paths live.
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0, 2.5, 5.0, 10.0];
 
 /// Batch-size buckets of the stream consumers (`consumer_batch_size`).
@@ -97,9 +97,9 @@ pub fn register(config: &Config) {
     }
     if config.workers.reconcile {
         // No drift known until the first round (every 30 s).
-        let kinds = issue::reconcile::drift_by_kind(&[]).map(|(kind, _)| kind);
+        let kinds = admission::coupons::reconcile::drift_by_kind(&[]).map(|(kind, _)| kind);
         for kind in kinds.into_iter().chain(["stock"]) {
-            gauge!(hydrate::RECONCILE_DRIFT, "kind" => kind).increment(0.0);
+            gauge!(admission::RECONCILE_DRIFT, "kind" => kind).increment(0.0);
         }
     }
 }
@@ -149,7 +149,7 @@ fn describe() {
         Unit::Count,
         "Outbox delivery attempts by outcome (delivered, retry, failed)"
     );
-    describe_gauge!(hydrate::RECONCILE_DRIFT, Unit::Count, "Drift between Redis and Postgres counters, by kind");
+    describe_gauge!(admission::RECONCILE_DRIFT, Unit::Count, "Drift between Redis and Postgres counters, by kind");
     describe_counter!(hydrate::STOCK_HYDRATED_TOTAL, Unit::Count, "Stock counters loaded into Redis from Postgres");
 }
 

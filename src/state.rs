@@ -6,10 +6,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
 use crate::{
+    admission::{coupons::CouponAdmission, orders::OrderAdmission},
     auth::JwtKeys,
     config::Config,
-    issue::flash::FlashCache,
-    store::{flash::FlashOrders, redis::RedisStore, user_markets::UserMarkets},
+    store::redis::RedisStore,
 };
 
 /// Handles to the stores and the configuration: one pointer, so cloning it (which axum does for
@@ -46,9 +46,7 @@ pub struct Shared {
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// V2 orders: caches, stock counters and their scripts.
-    pub flash: FlashOrders,
-    /// V2 coupons: the issuer's cache of coupon terms.
-    pub coupon_cache: Arc<FlashCache>,
-    /// Each user's market, shared by both V2 paths (loaded once at start-up).
-    pub users: Arc<UserMarkets>,
+    pub order_admission: OrderAdmission,
+    /// V2 coupons: the issue script, hydration and the cache of coupon terms.
+    pub coupon_admission: CouponAdmission,
 }

@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::{Currency, discount::RedemptionError};
+
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -117,6 +119,51 @@ impl OrderStatus {
         }
         self.apply(OrderEvent::Pay)
     }
+}
+
+/// A business rule said no; each maps to one contract error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// `USER_NOT_FOUND`.
+    UserNotFound,
+    /// `PRODUCT_OPTION_NOT_FOUND` (also for products not on sale).
+    OptionNotFound {
+        /// The option asked for.
+        option_id: i64,
+    },
+    /// `MARKET_MISMATCH`: the option has no price in the user's currency.
+    MarketMismatch {
+        /// The option asked for.
+        option_id: i64,
+    },
+    /// `INSUFFICIENT_STOCK`.
+    InsufficientStock {
+        /// The option short of stock.
+        option_id: i64,
+        /// What can still be sold.
+        available: i64,
+        /// What was asked for.
+        requested: i64,
+    },
+    /// `EMPTY_ORDER`.
+    EmptyOrder,
+    /// `CART_ITEM_NOT_FOUND`.
+    CartItemNotFound,
+    /// `ORDER_NOT_FOUND` (also for another user's order).
+    OrderNotFound,
+    /// `ORDER_NOT_PAYABLE` / `ORDER_EXPIRED` / `ORDER_NOT_CANCELLABLE`.
+    Transition(TransitionError),
+    /// A coupon check failed.
+    Coupon(RedemptionError),
+    /// `INSUFFICIENT_BALANCE`.
+    InsufficientBalance {
+        /// The wallet's currency.
+        currency: Currency,
+        /// The wallet balance.
+        balance: i64,
+        /// What the payment needs.
+        required: i64,
+    },
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ async fn get_cart(
     let mut discount = 0;
     if let Some(uc) = q.user_coupon_id {
         // A V2 coupon issued a moment ago may not be persisted yet.
-        crate::issue::flash::ensure_persisted(&state, user.id, uc).await?;
+        state.coupon_admission.ensure_persisted(user.id, uc).await?;
     }
     if let Some(uc) = q.user_coupon_id
         && let Some(held) = redemption::find(&state.db, uc).await?

@@ -15,12 +15,12 @@ use super::{
     extract,
 };
 use crate::{
+    admission::coupons::terms_of,
     config::IssueStrategy,
     domain::{
         Currency, Market, Money,
         coupon::{Coupon, CouponPatch, CouponTerms, DiscountType, Invalid, Inventory, PatchError, Validity},
     },
-    issue,
     state::AppState,
     store::{
         pg::coupons,
@@ -163,7 +163,7 @@ async fn create_coupon(
     if state.config.issue_strategy == IssueStrategy::RedisLua {
         // Hydrated now so the sale's first requests find it ready; should Redis fail here, the
         // first issue request hydrates it instead.
-        if let Err(e) = issue::flash::hydrate(&state, id).await {
+        if let Err(e) = state.coupon_admission.hydrate(id).await {
             tracing::warn!(coupon.id = id, error.cause = %format!("{e:#}"), "coupon not hydrated at creation");
         }
     }
@@ -280,9 +280,9 @@ async fn update_coupon(
             check_products(&state, edited.terms.product_ids.as_deref()).await?;
         }
         coupons::update(&mut tx, &edited).await?;
-        let terms = issue::flash::terms_of(&edited);
+        let terms = terms_of(&edited);
         if live.is_some()
-            && let AdjustReply::BelowIssued { admitted } = flash::adjust(&state.redis, coupon_id, &terms).await?
+            && let AdjustReply::BelowIssued { admitted } = state.coupon_admission.adjust(coupon_id, &terms).await?
         {
             // Issued meanwhile: the row lock does not hold the Redis script back. Nothing is
             // committed; Redis is unchanged.
@@ -292,13 +292,13 @@ async fn update_coupon(
         tx.commit().await?;
         // Again after the commit: a hydration that read the row before it (another process, at
         // first use) may have published the old terms in between. Re-applying is a no-op otherwise.
-        match flash::adjust(&state.redis, coupon_id, &terms).await? {
+        match state.coupon_admission.adjust(coupon_id, &terms).await? {
             AdjustReply::BelowIssued { admitted } => {
                 tracing::warn!(coupon.id = coupon_id, issued = admitted, "edited total below Redis admissions")
             }
             AdjustReply::NotHydrated | AdjustReply::Adjusted { .. } => {}
         }
-        state.coupon_cache.forget(coupon_id);
+        state.coupon_admission.forget(coupon_id);
         tracing::info!(coupon.id = coupon_id, "coupon campaign edited");
         stored.coupon = edited;
     }

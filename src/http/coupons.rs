@@ -22,10 +22,7 @@ use crate::{
     },
     issue::{self, IssueFailure},
     state::AppState,
-    store::{
-        pg::{coupons, coupons::StoredCoupon, user_coupons, users},
-        redis::coupons as flash,
-    },
+    store::pg::{coupons, coupons::StoredCoupon, user_coupons, users},
 };
 
 /// The customer-facing coupon routes (mounted under `/api`).
@@ -169,7 +166,7 @@ impl CouponView {
 /// The live `(total, remaining)` of the hydrated coupons among `ids`. A read that only displays
 /// them degrades to Postgres's (persisted) counters when Redis does not answer.
 pub(crate) async fn live_counts(state: &AppState, ids: &[i64]) -> HashMap<i64, (u32, u32)> {
-    flash::live(&state.redis, ids).await.unwrap_or_else(|e| {
+    state.coupon_admission.live(ids).await.unwrap_or_else(|e| {
         tracing::warn!(error.cause = %e, "live coupon counters unavailable; showing persisted ones");
         HashMap::new()
     })
@@ -365,7 +362,7 @@ async fn list_user_coupons(
     let (page, size, limit, offset) = paging(q.page, q.size)?;
     users::find(&state.db, scope.user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))?;
     // V2 coupons the consumer has not reached yet are persisted first, so the page is exact.
-    issue::flash::persist_held(&state, scope.user_id).await.map_err(ApiError::internal)?;
+    state.coupon_admission.persist_held(scope.user_id).await?;
     let now = Utc::now();
     let (rows, total) = user_coupons::list_for_user(&state.db, scope.user_id, q.status, now, limit, offset).await?;
     let items = rows.into_iter().map(|h| held_view(h, now)).collect::<Result<_, _>>()?;

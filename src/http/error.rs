@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::domain::Lang;
+use crate::{admission::orders, domain::Lang, store::Fault};
 
 macro_rules! error_codes {
     ($( $variant:ident = $wire:literal => $status:ident, $ko:literal, $en:literal; )*) => {
@@ -176,6 +176,26 @@ impl From<sqlx::Error> for ApiError {
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
         ApiError::internal(e)
+    }
+}
+
+impl From<Fault> for ApiError {
+    /// Each cause on its own, so that a pool timeout is recognised as overload.
+    fn from(f: Fault) -> Self {
+        match f {
+            Fault::Db(e) => ApiError::internal(e),
+            Fault::Redis(e) => ApiError::internal(e),
+            f @ Fault::Invariant(_) => ApiError::internal(f),
+        }
+    }
+}
+
+impl From<orders::AdmitError> for ApiError {
+    fn from(e: orders::AdmitError) -> Self {
+        match e {
+            orders::AdmitError::Rejected(r) => r.into(),
+            orders::AdmitError::Fault(f) => f.into(),
+        }
     }
 }
 

@@ -104,7 +104,7 @@ async fn adjust(
         })));
     }
     // Under the row lock, after every check that could refuse it, before the commit.
-    if let Err((_, available)) = state.flash.stock().adjust(&[(option_id, i64::from(delta))], true).await? {
+    if let Err((_, available)) = state.order_admission.stock().adjust(&[(option_id, i64::from(delta))], true).await? {
         let reserved = i64::from(before.stock) - available;
         return Err(ApiError::new(ErrorCode::StockBelowReserved).with_details(json!({
             "product_option_id": option_id,
@@ -120,7 +120,7 @@ async fn adjust(
     };
     if let Err(e) = committed {
         // Best effort: Postgres did not change, so neither should the counter.
-        if let Err(undo) = state.flash.stock().adjust(&[(option_id, -i64::from(delta))], false).await {
+        if let Err(undo) = state.order_admission.stock().adjust(&[(option_id, -i64::from(delta))], false).await {
             tracing::error!(product_option.id = option_id, error.cause = %undo, "could not take back a stock delta from redis; reconcile");
         }
         return Err(e);

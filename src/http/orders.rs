@@ -17,10 +17,10 @@ use super::{
     idempotency::{self, Idempotency},
 };
 use crate::{
+    admission::orders::settle,
     domain::{Money, discount::RedemptionError, order::OrderStatus, order::TransitionError},
     state::AppState,
     store::{
-        flash::settle,
         ordering::{self, OrderBackend},
         pg::orders::{self, Order, OrderSource, Rejection, StoreError},
     },
@@ -54,8 +54,6 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Db(e) => ApiError::internal(e),
-            StoreError::Redis(e) => ApiError::internal(e),
-            StoreError::Other(e) => ApiError::internal(e),
             StoreError::Rejected(r) => r.into(),
         }
     }
@@ -298,11 +296,11 @@ async fn create(
             idem.complete(&mut tx, StatusCode::CREATED, &serde_json::to_vec(&view).map_err(ApiError::internal)?)
                 .await?;
             tx.commit().await?;
-            settle::created_v1(state.flash.stock(), &held).await;
+            settle::created_v1(state.order_admission.stock(), &held).await;
             Ok(view)
         }
         OrderBackend::RedisLua => {
-            let order = state.flash.create(body.user_id, source, Utc::now()).await?;
+            let order = state.order_admission.create(body.user_id, source, Utc::now()).await?;
             let view = OrderView::from(order);
             if idem.is_active() {
                 // Stored right after the admission (Redis and Postgres share no transaction): a
@@ -323,7 +321,7 @@ async fn find_order(state: &AppState, order_id: Uuid) -> Result<Option<Order>, A
     if let Some(order) = orders::find(&state.db, order_id).await? {
         return Ok(Some(order));
     }
-    if settle::persist_from_redis(&state.db, state.flash.stock(), order_id).await? {
+    if settle::persist_from_redis(&state.db, state.order_admission.stock(), order_id).await? {
         return Ok(orders::find(&state.db, order_id).await?);
     }
     Ok(None)
@@ -376,7 +374,7 @@ async fn list_orders(
     }
     let size = size.min(100);
     // Orders admitted moments ago may not be persisted yet: the user's latest are, first.
-    settle::persist_recent(&state.db, state.flash.stock(), scope.user_id).await?;
+    settle::persist_recent(&state.db, state.order_admission.stock(), scope.user_id).await?;
     let (items, total) = orders::list_for_user(&state.db, scope.user_id, q.status, page, size).await?;
     Ok(Json(OrderPage { items: items.into_iter().map(OrderView::from).collect(), page, size, total }))
 }

@@ -15,15 +15,13 @@ use super::{
     orders::OrderView,
 };
 use crate::{
+    admission::orders::settle,
     domain::{Money, order::OrderStatus},
     state::AppState,
-    store::{
-        flash::settle,
-        pg::{
-            expiry,
-            orders::{Rejection, StoreError},
-            payment,
-        },
+    store::pg::{
+        expiry,
+        orders::{Rejection, StoreError},
+        payment,
     },
 };
 
@@ -128,7 +126,7 @@ async fn pay(
     if let Some(uc) = body.user_coupon_id {
         // Read-your-writes: a V2 coupon issued a moment ago may not be persisted yet; it is now,
         // idempotently, exactly as the consumer would.
-        crate::issue::flash::ensure_persisted(state, body.user_id, uc).await?;
+        state.coupon_admission.ensure_persisted(body.user_id, uc).await?;
     }
     let now = Utc::now();
     let mut persisted = false;
@@ -139,7 +137,8 @@ async fn pay(
             // A V2 order the stream consumer has not persisted yet: persist it from Redis (the
             // sink's idempotent code) and pay it like any other.
             Err(StoreError::Rejected(Rejection::OrderNotFound))
-                if !persisted && settle::persist_from_redis(&state.db, state.flash.stock(), order_id).await? =>
+                if !persisted
+                    && settle::persist_from_redis(&state.db, state.order_admission.stock(), order_id).await? =>
             {
                 persisted = true;
             }
@@ -149,7 +148,7 @@ async fn pay(
                 if e.code() == ErrorCode::OrderExpired {
                     // Found overdue before the sweeper: expire it now, as the sweeper would.
                     for held in expiry::expire_if_overdue(&state.db, order_id, now).await? {
-                        settle::released(state.flash.stock(), &held).await;
+                        settle::released(state.order_admission.stock(), &held).await;
                     }
                 }
                 return Err(e);
@@ -169,7 +168,7 @@ async fn pay(
     // Stored in the payment's own transaction: a retried key replays this answer and never charges twice.
     idem.complete(&mut tx, StatusCode::OK, &serde_json::to_vec(&view).map_err(ApiError::internal)?).await?;
     tx.commit().await?;
-    settle::confirmed(state.flash.stock(), &paid.order.held()).await;
+    settle::confirmed(state.order_admission.stock(), &paid.order.held()).await;
     Ok(view)
 }
 
@@ -194,13 +193,13 @@ async fn cancel_order(
     let visible = |owner: i64| owner == caller.user_id || caller.has(Role::OpsAdmin);
     let order = match payment::cancel(&state.db, order_id, visible, Utc::now()).await {
         Err(StoreError::Rejected(Rejection::OrderNotFound))
-            if settle::persist_from_redis(&state.db, state.flash.stock(), order_id).await? =>
+            if settle::persist_from_redis(&state.db, state.order_admission.stock(), order_id).await? =>
         {
             payment::cancel(&state.db, order_id, visible, Utc::now()).await?
         }
         other => other?,
     };
     // Postgres committed; now the counters (exactly once, whatever retries or sweeps follow).
-    settle::after(state.flash.stock(), &order.held(), order.status).await;
+    settle::after(state.order_admission.stock(), &order.held(), order.status).await;
     Ok(Json(order.into()))
 }

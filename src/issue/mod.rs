@@ -9,17 +9,15 @@
 //! - [`RedisLuaIssuer`] (`redis-lua`, V2, the default): one atomic Lua script in Redis decides
 //!   and appends the issue to the coupon's stream; the consumer persists it (with its event)
 //!   into Postgres shortly after, and a payment or listing that comes first persists it itself
-//!   ([`flash`]).
+//!   ([`crate::admission::coupons`]).
 //!
 //! The V1 designs first read the coupon without any lock and reject at once what is already
 //! decided (closed window, already held, sold out): an answer read a moment before taking the
 //! lock is as true as one read under it, and it keeps the losers of a flash sale out of the
 //! queue. Only a success is decided under the design's concurrency control.
 
-pub mod flash;
 mod optimistic;
 mod pessimistic;
-pub mod reconcile;
 mod redis_lock;
 mod redis_lua;
 
@@ -39,6 +37,7 @@ pub use redis_lock::{LOCK_KEY_PREFIX, RedisLockIssuer};
 pub use redis_lua::RedisLuaIssuer;
 
 use crate::{
+    admission::coupons::AdmitError,
     config::IssueStrategy,
     domain::coupon::{Coupon, IssueError, IssuedCoupon},
     state::AppState,
@@ -99,6 +98,18 @@ impl From<sqlx::Error> for IssueFailure {
     }
 }
 
+impl From<AdmitError> for IssueFailure {
+    fn from(e: AdmitError) -> Self {
+        match e {
+            AdmitError::CouponNotFound => IssueFailure::CouponNotFound,
+            AdmitError::UserNotFound => IssueFailure::UserNotFound,
+            AdmitError::MarketMismatch => IssueFailure::MarketMismatch,
+            AdmitError::Rule(r) => IssueFailure::Rule(r),
+            AdmitError::Fault(f) => IssueFailure::Store(f.into()),
+        }
+    }
+}
+
 impl From<redis::RedisError> for IssueFailure {
     fn from(e: redis::RedisError) -> Self {
         IssueFailure::Store(e.into())
@@ -144,7 +155,7 @@ impl<'a> AnyIssuer<'a> {
             IssueStrategy::DbPessimistic => AnyIssuer::Pessimistic(Pessimistic::new(&state.db)),
             IssueStrategy::DbOptimistic => AnyIssuer::Optimistic(Optimistic::new(&state.db)),
             IssueStrategy::RedisLock => AnyIssuer::RedisLock(RedisLockIssuer::new(&state.db, &state.redis)),
-            IssueStrategy::RedisLua => AnyIssuer::RedisLua(RedisLuaIssuer::new(state)),
+            IssueStrategy::RedisLua => AnyIssuer::RedisLua(RedisLuaIssuer::new(&state.coupon_admission)),
         }
     }
 }

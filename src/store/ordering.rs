@@ -10,7 +10,7 @@ use crate::config::OrderStrategy;
 pub enum OrderBackend {
     /// V1: option rows locked in id order in Postgres (`store::pg::orders`).
     DbPessimistic,
-    /// V2: one Lua script over Redis counters, persisted through a stream (`store::flash`).
+    /// V2: one Lua script over Redis counters, persisted through a stream (`admission::orders`).
     RedisLua,
 }
 

@@ -16,9 +16,9 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    admission::orders::settle,
     state::AppState,
     store::{
-        flash::settle,
         pg::{expiry, idempotency},
         redis::stock::StockStore,
     },
@@ -70,7 +70,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {
                 // A failed sweep is retried at the next tick; the orders stay due until then.
-                if let Err(e) = sweep(&state.db, state.flash.stock(), Utc::now()).await {
+                if let Err(e) = sweep(&state.db, state.order_admission.stock(), Utc::now()).await {
                     tracing::error!(error.cause = %e, "expiry sweep failed");
                 }
                 // Bounded per pass so a large backlog never holds a long transaction.

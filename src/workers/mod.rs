@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     state::AppState,
-    store::pg::{flash_coupons::CouponSink, flash_orders::OrderSink},
+    store::pg::{admitted_coupons::CouponSink, admitted_orders::OrderSink},
 };
 
 /// Starts the configured workers; each returns when `shutdown` is cancelled.
@@ -24,7 +24,7 @@ pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<(
     if config.workers.consumer {
         tasks.push(consumer::spawn(CouponSink::new(state.redis.clone()), state, shutdown));
         // V2 orders: admissions of the reservation script, persisted into Postgres.
-        let orders = OrderSink::new(state.flash.stock().keys().stream());
+        let orders = OrderSink::new(state.order_admission.stock().keys().stream());
         tasks.push(consumer::spawn(orders, state, shutdown));
     }
     if config.workers.reconcile {

@@ -1,6 +1,6 @@
 //! The `reconcile` worker: every [`EVERY`], compares the V2 state in Redis with Postgres, per
-//! coupon ([`crate::issue::reconcile`]) and per option (stock counters,
-//! [`crate::store::flash::hydrate::reconcile`]), exports `reconcile_drift{kind}`, applies the safe
+//! coupon ([`crate::admission::coupons::reconcile`]) and per option (stock counters,
+//! [`crate::admission::orders::hydrate::reconcile`]), exports `reconcile_drift{kind}`, applies the safe
 //! coupon repairs and says so in the log. Stock drift is reported only (see the README).
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    issue::reconcile::{self, RECONCILE_DRIFT},
+    admission::{RECONCILE_DRIFT, coupons::reconcile},
     state::AppState,
 };
 
@@ -45,7 +45,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             }
             Err(e) => tracing::warn!(error.cause = %format!("{e:#}"), "reconcile round failed; retrying next round"),
         }
-        match state.flash.reconcile().await {
+        match state.order_admission.reconcile().await {
             Ok(drift) => {
                 for d in &drift.drifted {
                     tracing::error!(

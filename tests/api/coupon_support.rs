@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use jupang::{
     http::auth::Role,
-    store::{pg::flash_coupons::CouponSink, redis::RedisStore},
+    store::{pg::admitted_coupons::CouponSink, redis::RedisStore},
     workers::consumer,
 };
 use reqwest::{Method, Response};

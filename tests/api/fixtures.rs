@@ -14,7 +14,7 @@ use std::{
 
 use chrono::{DateTime, Duration, Utc};
 use jupang::store::{
-    pg::flash_orders::OrderSink,
+    pg::admitted_orders::OrderSink,
     redis::{
         RedisStore,
         stock::StockStore,

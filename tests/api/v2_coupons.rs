@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use jupang::{Application, issue::flash};
+use jupang::Application;
 use rand::seq::SliceRandom;
 use reqwest::Method;
 use serde_json::json;
@@ -220,7 +220,8 @@ async fn two_instances_hydrating_the_same_coupons_at_once_count_every_holder_onc
     let (a, b) = (build().await, build().await);
 
     for coupon in &coupons {
-        let (x, y) = tokio::join!(flash::hydrate(a.state(), *coupon), flash::hydrate(b.state(), *coupon));
+        let (x, y) =
+            tokio::join!(a.state().coupon_admission.hydrate(*coupon), b.state().coupon_admission.hydrate(*coupon));
         assert_eq!(x.unwrap(), y.unwrap(), "both see the published terms");
         assert_eq!(redis_counters(&app, *coupon), (50, 50), "coupon {coupon}: 100 - (30 persisted + 20 pending)");
     }

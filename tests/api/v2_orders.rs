@@ -11,10 +11,12 @@ use std::{
 };
 
 use chrono::{Duration, Utc};
-use jupang::store::{
-    flash::FlashOrders,
-    pg::{flash_orders::OrderSink, payment},
-    redis::{RedisStore, streams::StreamSink},
+use jupang::{
+    admission::orders::OrderAdmission,
+    store::{
+        pg::{admitted_orders::OrderSink, payment},
+        redis::{RedisStore, streams::StreamSink},
+    },
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -47,9 +49,9 @@ async fn raw_orders(app: &TestApp) -> i64 {
 }
 
 /// A second engine over the app's stores, as another instance would have.
-pub(crate) async fn engine(app: &TestApp) -> FlashOrders {
+pub(crate) async fn engine(app: &TestApp) -> OrderAdmission {
     let redis = RedisStore::connect(&[std::env::var("REDIS_URL").unwrap().as_str()], &app.redis_prefix).await.unwrap();
-    FlashOrders::new(app.db.clone(), &redis, Default::default(), app.config.order_ttl)
+    OrderAdmission::new(app.db.clone(), &redis, Default::default(), app.config.order_ttl)
 }
 
 pub(crate) async fn redis_cmd<T: redis::FromRedisValue>(cmd: &mut redis::Cmd) -> T {

@@ -2,11 +2,7 @@
 //! after a lost counter, at start-up), reconciliation, and V1 orders keeping counters in step.
 
 use chrono::{Duration, Utc};
-use jupang::{
-    Application,
-    http::auth::Role,
-    store::{flash::hydrate, pg::payment},
-};
+use jupang::{Application, admission::orders::hydrate, http::auth::Role, store::pg::payment};
 use reqwest::Method;
 use serde_json::json;
 

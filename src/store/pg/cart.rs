@@ -3,7 +3,7 @@
 //! The cart reserves nothing; it only refuses quantities beyond what is sellable right now
 //! (stock minus reservations). The order re-checks under lock.
 
-use sqlx::{FromRow, PgExecutor, PgPool};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
 use super::orders::{Rejection, StoreError};
 
@@ -146,6 +146,29 @@ pub async fn set_quantity(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// The `(option, quantity)` lines of the user's cart in option order (for an order of the cart).
+pub async fn quantities(db: impl PgExecutor<'_>, user_id: i64) -> sqlx::Result<Vec<(i64, i64)>> {
+    sqlx::query_as(QUANTITIES).bind(user_id).fetch_all(db).await
+}
+
+/// [`quantities`], locking the lines until the transaction ends, so a concurrent cart edit waits
+/// for the order instead of racing its clean-up.
+pub async fn lock_quantities(tx: &mut PgConnection, user_id: i64) -> sqlx::Result<Vec<(i64, i64)>> {
+    sqlx::query_as(&format!("{QUANTITIES} FOR UPDATE")).bind(user_id).fetch_all(tx).await
+}
+
+const QUANTITIES: &str = "SELECT option_id, quantity::bigint FROM cart_items WHERE user_id = $1 ORDER BY option_id";
+
+/// Removes the lines of `option_ids` from the user's cart (what an order of the cart took).
+pub async fn remove_options(db: impl PgExecutor<'_>, user_id: i64, option_ids: &[i64]) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND option_id = ANY($2)")
+        .bind(user_id)
+        .bind(option_ids)
+        .execute(db)
+        .await?;
     Ok(())
 }
 

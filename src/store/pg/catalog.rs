@@ -196,6 +196,66 @@ pub async fn priced_options(
     .await
 }
 
+/// What an order needs to know about an option.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct OptionInfo {
+    /// Option id.
+    pub id: i64,
+    /// Its product.
+    pub product_id: i64,
+    /// Product category (coupon restrictions).
+    pub category: String,
+    /// Product name in Korean.
+    pub name_ko: String,
+    /// Product name in English.
+    pub name_en: String,
+    /// Option name.
+    pub option_name: String,
+    /// Whether the product is on sale.
+    pub on_sale: bool,
+    /// Price in KRW, if sold in Korea.
+    pub krw: Option<i64>,
+    /// Price in USD cents, if sold in the US.
+    pub usd: Option<i64>,
+}
+
+impl OptionInfo {
+    /// The price in a currency (None: not sold in that market).
+    pub fn price(&self, currency: Currency) -> Option<i64> {
+        match currency {
+            Currency::Krw => self.krw,
+            Currency::Usd => self.usd,
+        }
+    }
+
+    /// The product name in a market's language.
+    pub fn product_name(&self, market: Market) -> &str {
+        match market {
+            Market::Kr => &self.name_ko,
+            Market::Us => &self.name_en,
+        }
+    }
+}
+
+const OPTION_INFO: &str = "SELECT po.id, po.product_id, p.category, p.name_ko, p.name_en, po.name AS option_name, \
+            p.on_sale, krw.amount AS krw, usd.amount AS usd \
+     FROM product_options po JOIN products p ON p.id = po.product_id \
+     LEFT JOIN option_prices krw ON krw.option_id = po.id AND krw.currency = 'KRW' \
+     LEFT JOIN option_prices usd ON usd.option_id = po.id AND usd.currency = 'USD'";
+
+/// What orders need to know of the options `ids` that exist; of every option when `ids` is `None`.
+pub async fn option_infos(db: impl PgExecutor<'_>, ids: Option<&[i64]>) -> sqlx::Result<Vec<OptionInfo>> {
+    match ids {
+        None => sqlx::query_as(OPTION_INFO).fetch_all(db).await,
+        Some(ids) => sqlx::query_as(&format!("{OPTION_INFO} WHERE po.id = ANY($1)")).bind(ids).fetch_all(db).await,
+    }
+}
+
+/// The id of every option, ascending.
+pub async fn option_ids(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT id FROM product_options ORDER BY id").fetch_all(db).await
+}
+
 /// Ids of a product just inserted: the product's and its options' in the order given.
 #[derive(Debug, Clone)]
 pub struct InsertedProduct {

@@ -110,6 +110,11 @@ pub async fn find_for_update(tx: &mut PgConnection, id: i64) -> sqlx::Result<Opt
     row.map(StoredCoupon::try_from).transpose()
 }
 
+/// Ids of the coupons whose issue window has not closed at `now` (open or still to open).
+pub async fn not_closed(db: impl PgExecutor<'_>, now: DateTime<Utc>) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT id FROM coupons WHERE issue_ends_at > $1 ORDER BY id").bind(now).fetch_all(db).await
+}
+
 /// One page of the coupons whose issue window is open at `now` (optionally of one market),
 /// soonest-closing first, and how many there are in all.
 pub async fn list_issuing(

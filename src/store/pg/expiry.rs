@@ -2,7 +2,7 @@
 //!
 //! Orders of both reservation kinds are expired here: Postgres returns `reserved` in the
 //! transaction, and the caller applies the returned [`HeldStock`] to Redis after the commit
-//! (`store::flash::settle::released`).
+//! (`admission::orders::settle::released`).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};

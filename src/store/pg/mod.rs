@@ -1,11 +1,11 @@
 //! Postgres: pool, migrations and the queries of each domain.
 
+pub mod admitted_coupons;
+pub mod admitted_orders;
 pub mod cart;
 pub mod catalog;
 pub mod coupons;
 pub mod expiry;
-pub mod flash_coupons;
-pub mod flash_orders;
 pub mod idempotency;
 pub mod inventory;
 pub mod orders;

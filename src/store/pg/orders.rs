@@ -9,59 +9,12 @@ use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::{
+    cart,
     outbox::{self, EventType},
     reservations,
 };
-use crate::domain::{
-    Currency, Market, Money,
-    discount::RedemptionError,
-    order::{OrderStatus, TransitionError},
-};
-
-/// A business rule said no; each maps to one contract error code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// `USER_NOT_FOUND`.
-    UserNotFound,
-    /// `PRODUCT_OPTION_NOT_FOUND` (also for products not on sale).
-    OptionNotFound {
-        /// The option asked for.
-        option_id: i64,
-    },
-    /// `MARKET_MISMATCH`: the option has no price in the user's currency.
-    MarketMismatch {
-        /// The option asked for.
-        option_id: i64,
-    },
-    /// `INSUFFICIENT_STOCK`.
-    InsufficientStock {
-        /// The option short of stock.
-        option_id: i64,
-        /// What can still be sold.
-        available: i64,
-        /// What was asked for.
-        requested: i64,
-    },
-    /// `EMPTY_ORDER`.
-    EmptyOrder,
-    /// `CART_ITEM_NOT_FOUND`.
-    CartItemNotFound,
-    /// `ORDER_NOT_FOUND` (also for another user's order).
-    OrderNotFound,
-    /// `ORDER_NOT_PAYABLE` / `ORDER_EXPIRED` / `ORDER_NOT_CANCELLABLE`.
-    Transition(TransitionError),
-    /// A coupon check failed.
-    Coupon(RedemptionError),
-    /// `INSUFFICIENT_BALANCE`.
-    InsufficientBalance {
-        /// The wallet's currency.
-        currency: Currency,
-        /// The wallet balance.
-        balance: i64,
-        /// What the payment needs.
-        required: i64,
-    },
-}
+pub use crate::domain::order::Rejection;
+use crate::domain::{Currency, Market, Money, order::OrderStatus};
 
 /// A store call failed: either a rule or the database.
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +25,6 @@ pub enum StoreError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
-    /// Redis failed (V2 orders).
-    #[error(transparent)]
-    Redis(#[from] redis::RedisError),
-    /// Something else failed (e.g. hydrating stock counters).
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
 }
 
 impl From<Rejection> for StoreError {
@@ -260,17 +207,10 @@ pub async fn create(
         .fetch_optional(&mut *tx)
         .await?;
     let (market, currency) = user.ok_or(Rejection::UserNotFound)?;
-    let lines: Vec<(i64, i64)> =
-        match &source {
-            OrderSource::Items(items) => items.clone(),
-            // Locked so a concurrent cart edit waits for the order instead of racing its clean-up.
-            OrderSource::Cart => sqlx::query_as(
-                "SELECT option_id, quantity::bigint FROM cart_items WHERE user_id = $1 ORDER BY option_id FOR UPDATE",
-            )
-            .bind(user_id)
-            .fetch_all(&mut *tx)
-            .await?,
-        };
+    let lines: Vec<(i64, i64)> = match &source {
+        OrderSource::Items(items) => items.clone(),
+        OrderSource::Cart => cart::lock_quantities(&mut *tx, user_id).await?,
+    };
     let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
     for (option_id, quantity) in lines {
         *wanted.entry(option_id).or_default() += quantity;
@@ -339,11 +279,7 @@ pub async fn create(
     )
     .await?;
     if matches!(source, OrderSource::Cart) {
-        sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND option_id = ANY($2)")
-            .bind(user_id)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
+        cart::remove_options(&mut *tx, user_id, &ids).await?;
     }
     Ok(Order {
         id: order_id,
@@ -391,6 +327,11 @@ pub async fn items_of(db: impl PgExecutor<'_>, order_ids: &[Uuid]) -> sqlx::Resu
     .bind(order_ids)
     .fetch_all(db)
     .await
+}
+
+/// The status of each of `ids` that Postgres has (`(id, status)`; unknown ids are absent).
+pub async fn statuses(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<(Uuid, String)>> {
+    sqlx::query_as("SELECT id, status FROM orders WHERE id = ANY($1)").bind(ids).fetch_all(db).await
 }
 
 /// One order with its items.

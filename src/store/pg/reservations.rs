@@ -94,6 +94,17 @@ pub async fn apply(tx: &mut PgConnection, changes: &[(i64, i64, i64)]) -> sqlx::
     Ok(())
 }
 
+/// Locks the options `ids` `FOR SHARE` (ascending ids) and reads `(id, stock - reserved)`: no
+/// writer can move their stock or reservations until the transaction ends.
+pub async fn share_available(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<(i64, i64)>> {
+    sqlx::query_as(
+        "SELECT id, (stock - reserved)::bigint FROM product_options WHERE id = ANY($1) ORDER BY id FOR SHARE",
+    )
+    .bind(ids)
+    .fetch_all(tx)
+    .await
+}
+
 /// The quantity of each option across the items of `order_ids`.
 pub async fn quantities(tx: &mut PgConnection, order_ids: &[Uuid]) -> sqlx::Result<Vec<(i64, i64)>> {
     sqlx::query_as(

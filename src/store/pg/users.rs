@@ -41,6 +41,21 @@ pub async fn find(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<UserR
         .await
 }
 
+/// Every user's market (`(id, market code)`), for the V2 engines' in-process cache.
+pub async fn markets(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i64, String)>> {
+    sqlx::query_as("SELECT id, market FROM users").fetch_all(db).await
+}
+
+/// The markets of the users created after user `after` (ids are ascending).
+pub async fn markets_after(db: impl PgExecutor<'_>, after: i64) -> sqlx::Result<Vec<(i64, String)>> {
+    sqlx::query_as("SELECT id, market FROM users WHERE id > $1").bind(after).fetch_all(db).await
+}
+
+/// One user's market code; `None` when the user does not exist.
+pub async fn market_of(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT market FROM users WHERE id = $1").bind(id).fetch_optional(db).await
+}
+
 /// Creates a user with an empty wallet in a market.
 pub async fn create(db: impl PgExecutor<'_>, name: &str, market: Market) -> sqlx::Result<i64> {
     sqlx::query_scalar("INSERT INTO users (name, market, currency) VALUES ($1, $2, $3) RETURNING id")

@@ -1,4 +1,4 @@
-//! The Redis key layout of the V2 coupon flash path.
+//! The Redis key layout of V2 coupon admission.
 //!
 //! Every key of one coupon carries the hash tag `{coupon:ID}`, so all of them live in one Redis
 //! Cluster slot and a Lua script may touch them together. The full key is

@@ -22,23 +22,17 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::store::redis::{stock::StockStore, streams::orders::AdmittedLine};
+use crate::{
+    admission::RECONCILE_DRIFT,
+    store::{
+        Fault,
+        pg::{orders, reservations::share_available},
+        redis::{stock::StockStore, streams::orders::AdmittedLine},
+    },
+};
 
-/// `reconcile_drift{kind}`: total absolute difference between the Redis counters and what
-/// Postgres says they should be (units), as of the last reconciliation.
-pub const RECONCILE_DRIFT: &str = "reconcile_drift";
 /// `stock_hydrated_total`: counters this process created.
 pub const STOCK_HYDRATED_TOTAL: &str = "stock_hydrated_total";
-
-/// Locks the options (ascending ids) `FOR SHARE` and reads `(id, stock - reserved)`.
-async fn lock_available(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<(i64, i64)>> {
-    sqlx::query_as(
-        "SELECT id, (stock - reserved)::bigint FROM product_options WHERE id = ANY($1) ORDER BY id FOR SHARE",
-    )
-    .bind(ids)
-    .fetch_all(tx)
-    .await
-}
 
 /// Units Redis holds per option (of `options`) for the `held` orders that Postgres does not
 /// count as reserved: missing there, or already EXPIRED / CANCELLED while the hash is pending.
@@ -47,23 +41,18 @@ async fn holds(
     stock: &StockStore,
     held: &[Uuid],
     options: &HashSet<i64>,
-) -> anyhow::Result<HashMap<i64, i64>> {
+) -> Result<HashMap<i64, i64>, Fault> {
     let mut out = HashMap::new();
     if held.is_empty() {
         return Ok(out);
     }
-    let known: HashMap<Uuid, String> =
-        sqlx::query_as::<_, (Uuid, String)>("SELECT id, status FROM orders WHERE id = ANY($1)")
-            .bind(held)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+    let known: HashMap<Uuid, String> = orders::statuses(&mut *tx, held).await?.into_iter().collect();
     let outside: Vec<Uuid> =
         held.iter().filter(|id| known.get(id).is_none_or(|s| s == "EXPIRED" || s == "CANCELLED")).copied().collect();
     for (state, lines) in stock.states(&outside).await? {
         let (Some("pending"), Some(lines)) = (state.as_deref(), lines) else { continue };
-        let lines: Vec<AdmittedLine> = serde_json::from_str(&lines)?;
+        let lines: Vec<AdmittedLine> = serde_json::from_str(&lines)
+            .map_err(|e| Fault::invariant(format!("an order hash holds malformed lines: {e}")))?;
         for l in lines.iter().filter(|l| options.contains(&l.option_id)) {
             *out.entry(l.option_id).or_default() += l.quantity;
         }
@@ -72,7 +61,7 @@ async fn holds(
 }
 
 /// Creates the counters of `option_ids` that do not exist (see the module docs).
-pub async fn hydrate(db: &PgPool, stock: &StockStore, option_ids: &[i64]) -> anyhow::Result<()> {
+pub async fn hydrate(db: &PgPool, stock: &StockStore, option_ids: &[i64]) -> Result<(), Fault> {
     if option_ids.is_empty() {
         return Ok(());
     }
@@ -80,7 +69,7 @@ pub async fn hydrate(db: &PgPool, stock: &StockStore, option_ids: &[i64]) -> any
     // order of theirs can join the due set meanwhile.
     let held = stock.held().await?;
     let mut tx = db.begin().await?;
-    let rows = lock_available(&mut tx, option_ids).await?;
+    let rows = share_available(&mut tx, option_ids).await?;
     let wanted: HashSet<i64> = rows.iter().map(|r| r.0).collect();
     let holds = holds(&mut tx, stock, &held, &wanted).await?;
     let values: Vec<(i64, i64)> =
@@ -124,7 +113,7 @@ impl StockDrift {
 
 /// Compares every hydrated counter with Postgres, sets `reconcile_drift{kind="stock"}` and
 /// returns the details. Reports only: a drift is for an operator (or a rehydration) to repair.
-pub async fn reconcile(db: &PgPool, stock: &StockStore) -> anyhow::Result<StockDrift> {
+pub async fn reconcile(db: &PgPool, stock: &StockStore) -> Result<StockDrift, Fault> {
     let mut ids = stock.hydrated_options().await?;
     ids.sort_unstable();
     if ids.is_empty() {
@@ -132,7 +121,7 @@ pub async fn reconcile(db: &PgPool, stock: &StockStore) -> anyhow::Result<StockD
         return Ok(StockDrift::default());
     }
     let mut tx = db.begin().await?;
-    let rows = lock_available(&mut tx, &ids).await?;
+    let rows = share_available(&mut tx, &ids).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
     if ids.is_empty() {
         return Ok(StockDrift::default());

@@ -14,7 +14,7 @@ use std::{
 
 use sqlx::PgPool;
 
-use crate::domain::Market;
+use crate::{domain::Market, store::pg::users};
 
 /// User id -> market, filled from Postgres.
 #[derive(Default)]
@@ -37,7 +37,7 @@ impl UserMarkets {
 
     /// Loads every user in one query (100,000 users take well under a second) and returns how many.
     pub async fn preload(&self, db: &PgPool) -> sqlx::Result<usize> {
-        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, market FROM users").fetch_all(db).await?;
+        let rows = users::markets(db).await?;
         let n = rows.len();
         self.add(rows);
         Ok(n)
@@ -54,16 +54,14 @@ impl UserMarkets {
             let _one_at_a_time = self.refill.lock().await;
             let max = self.max_user.load(Ordering::Relaxed);
             if user_id > max {
-                let rows: Vec<(i64, String)> =
-                    sqlx::query_as("SELECT id, market FROM users WHERE id > $1").bind(max).fetch_all(db).await?;
+                let rows = users::markets_after(db, max).await?;
                 self.add(rows);
             }
             if let Some(m) = self.users.read().expect("cache lock").get(&user_id) {
                 return Ok(Some(*m));
             }
         }
-        let market: Option<String> =
-            sqlx::query_scalar("SELECT market FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await?;
+        let market = users::market_of(db, user_id).await?;
         let found = market.as_deref().and_then(Market::parse);
         if let Some(m) = found {
             self.users.write().expect("cache lock").insert(user_id, m);

@@ -19,8 +19,9 @@ use uuid::Uuid;
 use crate::{
     domain::order::OrderStatus,
     store::{
+        Fault,
         pg::{
-            flash_orders,
+            admitted_orders,
             orders::{self, HeldStock, Reservation},
         },
         redis::{stock::StockStore, streams::orders::Admission},
@@ -29,7 +30,7 @@ use crate::{
 
 /// Persists an order Postgres does not have yet from its Redis hash (the sink's code, so it
 /// is idempotent); false when Redis has no such order either.
-pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid) -> anyhow::Result<bool> {
+pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid) -> Result<bool, Fault> {
     let fields = stock.order(order_id).await?;
     if fields.is_empty() {
         return Ok(false);
@@ -39,20 +40,19 @@ pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid)
         return Ok(false);
     };
     let mut tx = db.begin().await?;
-    flash_orders::persist(&mut tx, &[admission]).await?;
+    admitted_orders::persist(&mut tx, &[admission]).await?;
     tx.commit().await?;
     Ok(true)
 }
 
 /// Persists a user's latest admitted orders that Postgres does not have yet, so a listing
 /// right after an order shows it.
-pub async fn persist_recent(db: &PgPool, stock: &StockStore, user_id: i64) -> anyhow::Result<()> {
+pub async fn persist_recent(db: &PgPool, stock: &StockStore, user_id: i64) -> Result<(), Fault> {
     let recent = stock.recent(user_id).await?;
     if recent.is_empty() {
         return Ok(());
     }
-    let known: Vec<Uuid> =
-        sqlx::query_scalar("SELECT id FROM orders WHERE id = ANY($1)").bind(&recent).fetch_all(db).await?;
+    let known: Vec<Uuid> = orders::statuses(db, &recent).await?.into_iter().map(|(id, _)| id).collect();
     for id in recent.iter().filter(|id| !known.contains(id)) {
         persist_from_redis(db, stock, *id).await?;
     }
@@ -125,19 +125,13 @@ pub struct Repaired {
 /// The sweeper's Redis pass over orders due at `now` that Redis still holds: an order Postgres
 /// does not have is persisted (the Postgres sweep then expires it like any other); an order
 /// Postgres has already settled (a process died after its commit) is settled in Redis now.
-pub async fn repair_due(db: &PgPool, stock: &StockStore, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Repaired> {
+pub async fn repair_due(db: &PgPool, stock: &StockStore, now: DateTime<Utc>, limit: usize) -> Result<Repaired, Fault> {
     let due = stock.due(now, limit).await?;
     let mut done = Repaired::default();
     if due.is_empty() {
         return Ok(done);
     }
-    let statuses: HashMap<Uuid, String> =
-        sqlx::query_as::<_, (Uuid, String)>("SELECT id, status FROM orders WHERE id = ANY($1)")
-            .bind(&due)
-            .fetch_all(db)
-            .await?
-            .into_iter()
-            .collect();
+    let statuses: HashMap<Uuid, String> = orders::statuses(db, &due).await?.into_iter().collect();
     let settled: Vec<Uuid> = statuses.iter().filter(|(_, s)| s.as_str() != "PENDING").map(|(id, _)| *id).collect();
     let mut lines: HashMap<Uuid, Vec<(i64, i64)>> = HashMap::new();
     for item in orders::items_of(db, &settled).await? {

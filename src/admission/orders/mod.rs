@@ -2,14 +2,14 @@
 //! and Postgres learns about the order from a stream.
 //!
 //! # The life of a V2 order
-//! 1. **Admission** ([`FlashOrders::create`]): the user's market and the options' prices and
-//!    names come from in-process caches ([`cache`]), so `POST /orders` touches no Postgres
+//! 1. **Admission** ([`OrderAdmission::create`]): the user's market and the options' prices and
+//!    names come from in-process caches ([`option_cache`], [`crate::admission::user_markets`]), so `POST /orders` touches no Postgres
 //!    (except to read and empty a cart). `lua/reserve_stock.lua` checks every line's counter,
 //!    decrements them all or none, writes the order's hash and appends the admission to the
 //!    stream, in one atomic step. A counter that does not exist yet is hydrated ([`hydrate`])
 //!    and the script runs once more.
 //! 2. **Persistence**: the stream consumer hands entries to
-//!    [`crate::store::pg::flash_orders::OrderSink`], which inserts the order (PENDING,
+//!    [`crate::store::pg::admitted_orders::OrderSink`], which inserts the order (PENDING,
 //!    `reservation = 'redis'`), its items, `reserved += qty` and `order.created`, idempotently.
 //!    Whoever needs the row before the consumer got to it (payment, cancel, `GET`, the sweeper)
 //!    persists it from the order's hash with the same code ([`settle::persist_from_redis`]).
@@ -25,8 +25,8 @@
 //! way ([`settle::repair_due`]). A lost refund restock stays as drift that reconciliation
 //! ([`hydrate::reconcile`]) reports as `reconcile_drift{kind="stock"}`.
 
-pub mod cache;
 pub mod hydrate;
+pub mod option_cache;
 pub mod settle;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -35,12 +35,16 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use self::cache::CatalogCache;
-use crate::store::user_markets::UserMarkets;
+use self::option_cache::OptionCache;
+use super::user_markets::UserMarkets;
 use crate::{
     domain::order::OrderStatus,
     store::{
-        pg::orders::{Order, OrderItem, OrderSource, Rejection, Reservation, StoreError},
+        Fault,
+        pg::{
+            cart, catalog,
+            orders::{Order, OrderItem, OrderSource, Rejection, Reservation},
+        },
         redis::{
             RedisStore,
             stock::{ReserveOutcome, StockStore},
@@ -49,19 +53,48 @@ use crate::{
     },
 };
 
+/// Why an order was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// A business rule refused it; nothing changed.
+    #[error("rejected: {0:?}")]
+    Rejected(Rejection),
+    /// A store failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+impl From<Rejection> for AdmitError {
+    fn from(r: Rejection) -> Self {
+        AdmitError::Rejected(r)
+    }
+}
+
+impl From<sqlx::Error> for AdmitError {
+    fn from(e: sqlx::Error) -> Self {
+        AdmitError::Fault(e.into())
+    }
+}
+
+impl From<redis::RedisError> for AdmitError {
+    fn from(e: redis::RedisError) -> Self {
+        AdmitError::Fault(e.into())
+    }
+}
+
 /// How long an order stays in its user's recent list beyond its TTL (read-your-writes of lists).
 const RECENT_GRACE: Duration = Duration::from_secs(3600);
 
 /// The V2 order engine of one process: caches, the stock store and the pool.
 #[derive(Clone)]
-pub struct FlashOrders {
+pub struct OrderAdmission {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     db: PgPool,
     stock: StockStore,
-    cache: CatalogCache,
+    cache: OptionCache,
     users: Arc<UserMarkets>,
     order_ttl: Duration,
     /// One hydration at a time per process: a burst that finds a counter missing hydrates it
@@ -78,15 +111,15 @@ pub fn merge_lines(lines: &[(i64, i64)]) -> BTreeMap<i64, i64> {
     wanted
 }
 
-impl FlashOrders {
-    /// An engine over the pool and Redis; the option cache starts empty ([`FlashOrders::warm_up`]
-    /// fills it); `users` is the process's shared user-market cache.
-    pub fn new(db: PgPool, redis: &RedisStore, users: Arc<UserMarkets>, order_ttl: Duration) -> FlashOrders {
-        FlashOrders {
+impl OrderAdmission {
+    /// An engine over the pool and Redis; the option cache starts empty
+    /// ([`OrderAdmission::warm_up`] fills it); `users` is the process's shared user-market cache.
+    pub fn new(db: PgPool, redis: &RedisStore, users: Arc<UserMarkets>, order_ttl: Duration) -> OrderAdmission {
+        OrderAdmission {
             inner: Arc::new(Inner {
                 db,
                 stock: StockStore::new(redis),
-                cache: CatalogCache::default(),
+                cache: OptionCache::default(),
                 users,
                 order_ttl,
                 hydrating: tokio::sync::Mutex::new(()),
@@ -105,10 +138,9 @@ impl FlashOrders {
     }
 
     /// Start-up: loads the option cache and hydrates every option that has no counter yet.
-    pub async fn warm_up(&self) -> anyhow::Result<()> {
+    pub async fn warm_up(&self) -> Result<(), Fault> {
         self.inner.cache.load_all(&self.inner.db).await?;
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM product_options ORDER BY id").fetch_all(&self.inner.db).await?;
+        let ids = catalog::option_ids(&self.inner.db).await?;
         let mut missing = Vec::new();
         for chunk in ids.chunks(1_000) {
             let avail = self.inner.stock.available(chunk).await?;
@@ -121,7 +153,7 @@ impl FlashOrders {
     }
 
     /// Hydrates the counters of `option_ids` that are still missing (one at a time per process).
-    pub async fn hydrate(&self, option_ids: &[i64]) -> anyhow::Result<()> {
+    pub async fn hydrate(&self, option_ids: &[i64]) -> Result<(), Fault> {
         let _one = self.inner.hydrating.lock().await;
         // Another request may have hydrated them while this one waited.
         let avail = self.inner.stock.available(option_ids).await?;
@@ -131,24 +163,19 @@ impl FlashOrders {
 
     /// Compares every hydrated stock counter with Postgres and sets
     /// `reconcile_drift{kind="stock"}` (for the `reconcile` worker and `jupang reconcile`).
-    pub async fn reconcile(&self) -> anyhow::Result<hydrate::StockDrift> {
+    pub async fn reconcile(&self) -> Result<hydrate::StockDrift, Fault> {
         hydrate::reconcile(&self.inner.db, &self.inner.stock).await
     }
 
     /// Admits a PENDING order: every line reserved in Redis or none. Postgres is read only for
     /// a cart order (the cart lives there) and on a cache miss.
-    pub async fn create(&self, user_id: i64, source: OrderSource, now: DateTime<Utc>) -> Result<Order, StoreError> {
+    pub async fn create(&self, user_id: i64, source: OrderSource, now: DateTime<Utc>) -> Result<Order, AdmitError> {
         let db = &self.inner.db;
         let market = self.inner.users.market(db, user_id).await?.ok_or(Rejection::UserNotFound)?;
         let currency = market.currency();
         let raw: Vec<(i64, i64)> = match &source {
             OrderSource::Items(items) => items.clone(),
-            OrderSource::Cart => {
-                sqlx::query_as("SELECT option_id, quantity::bigint FROM cart_items WHERE user_id = $1")
-                    .bind(user_id)
-                    .fetch_all(db)
-                    .await?
-            }
+            OrderSource::Cart => cart::quantities(db, user_id).await?,
         };
         let wanted = merge_lines(&raw);
         if wanted.is_empty() {
@@ -202,18 +229,13 @@ impl FlashOrders {
                     hydrated = true;
                 }
                 ReserveOutcome::Missing(_) => {
-                    return Err(StoreError::Other(anyhow::anyhow!("stock counters still missing after hydration")));
+                    return Err(Fault::invariant("stock counters still missing after hydration").into());
                 }
             }
         }
         if matches!(source, OrderSource::Cart) {
             // The order stands whatever happens here; a cart left full is only an inconvenience.
-            if let Err(e) = sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND option_id = ANY($2)")
-                .bind(user_id)
-                .bind(&ids)
-                .execute(db)
-                .await
-            {
+            if let Err(e) = cart::remove_options(db, user_id, &ids).await {
                 tracing::warn!(user.id = user_id, error.cause = %e, "could not empty the ordered cart");
             }
         }

@@ -14,24 +14,17 @@
 
 use std::collections::HashSet;
 
-use anyhow::Context;
 use sqlx::PgPool;
 
-use super::flash::terms_of;
+use super::terms_of;
 use crate::store::{
-    pg::{coupons, flash_coupons},
+    Fault,
+    pg::{admitted_coupons, coupons},
     redis::{
         RedisStore,
-        coupons::{self as flash, AdjustReply},
+        coupons::{self as scripts, AdjustReply},
     },
 };
-
-/// `reconcile_drift{kind}` gauge: summed over hydrated coupons, for `kind` in
-/// `unaccounted` (admitted, neither persisted nor pending), `overcounted` (persisted or
-/// pending beyond what Redis admitted), `users_missing` (persisted users absent from the Redis
-/// set), `users_set` (|admitted - users set size|) and `terms` (coupons whose Redis terms
-/// differ from Postgres).
-pub const RECONCILE_DRIFT: &str = "reconcile_drift";
 
 /// The comparison of one coupon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,23 +64,23 @@ pub struct Repaired {
 
 /// Compares every hydrated coupon; with `repair`, applies the safe repairs (and reports the
 /// state before them).
-pub async fn run(db: &PgPool, redis: &RedisStore, repair: bool) -> anyhow::Result<(Vec<CouponReport>, Repaired)> {
+pub async fn run(db: &PgPool, redis: &RedisStore, repair: bool) -> Result<(Vec<CouponReport>, Repaired), Fault> {
     let mut reports = Vec::new();
     let mut repaired = Repaired::default();
-    for id in flash::hydrated(redis).await? {
+    for id in scripts::hydrated(redis).await? {
         let Some(stored) = coupons::find(db, id).await? else { continue };
         // Redis counters first, then the stream, then Postgres: an admission landing in between
         // shows as pending, and one persisted in between shows once (pending excludes persisted).
-        let Some((redis_total, remaining)) = flash::live(redis, &[id]).await?.get(&id).copied() else { continue };
-        let set: HashSet<i64> = flash::holders(redis, id).await?.into_iter().collect();
+        let Some((redis_total, remaining)) = scripts::live(redis, &[id]).await?.get(&id).copied() else { continue };
+        let set: HashSet<i64> = scripts::holders(redis, id).await?.into_iter().collect();
         let streamed: HashSet<i64> =
-            flash::stream_admissions(redis, id).await?.into_iter().map(|c| c.user_id).collect();
-        let persisted: HashSet<i64> = flash_coupons::holders(db, id).await?.into_iter().collect();
+            scripts::stream_admissions(redis, id).await?.into_iter().map(|c| c.user_id).collect();
+        let persisted: HashSet<i64> = admitted_coupons::holders(db, id).await?.into_iter().collect();
         let pending = streamed.difference(&persisted).count() as i64;
         let missing: Vec<i64> = persisted.difference(&set).copied().collect();
         let admitted = i64::from(redis_total) - i64::from(remaining);
         let wanted = terms_of(&stored.coupon);
-        let have = flash::terms(redis, id).await?;
+        let have = scripts::terms(redis, id).await?;
         let terms_differ = have.as_ref().is_none_or(|h| {
             (h.starts_ms, h.ends_ms, h.total, h.market, h.validity)
                 != (wanted.starts_ms, wanted.ends_ms, wanted.total, wanted.market, wanted.validity)
@@ -105,23 +98,27 @@ pub async fn run(db: &PgPool, redis: &RedisStore, repair: bool) -> anyhow::Resul
             drift: admitted - persisted.len() as i64 - pending,
         });
         if repair {
-            if terms_differ && let AdjustReply::Adjusted { .. } = flash::adjust(redis, id, &wanted).await? {
+            if terms_differ && let AdjustReply::Adjusted { .. } = scripts::adjust(redis, id, &wanted).await? {
                 repaired.terms_synced += 1;
             }
-            if let Some((added, lowered)) = flash::repair(redis, id, &missing).await? {
+            if let Some((added, lowered)) = scripts::repair(redis, id, &missing).await? {
                 repaired.users_added += added;
                 repaired.remaining_lowered += lowered;
             }
             // Held records of persisted users are no longer needed for read-your-writes.
             let done: Vec<i64> =
-                flash::held_users(redis, id).await?.into_iter().filter(|u| persisted.contains(u)).collect();
-            flash::forget_held(redis, id, &done).await.context("forgetting persisted held records")?;
+                scripts::held_users(redis, id).await?.into_iter().filter(|u| persisted.contains(u)).collect();
+            scripts::forget_held(redis, id, &done).await?;
         }
     }
     Ok((reports, repaired))
 }
 
-/// The drift totals by `reconcile_drift` kind.
+/// The drift totals by `reconcile_drift` kind ([`crate::admission::RECONCILE_DRIFT`]):
+/// `unaccounted` (admitted, neither persisted nor pending), `overcounted` (persisted or pending
+/// beyond what Redis admitted), `users_missing` (persisted users absent from the Redis set),
+/// `users_set` (|admitted - users set size|) and `terms` (coupons whose Redis terms differ from
+/// Postgres).
 pub fn drift_by_kind(reports: &[CouponReport]) -> [(&'static str, i64); 5] {
     let sum = |f: &dyn Fn(&CouponReport) -> i64| reports.iter().map(f).sum::<i64>();
     [

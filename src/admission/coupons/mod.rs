@@ -1,0 +1,155 @@
+//! V2 coupon admission (`JUPANG_ISSUE_STRATEGY=redis-lua`): one Lua script decides and records an
+//! issue atomically in Redis (`lua/issue_coupon.lua`: window, already held, stock, then `XADD` of
+//! the issuance, `DECR`, `SADD`), and the stream consumer persists it into Postgres shortly after.
+//!
+//! No Postgres on the hot path: the user's existence and market come from the process's shared
+//! [`UserMarkets`], the coupon's terms from the [`CouponTermsCache`], and a request costs one
+//! script call. The acknowledgement follows the `XADD` in the same script, so every 201 has its
+//! stream entry; durability from there on is Redis's AOF (README, "Durability") and the
+//! consumer's.
+//!
+//! **Hydration** ([`hydrate`]: at creation, at start-up for every coupon not yet closed, and at
+//! first use): the coupon's stream is read first, then its `user_coupons` rows, so an entry
+//! persisted and trimmed in between is still seen (in Postgres). Holders = persisted users ∪
+//! users of stream entries; `remaining = total - |holders|`. The result is published only if no
+//! one published first (`lua/hydrate_coupon.lua`), so two instances starting together count once.
+//!
+//! **Read-your-writes** ([`persist`]). A payment (or a cart preview) naming a coupon that is not
+//! in Postgres yet looks for it among the user's held records in Redis and persists it first,
+//! with the very code the consumer uses ([`admitted_coupons::persist`], idempotent).
+//! `GET /users/{id}/coupons` persists the user's not-yet-persisted coupons the same way before
+//! reading ("persist on read"), so paging and totals stay exact.
+//!
+//! **Reconciliation** ([`reconcile`]) compares Redis with Postgres per coupon and repairs only
+//! in the safe direction.
+//!
+//! [`admitted_coupons::persist`]: crate::store::pg::admitted_coupons::persist
+
+pub mod hydrate;
+pub mod persist;
+pub mod reconcile;
+pub mod terms_cache;
+
+use std::{collections::HashMap, sync::Arc};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use self::terms_cache::{CachedTerms, CouponTermsCache, terms_of};
+use super::user_markets::UserMarkets;
+use crate::{
+    domain::coupon::{IssueError, IssuedCoupon, IssuedStatus},
+    store::{
+        Fault,
+        redis::{
+            RedisStore,
+            coupons::{self, AdjustReply, IssueReply, IssuingTerms},
+        },
+    },
+};
+
+/// Why the engine did not admit an issue.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// No coupon with this id.
+    #[error("no such coupon")]
+    CouponNotFound,
+    /// No user with this id.
+    #[error("no such user")]
+    UserNotFound,
+    /// The user's market is not the coupon's.
+    #[error("the coupon belongs to another market")]
+    MarketMismatch,
+    /// A business rule said no (window, already held, sold out).
+    #[error(transparent)]
+    Rule(#[from] IssueError),
+    /// A store failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+impl From<redis::RedisError> for AdmitError {
+    fn from(e: redis::RedisError) -> Self {
+        AdmitError::Fault(e.into())
+    }
+}
+
+impl From<sqlx::Error> for AdmitError {
+    fn from(e: sqlx::Error) -> Self {
+        AdmitError::Fault(e.into())
+    }
+}
+
+/// The V2 coupon engine of one process: its stores, the terms cache and the shared user markets.
+#[derive(Clone)]
+pub struct CouponAdmission {
+    db: PgPool,
+    redis: RedisStore,
+    terms: Arc<CouponTermsCache>,
+    users: Arc<UserMarkets>,
+}
+
+impl CouponAdmission {
+    /// An engine over the stores; `users` is the process's shared user-market cache.
+    pub fn new(db: PgPool, redis: RedisStore, users: Arc<UserMarkets>) -> CouponAdmission {
+        CouponAdmission { db, redis, terms: Arc::default(), users }
+    }
+
+    /// Issues one coupon to a user with the issue script: the coupon usable at once, persisted
+    /// into Postgres by the consumer. Returns the coupon and how many are left.
+    pub async fn issue(&self, coupon_id: i64, user_id: i64) -> Result<(IssuedCoupon, u32), AdmitError> {
+        let mut terms = self.terms_for(coupon_id).await?.ok_or(AdmitError::CouponNotFound)?;
+        let market = self.users.market(&self.db, user_id).await?.ok_or(AdmitError::UserNotFound)?;
+        // One retry: after hydrating a coupon whose keys vanished, or after reloading terms an
+        // edit changed. A second miss in a row is a fault, not a race.
+        for attempt in 0..2 {
+            if market != terms.market {
+                return Err(AdmitError::MarketMismatch);
+            }
+            let at = now();
+            let coupon = IssuedCoupon {
+                id: Uuid::now_v7(),
+                coupon_id,
+                user_id,
+                status: IssuedStatus::Available,
+                issued_at: at,
+                expires_at: terms.validity.expires_at(at),
+            };
+            match coupons::issue(&self.redis, &coupon, at.timestamp_millis(), &terms.rev).await? {
+                IssueReply::Issued { remaining } => return Ok((coupon, remaining)),
+                IssueReply::NotActive => return Err(IssueError::NotActive.into()),
+                IssueReply::AlreadyIssued => return Err(IssueError::AlreadyIssued.into()),
+                IssueReply::SoldOut => return Err(IssueError::SoldOut.into()),
+                IssueReply::NotHydrated | IssueReply::Stale if attempt == 0 => {
+                    self.terms.forget(coupon_id);
+                    terms = self.terms_for(coupon_id).await?.ok_or(AdmitError::CouponNotFound)?;
+                }
+                IssueReply::NotHydrated | IssueReply::Stale => {}
+            }
+        }
+        Err(Fault::invariant(format!("coupon {coupon_id}: Redis state changed under two attempts in a row")).into())
+    }
+
+    /// The live `(total, remaining)` of the hydrated coupons among `ids` (Redis counts every
+    /// admission at once, Postgres only once it is persisted).
+    pub async fn live(&self, ids: &[i64]) -> redis::RedisResult<HashMap<i64, (u32, u32)>> {
+        coupons::live(&self.redis, ids).await
+    }
+
+    /// Applies edited terms (built with [`terms_of`]) to a hydrated coupon's Redis state; nothing
+    /// happens when it is not hydrated.
+    pub async fn adjust(&self, coupon_id: i64, terms: &IssuingTerms) -> redis::RedisResult<AdjustReply> {
+        coupons::adjust(&self.redis, coupon_id, terms).await
+    }
+
+    /// Drops the cached terms of a coupon (an edit changed them).
+    pub fn forget(&self, coupon_id: i64) {
+        self.terms.forget(coupon_id);
+    }
+}
+
+/// Now, at the database's precision (microseconds), so what is answered is what is stored.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
