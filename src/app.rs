@@ -10,14 +10,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admission::{coupons::CouponAdmission, orders::OrderAdmission, user_markets::UserMarkets},
     auth::JwtKeys,
-    config::{Config, IssueStrategy},
+    config::{Config, IssueStrategy, OrderStrategy},
     http, metrics,
-    state::{AppState, Shared},
-    store::{
-        ordering::{self, OrderBackend},
-        pg,
-        redis::RedisStore,
-    },
+    services::{AppState, Shared},
+    store::{pg, redis::RedisStore},
     workers,
 };
 
@@ -50,7 +46,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (JUPANG_LISTEN)", config.listen))?;
-        let v2_orders = ordering::backend(config.order_strategy) == OrderBackend::RedisLua;
+        let v2_orders = config.order_strategy == OrderStrategy::RedisLua;
         let users = Arc::new(UserMarkets::default());
         if v2_orders || config.issue_strategy == IssueStrategy::RedisLua {
             // Once for both V2 paths: their hot paths then never read a user's market from Postgres.

@@ -12,7 +12,6 @@ use crate::{
     admission::{self, orders::hydrate},
     config::Config,
     http::{observe, orders, payment},
-    issue,
     workers::{consumer, expiry, outbox},
 };
 
@@ -64,7 +63,7 @@ pub fn install() -> PrometheusHandle {
 pub fn register(config: &Config) {
     install();
     describe();
-    issue::register_metrics(config.issue_strategy);
+    crate::services::coupons::register_metrics(config.issue_strategy);
     for outcome in orders::OUTCOMES {
         counter!(orders::ORDER_CREATE_TOTAL, "outcome" => outcome).increment(0);
     }
@@ -116,17 +115,6 @@ fn describe() {
         HTTP_REQUESTS_SHED_TOTAL,
         Unit::Count,
         "Requests refused with 503 OVERLOADED, by reason (in_flight, db_pool)"
-    );
-    describe_counter!(
-        issue::COUPON_ISSUE_TOTAL,
-        Unit::Count,
-        "Coupon issue attempts by strategy and outcome (issued, already_issued, sold_out, not_active, error)"
-    );
-    describe_gauge!(issue::COUPON_REMAINING, Unit::Count, "Coupons left to issue, as this process last saw it");
-    describe_counter!(
-        issue::COUPON_ISSUE_CONFLICTS_TOTAL,
-        Unit::Count,
-        "Optimistic-strategy version conflicts (each one a retry)"
     );
     describe_counter!(orders::ORDER_CREATE_TOTAL, Unit::Count, "Order creations by outcome");
     describe_counter!(payment::PAYMENT_TOTAL, Unit::Count, "Payments by outcome");

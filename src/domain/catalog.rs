@@ -1,5 +1,5 @@
-//! The catalog's vocabulary: how listings are sorted and paged, how search text is matched, and
-//! what a valid new product looks like.
+//! The catalog's vocabulary: how listings are sorted, how search text is matched, and what a
+//! valid new product looks like.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
         FieldError { field: field.into(), reason: reason.into() }
     }
 }
@@ -46,49 +46,6 @@ impl ProductSort {
             "newest" => Some(ProductSort::Newest),
             _ => None,
         }
-    }
-}
-
-/// A validated page of a listing: `page` from 1, `size` 1..=[`PageRequest::MAX_SIZE`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageRequest {
-    /// 1-based page number.
-    pub page: i64,
-    /// Items per page.
-    pub size: i64,
-}
-
-impl PageRequest {
-    /// Items per page when the client does not say.
-    pub const DEFAULT_SIZE: i64 = 20;
-    /// The largest page a client may ask for.
-    pub const MAX_SIZE: i64 = 100;
-
-    /// Validates raw `page` / `size` query values (absent or empty = default).
-    pub fn parse(page: Option<&str>, size: Option<&str>) -> Result<PageRequest, FieldError> {
-        let page = match page.filter(|s| !s.is_empty()) {
-            None => 1,
-            Some(s) => s
-                .parse::<i64>()
-                .ok()
-                .filter(|p| *p >= 1)
-                .ok_or_else(|| FieldError::new("page", "must be an integer of at least 1"))?,
-        };
-        let size =
-            match size.filter(|s| !s.is_empty()) {
-                None => Self::DEFAULT_SIZE,
-                Some(s) => s.parse::<i64>().ok().filter(|n| (1..=Self::MAX_SIZE).contains(n)).ok_or_else(|| {
-                    FieldError::new("size", format!("must be an integer from 1 to {}", Self::MAX_SIZE))
-                })?,
-            };
-        // A page so far out that its offset overflows can only be a client bug.
-        (page - 1).checked_mul(size).ok_or_else(|| FieldError::new("page", "is too large"))?;
-        Ok(PageRequest { page, size })
-    }
-
-    /// Rows to skip before this page.
-    pub fn offset(self) -> i64 {
-        (self.page - 1) * self.size
     }
 }
 
@@ -275,17 +232,6 @@ mod tests {
     fn like_wildcards_in_search_text_are_taken_literally() {
         assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
         assert_eq!(contains_pattern("사과"), "%사과%");
-    }
-
-    #[test]
-    fn paging_defaults_and_limits() {
-        assert_eq!(PageRequest::parse(None, None), Ok(PageRequest { page: 1, size: 20 }));
-        assert_eq!(PageRequest::parse(Some("3"), Some("100")).unwrap().offset(), 200);
-        assert_eq!(PageRequest::parse(Some("0"), None).unwrap_err().field, "page");
-        assert_eq!(PageRequest::parse(None, Some("0")).unwrap_err().field, "size");
-        assert_eq!(PageRequest::parse(None, Some("101")).unwrap_err().field, "size");
-        assert_eq!(PageRequest::parse(Some("x"), None).unwrap_err().field, "page");
-        assert_eq!(PageRequest::parse(Some(&i64::MAX.to_string()), Some("100")).unwrap_err().field, "page");
     }
 
     #[test]

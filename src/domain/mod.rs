@@ -6,8 +6,11 @@ pub mod discount;
 pub mod market;
 pub mod money;
 pub mod order;
+pub mod page;
 pub mod stock;
 
+pub use catalog::FieldError;
 pub use market::{Currency, Lang, Market};
 pub use money::Money;
+pub use page::PageRequest;
 pub use stock::StockStatus;

@@ -10,7 +10,10 @@ use super::{
     error::{ApiError, ErrorBody},
     extract,
 };
-use crate::{domain::Market, state::AppState, store::pg::users};
+use crate::{
+    domain::Market,
+    services::{AppState, admin::users},
+};
 
 /// The admin routes (mounted under `/api`), each group behind its role gate.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -53,6 +56,6 @@ async fn create_user(
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::validation("name", "must be 1 to 200 characters"));
     }
-    let user_id = users::create(&state.db, name, body.market).await?;
+    let user_id = users::create(&state, name, body.market).await?;
     Ok((StatusCode::CREATED, Json(CreatedUser { user_id })))
 }

@@ -9,16 +9,15 @@ use uuid::Uuid;
 use super::extract::AcceptLanguage;
 use super::{
     auth::UserScope,
-    error::{ApiError, ErrorBody, ErrorCode},
+    error::{ApiError, ErrorBody},
     extract::{self, Path, Query},
 };
 use crate::{
-    domain::{
-        Currency, Lang, Money, StockStatus,
-        discount::{DiscountLine, validate_redemption},
+    domain::{Currency, Lang, Money, StockStatus},
+    services::{
+        AppState,
+        cart::{self, CartLine},
     },
-    state::AppState,
-    store::pg::{cart, redemption, users},
 };
 
 /// The cart routes (mounted under `/api`).
@@ -95,7 +94,7 @@ pub(crate) fn quantity(value: i64, field: &str) -> Result<i64, ApiError> {
     Ok(value)
 }
 
-fn item(line: &cart::CartLine, currency: Currency, lang: Lang) -> CartItem {
+fn item(line: &CartLine, currency: Currency, lang: Lang) -> CartItem {
     CartItem {
         id: line.id,
         product_id: line.product_id,
@@ -107,10 +106,6 @@ fn item(line: &cart::CartLine, currency: Currency, lang: Lang) -> CartItem {
         subtotal: Money::new(line.subtotal(), currency),
         stock_status: StockStatus::from_available(line.available),
     }
-}
-
-async fn user_currency(state: &AppState, user_id: i64) -> Result<users::UserRow, ApiError> {
-    users::find(&state.db, user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))
 }
 
 /// The cart with totals and an optional coupon preview.
@@ -126,30 +121,11 @@ async fn get_cart(
     accept: AcceptLanguage,
     Query(q): Query<CartQuery>,
 ) -> Result<Json<CartView>, ApiError> {
-    let user = user_currency(&state, scope.user_id).await?;
-    let currency = user.balance().currency;
-    let lines = cart::lines(&state.db, user.id, currency.code()).await?;
-    let total: i64 = lines.iter().map(cart::CartLine::subtotal).sum();
-    let mut discount = 0;
-    if let Some(uc) = q.user_coupon_id {
-        // A V2 coupon issued a moment ago may not be persisted yet.
-        state.coupon_admission.ensure_persisted(user.id, uc).await?;
-    }
-    if let Some(uc) = q.user_coupon_id
-        && let Some(held) = redemption::find(&state.db, uc).await?
-    {
-        let dlines: Vec<DiscountLine> = lines
-            .iter()
-            .map(|l| DiscountLine { product_id: l.product_id, category: l.category.clone(), subtotal: l.subtotal() })
-            .collect();
-        // A preview never fails: a coupon that would be refused at payment simply shows 0.
-        discount = validate_redemption(&held.held, user.id, chrono::Utc::now(), &held.rule, &dlines, user.market())
-            .unwrap_or(0)
-            .min(total);
-    }
+    let cart = cart::view(&state, scope.user_id, q.user_coupon_id).await?;
+    let (currency, total, discount) = (cart.currency, cart.total, cart.discount);
     let lang = accept.lang();
     Ok(Json(CartView {
-        items: lines.iter().map(|l| item(l, currency, lang)).collect(),
+        items: cart.lines.iter().map(|l| item(l, currency, lang)).collect(),
         total: Money::new(total, currency),
         discount: Money::new(discount, currency),
         final_total: Money::new(total - discount, currency),
@@ -175,12 +151,7 @@ async fn add_to_cart(
     extract::Json(body): extract::Json<AddToCart>,
 ) -> Result<(StatusCode, Json<CartItem>), ApiError> {
     let qty = quantity(body.quantity, "quantity")?;
-    let user = user_currency(&state, scope.user_id).await?;
-    let currency = user.balance().currency;
-    let id = cart::add(&state.db, user.id, currency.code(), body.product_option_id, qty).await?;
-    let line = cart::line(&state.db, user.id, currency.code(), id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::CartItemNotFound))?;
+    let (line, currency) = cart::add(&state, scope.user_id, body.product_option_id, qty).await?;
     Ok((StatusCode::CREATED, Json(item(&line, currency, accept.lang()))))
 }
 
@@ -204,12 +175,7 @@ async fn update_cart_item(
     extract::Json(body): extract::Json<UpdateCartItem>,
 ) -> Result<Json<CartItem>, ApiError> {
     let qty = quantity(body.quantity, "quantity")?;
-    let user = user_currency(&state, scope.user_id).await?;
-    let currency = user.balance().currency;
-    cart::set_quantity(&state.db, user.id, currency.code(), item_id, qty).await?;
-    let line = cart::line(&state.db, user.id, currency.code(), item_id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::CartItemNotFound))?;
+    let (line, currency) = cart::set_quantity(&state, scope.user_id, item_id, qty).await?;
     Ok(Json(item(&line, currency, accept.lang())))
 }
 
@@ -229,9 +195,6 @@ async fn remove_cart_item(
     scope: UserScope,
     Path((_user_id, item_id)): Path<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    if cart::remove(&state.db, scope.user_id, item_id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::new(ErrorCode::CartItemNotFound))
-    }
+    cart::remove(&state, scope.user_id, item_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -14,16 +14,18 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::AcceptLanguage;
 use super::{
     auth::MaybeCaller,
-    error::{ApiError, ErrorBody, ErrorCode},
+    error::{ApiError, ErrorBody},
     extract::{Path, Query},
 };
 use crate::{
     domain::{
-        Lang, Market, Money, StockStatus,
-        catalog::{FieldError, PageRequest, ProductSort, contains_pattern},
+        Lang, Market, Money, PageRequest, StockStatus,
+        catalog::{ProductSort, contains_pattern},
     },
-    state::AppState,
-    store::pg::{catalog, users},
+    services::{
+        AppState,
+        catalog::{self, Listing, MarketHint},
+    },
 };
 
 /// The catalog routes (mounted under `/api`).
@@ -31,30 +33,18 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_products)).routes(routes!(get_product))
 }
 
-impl From<FieldError> for ApiError {
-    fn from(e: FieldError) -> Self {
-        ApiError::validation(e.field, e.reason)
-    }
-}
-
-/// The market a catalog read is priced in: the explicit `market` parameter, else the caller's
-/// market, else the one implied by `Accept-Language`, else KR.
-pub(crate) async fn resolve_market(
-    state: &AppState,
+/// What decides the market of a catalog read: the explicit `market` parameter (400 naming it
+/// when it is neither KR nor US; empty counts as absent), the caller, and `Accept-Language`.
+pub(crate) fn market_hint(
     explicit: Option<&str>,
     caller: &MaybeCaller,
     accept: AcceptLanguage,
-) -> Result<Market, ApiError> {
-    if let Some(code) = explicit.filter(|s| !s.is_empty()) {
-        return Market::parse(code).ok_or_else(|| ApiError::validation("market", "must be KR or US"));
-    }
-    if let Some(caller) = &caller.0 {
-        // Staff tokens may name no profile; they fall through to the language.
-        if let Some(user) = users::find(&state.db, caller.user_id).await? {
-            return Ok(user.market());
-        }
-    }
-    Ok(accept.0.map_or(Market::Kr, Market::for_lang))
+) -> Result<MarketHint, ApiError> {
+    let explicit = match explicit.filter(|s| !s.is_empty()) {
+        Some(code) => Some(Market::parse(code).ok_or_else(|| ApiError::validation("market", "must be KR or US"))?),
+        None => None,
+    };
+    Ok(MarketHint { explicit, caller: caller.0.as_ref().map(|c| c.user_id), lang: accept.0 })
 }
 
 /// Query parameters of the product listing. Values are read as text and validated by hand so
@@ -162,16 +152,14 @@ async fn list_products(
         Some(s) => ProductSort::parse(s)
             .ok_or_else(|| ApiError::validation("sort", "must be price_asc, price_desc, popular or newest"))?,
     };
-    let market = resolve_market(&state, query.market.as_deref(), &caller, accept).await?;
+    let hint = market_hint(query.market.as_deref(), &caller, accept)?;
     let lang = accept.lang();
-    let filter = catalog::ListFilter {
-        market,
+    let listing = Listing {
         category: query.category.filter(|c| !c.is_empty()),
         name_pattern: query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(contains_pattern),
         sort,
     };
-    let mut conn = state.db.acquire().await?;
-    let (rows, total) = catalog::list(&mut conn, &filter, page).await?;
+    let (market, rows, total) = catalog::list(&state, hint, listing, page).await?;
     let currency = market.currency();
     let items = rows
         .into_iter()
@@ -211,14 +199,10 @@ async fn get_product(
     Path(product_id): Path<i64>,
     Query(query): Query<DetailQuery>,
 ) -> Result<Json<ProductDetail>, ApiError> {
-    let market = resolve_market(&state, query.market.as_deref(), &caller, accept).await?;
-    let not_found =
-        || ApiError::new(ErrorCode::ProductNotFound).with_details(serde_json::json!({"product_id": product_id}));
-    let product = catalog::find_on_sale(&state.db, product_id).await?.ok_or_else(not_found)?;
+    let hint = market_hint(query.market.as_deref(), &caller, accept)?;
+    let (market, product, options) = catalog::product(&state, hint, product_id).await?;
     let currency = market.currency();
-    let options = catalog::priced_options(&state.db, product_id, currency).await?;
-    // Without a price in the market's currency the product is not sold there.
-    let price = options.iter().map(|o| o.price).min().ok_or_else(not_found)?;
+    let price = options.iter().map(|o| o.price).min().unwrap_or_default();
     let status = StockStatus::from_available(options.iter().map(|o| o.available).sum());
     let lang = accept.lang();
     Ok(Json(ProductDetail {

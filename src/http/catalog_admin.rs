@@ -4,14 +4,12 @@ use std::collections::BTreeMap;
 
 use axum::{Json, extract::State, http::StatusCode, middleware};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::AcceptLanguage;
 use super::{
-    auth::{Caller, MaybeCaller, Role, require_roles},
-    catalog::resolve_market,
+    auth::{Caller, Role, require_roles},
     error::{ApiError, ErrorBody},
     extract,
 };
@@ -20,11 +18,7 @@ use crate::{
         Market, Money, StockStatus,
         catalog::{Localized, NewOption, NewProduct, RawOption, RawProduct},
     },
-    state::AppState,
-    store::pg::{
-        catalog,
-        outbox::{self, EventType},
-    },
+    services::{AppState, admin::products, catalog::MarketHint},
 };
 
 /// The product administration routes (mounted under `/api`), behind their role gate.
@@ -155,20 +149,8 @@ async fn create_product(
             .map(|o| RawOption { name: o.name, prices: o.prices, stock: o.stock })
             .collect(),
     })?;
-    let preferred = resolve_market(&state, None, &MaybeCaller(Some(caller.clone())), accept).await?;
-
-    let now = chrono::Utc::now();
-    let mut tx = state.db.begin().await?;
-    let inserted = catalog::insert(&mut tx, &product, None).await?;
-    // The initial stock is a stock change like any other for the data platform.
-    for (option, option_id) in product.options.iter().zip(&inserted.option_ids) {
-        if option.stock > 0 {
-            let payload = json!({"product_option_id": option_id, "delta": option.stock, "reason": "product created"});
-            outbox::enqueue(&mut tx, EventType::StockChanged, now, payload).await?;
-        }
-    }
-    tx.commit().await?;
-    tracing::info!(product.id = inserted.id, actor.user_id = caller.user_id, "product created");
+    let hint = MarketHint { explicit: None, caller: Some(caller.user_id), lang: accept.0 };
+    let (inserted, preferred) = products::create(&state, caller.user_id, hint, &product).await?;
 
     let priced_in = |m: Market| product.options.iter().any(|o| o.prices.iter().any(|(c, _)| *c == m.currency()));
     let other = if preferred == Market::Kr { Market::Us } else { Market::Kr };

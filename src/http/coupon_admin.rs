@@ -4,28 +4,21 @@
 use axum::{Json, extract::State, http::StatusCode, middleware};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use sqlx::Connection;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     auth::{Role, require_roles},
-    coupons::{CouponView, live_of},
-    error::{ApiError, ErrorBody, ErrorCode},
+    coupons::CouponView,
+    error::{ApiError, ErrorBody},
     extract,
 };
 use crate::{
-    admission::coupons::terms_of,
-    config::IssueStrategy,
     domain::{
-        Currency, Market, Money,
-        coupon::{Coupon, CouponPatch, CouponTerms, DiscountType, Invalid, Inventory, PatchError, Validity},
+        Currency, FieldError, Market, Money,
+        coupon::{CouponPatch, CouponTerms, DiscountType, Validity},
     },
-    state::AppState,
-    store::{
-        pg::coupons,
-        redis::coupons::{self as flash, AdjustReply},
-    },
+    services::{AppState, admin::coupons},
 };
 
 /// The coupon admin routes (mounted under `/api`), behind the `marketing_manager` gate.
@@ -48,11 +41,13 @@ pub enum AmountInput {
 }
 
 impl AmountInput {
-    fn minor(self, field: &'static str, currency: Currency) -> Result<i64, ApiError> {
+    fn minor(self, field: &'static str, currency: Currency) -> Result<i64, FieldError> {
         match self {
             AmountInput::Minor(a) => Ok(a),
             AmountInput::Money(m) if m.currency == currency => Ok(m.amount),
-            AmountInput::Money(_) => Err(ApiError::validation(field, format!("must be in {}", currency.code()))),
+            AmountInput::Money(_) => {
+                Err(FieldError { field: field.into(), reason: format!("must be in {}", currency.code()) })
+            }
         }
     }
 }
@@ -98,26 +93,16 @@ pub struct CreatedCoupon {
     pub id: i64,
 }
 
-fn validity(expires_at: Option<DateTime<Utc>>, valid_days: Option<i64>) -> Result<Option<Validity>, ApiError> {
+fn validity(expires_at: Option<DateTime<Utc>>, valid_days: Option<i64>) -> Result<Option<Validity>, FieldError> {
     match (expires_at, valid_days) {
-        (Some(_), Some(_)) => Err(ApiError::validation("expires_at", "give either expires_at or valid_days, not both")),
+        (Some(_), Some(_)) => Err(FieldError {
+            field: "expires_at".into(),
+            reason: "give either expires_at or valid_days, not both".into(),
+        }),
         (Some(at), None) => Ok(Some(Validity::Until(at.trunc_subsecs(6)))),
         // Out-of-range days become 0 or u32::MAX, which the domain's 1..=3650 rule refuses.
         (None, Some(d)) => Ok(Some(Validity::Days(u32::try_from(d).unwrap_or(if d < 0 { 0 } else { u32::MAX })))),
         (None, None) => Ok(None),
-    }
-}
-
-fn invalid(e: Invalid) -> ApiError {
-    ApiError::validation(e.field, e.reason)
-}
-
-async fn check_products(state: &AppState, ids: Option<&[i64]>) -> Result<(), ApiError> {
-    match ids {
-        Some(ids) if !coupons::products_exist(&state.db, ids).await? => {
-            Err(ApiError::validation("product_ids", "names a product that does not exist"))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -156,17 +141,7 @@ async fn create_coupon(
         product_ids: body.product_ids,
         categories: body.categories,
     };
-    let inventory = Coupon::validate_new(&terms, body.total_quantity, Utc::now()).map_err(invalid)?;
-    check_products(&state, terms.product_ids.as_deref()).await?;
-    let id = coupons::insert(&state.db, &terms, inventory).await?;
-    tracing::info!(coupon.id = id, coupon.total = inventory.total(), "coupon campaign created");
-    if state.config.issue_strategy == IssueStrategy::RedisLua {
-        // Hydrated now so the sale's first requests find it ready; should Redis fail here, the
-        // first issue request hydrates it instead.
-        if let Err(e) = state.coupon_admission.hydrate(id).await {
-            tracing::warn!(coupon.id = id, error.cause = %format!("{e:#}"), "coupon not hydrated at creation");
-        }
-    }
+    let id = coupons::create(&state, terms, body.total_quantity).await?;
     Ok((StatusCode::CREATED, Json(CreatedCoupon { id })))
 }
 
@@ -215,7 +190,7 @@ pub struct UpdateCoupon {
 }
 
 impl UpdateCoupon {
-    fn into_patch(self, current_market: Market) -> Result<CouponPatch, ApiError> {
+    fn into_patch(self, current_market: Market) -> Result<CouponPatch, FieldError> {
         let currency = self.market.unwrap_or(current_market).currency();
         Ok(CouponPatch {
             name: self.name,
@@ -253,56 +228,8 @@ async fn update_coupon(
     extract::Path(coupon_id): extract::Path<i64>,
     extract::Json(body): extract::Json<UpdateCoupon>,
 ) -> Result<Json<CouponView>, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let mut tx = conn.begin().await?;
-    // The row lock orders this edit with issuers: pessimistic ones wait, the others see the
-    // version move and re-check against the edited coupon.
-    let mut stored =
-        coupons::find_for_update(&mut tx, coupon_id).await?.ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound))?;
-    // V2: Redis has admitted issues Postgres has not persisted yet; "started" and "never below
-    // what was issued" count those too.
-    // Not degraded: the edit must see Redis's admissions (and will write there).
-    let live = flash::live(&state.redis, &[coupon_id]).await?.get(&coupon_id).copied();
-    if let Some((total, remaining)) = live {
-        let admitted = total.saturating_sub(remaining).max(stored.coupon.inventory.used());
-        let inventory = &mut stored.coupon.inventory;
-        *inventory = Inventory::new(inventory.total(), admitted.min(inventory.total())).unwrap_or(*inventory);
-    }
-    let patch = body.into_patch(stored.coupon.terms.market)?;
-    let edited = stored.coupon.patched(&patch, Utc::now()).map_err(|e| match e {
-        PatchError::NotAllowed { field } => {
-            ApiError::new(ErrorCode::CouponUpdateNotAllowed).with_details(serde_json::json!({ "field": field }))
-        }
-        PatchError::Invalid(e) => invalid(e),
-    })?;
-    if edited != stored.coupon {
-        if edited.terms.product_ids != stored.coupon.terms.product_ids {
-            check_products(&state, edited.terms.product_ids.as_deref()).await?;
-        }
-        coupons::update(&mut tx, &edited).await?;
-        let terms = terms_of(&edited);
-        if live.is_some()
-            && let AdjustReply::BelowIssued { admitted } = state.coupon_admission.adjust(coupon_id, &terms).await?
-        {
-            // Issued meanwhile: the row lock does not hold the Redis script back. Nothing is
-            // committed; Redis is unchanged.
-            return Err(ApiError::new(ErrorCode::CouponUpdateNotAllowed)
-                .with_details(serde_json::json!({ "field": "total_quantity", "issued": admitted })));
-        }
-        tx.commit().await?;
-        // Again after the commit: a hydration that read the row before it (another process, at
-        // first use) may have published the old terms in between. Re-applying is a no-op otherwise.
-        match state.coupon_admission.adjust(coupon_id, &terms).await? {
-            AdjustReply::BelowIssued { admitted } => {
-                tracing::warn!(coupon.id = coupon_id, issued = admitted, "edited total below Redis admissions")
-            }
-            AdjustReply::NotHydrated | AdjustReply::Adjusted { .. } => {}
-        }
-        state.coupon_admission.forget(coupon_id);
-        tracing::info!(coupon.id = coupon_id, "coupon campaign edited");
-        stored.coupon = edited;
-    }
-    Ok(Json(CouponView::from(&stored).with_live(live_of(&state, coupon_id).await)))
+    let edited = coupons::update(&state, coupon_id, |market| body.into_patch(market)).await?;
+    Ok(Json(CouponView::from(&edited)))
 }
 
 /// The counters of a campaign.
@@ -338,18 +265,13 @@ async fn coupon_stats(
     State(state): State<AppState>,
     extract::Path(coupon_id): extract::Path<i64>,
 ) -> Result<Json<CouponStatsView>, ApiError> {
-    let s = coupons::stats(&state.db, coupon_id).await?.ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound))?;
-    let (total, mut issued) = (i64::from(s.total_quantity), i64::from(s.issued));
-    // V2: issued counts every admission in Redis; persisted is what Postgres holds so far.
-    if let Some((live_total, remaining)) = live_of(&state, coupon_id).await {
-        issued = i64::from(live_total) - i64::from(remaining);
-    }
+    let c = coupons::stats(&state, coupon_id).await?;
     Ok(Json(CouponStatsView {
         coupon_id,
-        total_quantity: total,
-        issued,
-        persisted: s.persisted,
-        used: s.used,
-        remaining: total - issued,
+        total_quantity: c.total,
+        issued: c.issued,
+        persisted: c.persisted,
+        used: c.used,
+        remaining: c.total - c.issued,
     }))
 }

@@ -1,8 +1,6 @@
 //! Coupon routes for customers: the open campaigns, first-come issuing, and the coupons a user
 //! holds (api.md "Coupons"; seed 001 US-013, US-014).
 
-use std::collections::HashMap;
-
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,17 +10,18 @@ use uuid::Uuid;
 
 use super::{
     auth::{Caller, UserScope},
-    error::{ApiError, ErrorBody, ErrorCode},
+    error::{ApiError, ErrorBody},
     extract,
 };
 use crate::{
     domain::{
-        Currency, Market, Money,
-        coupon::{DiscountType, IssueError, IssuedStatus, Validity},
+        Market, Money, PageRequest,
+        coupon::{DiscountType, IssuedStatus, Validity},
     },
-    issue::{self, IssueFailure},
-    state::AppState,
-    store::pg::{coupons, coupons::StoredCoupon, user_coupons, users},
+    services::{
+        AppState,
+        coupons::{self, LiveCoupon, UserCoupon},
+    },
 };
 
 /// The customer-facing coupon routes (mounted under `/api`).
@@ -70,8 +69,9 @@ pub struct CouponView {
     pub categories: Option<Vec<String>>,
 }
 
-impl From<&StoredCoupon> for CouponView {
-    fn from(s: &StoredCoupon) -> CouponView {
+impl From<&LiveCoupon> for CouponView {
+    fn from(live: &LiveCoupon) -> CouponView {
+        let s = &live.stored;
         let (t, currency) = (&s.coupon.terms, s.coupon.terms.currency());
         let (expires_at, valid_days) = match t.validity {
             Validity::Until(at) => (Some(at), None),
@@ -86,7 +86,7 @@ impl From<&StoredCoupon> for CouponView {
             min_order_amount: Money::new(t.min_order_amount, currency),
             market: t.market,
             total_quantity: s.coupon.inventory.total(),
-            remaining_quantity: s.coupon.inventory.remaining(),
+            remaining_quantity: live.remaining(),
             issue_starts_at: t.issue_starts_at,
             issue_ends_at: t.issue_ends_at,
             expires_at,
@@ -103,9 +103,9 @@ pub struct CouponPage {
     /// The coupons of this page.
     pub items: Vec<CouponView>,
     /// Page number, from 1.
-    pub page: u32,
+    pub page: i64,
     /// Page size.
-    pub size: u32,
+    pub size: i64,
     /// How many match in all.
     pub total: i64,
 }
@@ -115,24 +115,11 @@ pub struct CouponPage {
 #[into_params(parameter_in = Query)]
 pub struct CouponListQuery {
     /// Page number from 1 (default 1).
-    pub page: Option<u32>,
+    pub page: Option<i64>,
     /// Page size 1-100 (default 20).
-    pub size: Option<u32>,
+    pub size: Option<i64>,
     /// Only coupons of this market (default: every market).
     pub market: Option<Market>,
-}
-
-/// `(page, size, limit, offset)` from optional paging parameters.
-pub(crate) fn paging(page: Option<u32>, size: Option<u32>) -> Result<(u32, u32, i64, i64), ApiError> {
-    let page = page.unwrap_or(1);
-    let size = size.unwrap_or(20);
-    if page == 0 {
-        return Err(ApiError::validation("page", "counts from 1"));
-    }
-    if !(1..=100).contains(&size) {
-        return Err(ApiError::validation("size", "must be 1 to 100"));
-    }
-    Ok((page, size, i64::from(size), i64::from(page - 1) * i64::from(size)))
 }
 
 /// The coupons whose issue window is open now, soonest-closing first.
@@ -144,37 +131,10 @@ async fn list_coupons(
     State(state): State<AppState>,
     extract::Query(q): extract::Query<CouponListQuery>,
 ) -> Result<Json<CouponPage>, ApiError> {
-    let (page, size, limit, offset) = paging(q.page, q.size)?;
-    let (rows, total) = coupons::list_issuing(&state.db, Utc::now(), q.market, limit, offset).await?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.coupon.id).collect();
-    let live = live_counts(&state, &ids).await;
-    let items = rows.iter().map(|r| CouponView::from(r).with_live(live.get(&r.coupon.id).copied())).collect();
-    Ok(Json(CouponPage { items, page, size, total }))
-}
-
-impl CouponView {
-    /// The view with the live remaining quantity of a hydrated coupon (V2): Redis counts every
-    /// admission at once, Postgres only once the consumer persisted it.
-    pub fn with_live(mut self, live: Option<(u32, u32)>) -> CouponView {
-        if let Some((_, remaining)) = live {
-            self.remaining_quantity = remaining.min(self.total_quantity);
-        }
-        self
-    }
-}
-
-/// The live `(total, remaining)` of the hydrated coupons among `ids`. A read that only displays
-/// them degrades to Postgres's (persisted) counters when Redis does not answer.
-pub(crate) async fn live_counts(state: &AppState, ids: &[i64]) -> HashMap<i64, (u32, u32)> {
-    state.coupon_admission.live(ids).await.unwrap_or_else(|e| {
-        tracing::warn!(error.cause = %e, "live coupon counters unavailable; showing persisted ones");
-        HashMap::new()
-    })
-}
-
-/// The live `(total, remaining)` of one coupon if it is hydrated in Redis (see [`live_counts`]).
-pub(crate) async fn live_of(state: &AppState, coupon_id: i64) -> Option<(u32, u32)> {
-    live_counts(state, &[coupon_id]).await.get(&coupon_id).copied()
+    let page = PageRequest::new(q.page, q.size)?;
+    let (rows, total) = coupons::list_open(&state, q.market, page).await?;
+    let items = rows.iter().map(CouponView::from).collect();
+    Ok(Json(CouponPage { items, page: page.page, size: page.size, total }))
 }
 
 /// One coupon campaign, whether or not its window is open.
@@ -187,8 +147,7 @@ async fn get_coupon(
     State(state): State<AppState>,
     extract::Path(coupon_id): extract::Path<i64>,
 ) -> Result<Json<CouponView>, ApiError> {
-    let stored = coupons::find(&state.db, coupon_id).await?.ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound))?;
-    Ok(Json(CouponView::from(&stored).with_live(live_of(&state, coupon_id).await)))
+    Ok(Json(CouponView::from(&coupons::get(&state, coupon_id).await?)))
 }
 
 /// Who asks for a coupon.
@@ -216,21 +175,6 @@ pub struct IssuedCouponView {
     pub expires_at: DateTime<Utc>,
 }
 
-impl From<IssueFailure> for ApiError {
-    fn from(f: IssueFailure) -> ApiError {
-        match f {
-            IssueFailure::CouponNotFound => ApiError::new(ErrorCode::CouponNotFound),
-            IssueFailure::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
-            IssueFailure::MarketMismatch => ApiError::new(ErrorCode::MarketMismatch),
-            IssueFailure::Rule(IssueError::NotActive) => ApiError::new(ErrorCode::CouponNotActive),
-            IssueFailure::Rule(IssueError::AlreadyIssued) => ApiError::new(ErrorCode::AlreadyIssued),
-            IssueFailure::Rule(IssueError::SoldOut) => ApiError::new(ErrorCode::CouponSoldOut),
-            IssueFailure::Conflict => ApiError::new(ErrorCode::ConcurrencyConflict),
-            IssueFailure::Store(e) => ApiError::internal(e),
-        }
-    }
-}
-
 /// First come, first served, one per user. A 201 coupon is usable at once (V2: recorded in
 /// Redis and persisted into Postgres by the consumer, or by the first request that needs it).
 #[utoipa::path(
@@ -253,7 +197,7 @@ async fn issue_coupon(
     extract::Json(body): extract::Json<IssueRequest>,
 ) -> Result<(StatusCode, Json<IssuedCouponView>), ApiError> {
     caller.ensure_is(body.user_id)?;
-    let issued = issue::issue(&state, coupon_id, body.user_id).await?.coupon;
+    let issued = coupons::issue(&state, coupon_id, body.user_id).await?.coupon;
     Ok((
         StatusCode::CREATED,
         Json(IssuedCouponView {
@@ -274,9 +218,9 @@ pub struct UserCouponQuery {
     /// AVAILABLE (usable now), USED or EXPIRED; every coupon when absent.
     pub status: Option<IssuedStatus>,
     /// Page number from 1 (default 1).
-    pub page: Option<u32>,
+    pub page: Option<i64>,
     /// Page size 1-100 (default 20).
-    pub size: Option<u32>,
+    pub size: Option<i64>,
 }
 
 /// A coupon a user holds.
@@ -314,31 +258,30 @@ pub struct UserCouponPage {
     /// The coupons of this page, newest first.
     pub items: Vec<UserCouponView>,
     /// Page number, from 1.
-    pub page: u32,
+    pub page: i64,
     /// Page size.
-    pub size: u32,
+    pub size: i64,
     /// How many match in all.
     pub total: i64,
 }
 
-fn held_view(h: user_coupons::HeldCoupon, now: DateTime<Utc>) -> Result<UserCouponView, ApiError> {
-    let corrupt = |what: &str| ApiError::internal(anyhow::anyhow!("user_coupons row {}: bad {what}", h.id));
-    let currency = Currency::parse(&h.currency).ok_or_else(|| corrupt("currency"))?;
-    let status = IssuedStatus::parse(&h.status).ok_or_else(|| corrupt("status"))?;
-    Ok(UserCouponView {
-        user_coupon_id: h.id,
-        coupon_id: h.coupon_id,
-        name: h.name.clone(),
-        discount_type: DiscountType::parse(&h.discount_type).ok_or_else(|| corrupt("discount_type"))?,
-        discount_value: h.discount_value,
-        max_discount: h.max_discount.map(|m| Money::new(m, currency)),
-        min_order_amount: Money::new(h.min_order_amount, currency),
-        status: status.at(h.expires_at, now),
-        issued_at: h.issued_at,
-        expires_at: h.expires_at,
-        used_at: h.used_at,
-        order_id: h.order_id,
-    })
+impl From<UserCoupon> for UserCouponView {
+    fn from(c: UserCoupon) -> Self {
+        UserCouponView {
+            user_coupon_id: c.id,
+            coupon_id: c.coupon_id,
+            name: c.name,
+            discount_type: c.discount_type,
+            discount_value: c.discount_value,
+            max_discount: c.max_discount,
+            min_order_amount: c.min_order_amount,
+            status: c.status,
+            issued_at: c.issued_at,
+            expires_at: c.expires_at,
+            used_at: c.used_at,
+            order_id: c.order_id,
+        }
+    }
 }
 
 /// The coupons a user holds, newest first; `status=AVAILABLE` lists only those usable now. A
@@ -359,12 +302,8 @@ async fn list_user_coupons(
     scope: UserScope,
     extract::Query(q): extract::Query<UserCouponQuery>,
 ) -> Result<Json<UserCouponPage>, ApiError> {
-    let (page, size, limit, offset) = paging(q.page, q.size)?;
-    users::find(&state.db, scope.user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))?;
-    // V2 coupons the consumer has not reached yet are persisted first, so the page is exact.
-    state.coupon_admission.persist_held(scope.user_id).await?;
-    let now = Utc::now();
-    let (rows, total) = user_coupons::list_for_user(&state.db, scope.user_id, q.status, now, limit, offset).await?;
-    let items = rows.into_iter().map(|h| held_view(h, now)).collect::<Result<_, _>>()?;
-    Ok(Json(UserCouponPage { items, page, size, total }))
+    let page = PageRequest::new(q.page, q.size)?;
+    let (rows, total) = coupons::list_held(&state, scope.user_id, q.status, page).await?;
+    let items = rows.into_iter().map(UserCouponView::from).collect();
+    Ok(Json(UserCouponPage { items, page: page.page, size: page.size, total }))
 }

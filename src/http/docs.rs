@@ -8,7 +8,7 @@ use utoipa::{
 };
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// The document's fixed parts; paths and schemas are added by each domain's router.
 #[derive(OpenApi)]

@@ -16,7 +16,29 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::{admission::orders, domain::Lang, store::Fault};
+use crate::{
+    domain::{
+        FieldError, Lang, Money,
+        coupon::IssueError,
+        discount::RedemptionError,
+        order::{Rejection, TransitionError},
+    },
+    services::{
+        Fault,
+        admin::{
+            coupons::CampaignError, inventory::InventoryError, outbox::OutboxError, products::ProductError,
+            users::UserAdminError,
+        },
+        cart::CartError,
+        catalog::CatalogError,
+        coupons::{CouponError, IssueFailure},
+        idempotency::ReceiptError,
+        orders::OrderError,
+        payment::PaymentError,
+        popular::PopularError,
+        wallet::WalletError,
+    },
+};
 
 macro_rules! error_codes {
     ($( $variant:ident = $wire:literal => $status:ident, $ko:literal, $en:literal; )*) => {
@@ -167,18 +189,6 @@ fn is_pool_timeout(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| matches!(cause.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolTimedOut)))
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        ApiError::internal(e)
-    }
-}
-
-impl From<redis::RedisError> for ApiError {
-    fn from(e: redis::RedisError) -> Self {
-        ApiError::internal(e)
-    }
-}
-
 impl From<Fault> for ApiError {
     /// Each cause on its own, so that a pool timeout is recognised as overload.
     fn from(f: Fault) -> Self {
@@ -190,24 +200,9 @@ impl From<Fault> for ApiError {
     }
 }
 
-impl From<orders::AdmitError> for ApiError {
-    fn from(e: orders::AdmitError) -> Self {
-        match e {
-            orders::AdmitError::Rejected(r) => r.into(),
-            orders::AdmitError::Fault(f) => f.into(),
-        }
-    }
-}
-
 impl From<crate::auth::Forbidden> for ApiError {
     fn from(_: crate::auth::Forbidden) -> Self {
         ApiError::new(ErrorCode::Forbidden)
-    }
-}
-
-impl From<anyhow::Error> for ApiError {
-    fn from(e: anyhow::Error) -> Self {
-        ApiError::internal(e)
     }
 }
 
@@ -261,4 +256,215 @@ pub async fn localize(req: Request, next: Next) -> Response {
 /// Fallback for unknown routes: 404 `NOT_FOUND` with the contract body.
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound)
+}
+
+// ------------------------------------------------------------ every service error, mapped once
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::validation(e.field, e.reason)
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
+            Rejection::OptionNotFound { option_id } => {
+                ApiError::new(ErrorCode::ProductOptionNotFound).with_details(json!({ "product_option_id": option_id }))
+            }
+            Rejection::MarketMismatch { option_id } => {
+                ApiError::new(ErrorCode::MarketMismatch).with_details(json!({ "product_option_id": option_id }))
+            }
+            Rejection::InsufficientStock { option_id, available, requested } => ApiError::new(
+                ErrorCode::InsufficientStock,
+            )
+            .with_details(json!({ "product_option_id": option_id, "available": available, "requested": requested })),
+            Rejection::EmptyOrder => ApiError::new(ErrorCode::EmptyOrder),
+            Rejection::CartItemNotFound => ApiError::new(ErrorCode::CartItemNotFound),
+            Rejection::OrderNotFound => ApiError::new(ErrorCode::OrderNotFound),
+            Rejection::Transition(t) => ApiError::new(match t {
+                TransitionError::NotPayable | TransitionError::NotPaid => ErrorCode::OrderNotPayable,
+                TransitionError::Expired => ErrorCode::OrderExpired,
+                TransitionError::NotCancellable | TransitionError::NotPending => ErrorCode::OrderNotCancellable,
+            }),
+            Rejection::Coupon(c) => match c {
+                RedemptionError::Expired => ApiError::new(ErrorCode::ExpiredCoupon),
+                RedemptionError::AlreadyUsed => ApiError::new(ErrorCode::AlreadyUsed),
+                RedemptionError::Invalid => ApiError::new(ErrorCode::InvalidCoupon),
+                RedemptionError::NotApplicable => ApiError::new(ErrorCode::CouponNotApplicable),
+                RedemptionError::MinOrderAmount { min_order_amount, order_total } => {
+                    ApiError::new(ErrorCode::CouponMinOrderAmount)
+                        .with_details(json!({ "min_order_amount": min_order_amount, "order_total": order_total }))
+                }
+            },
+            Rejection::InsufficientBalance { currency, balance, required } => {
+                ApiError::new(ErrorCode::InsufficientBalance).with_details(json!({
+                    "balance": Money::new(balance, currency), "required": Money::new(required, currency),
+                }))
+            }
+        }
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::Rejected(r) => r.into(),
+            OrderError::Receipt(e) => e.into(),
+            OrderError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(e: PaymentError) -> Self {
+        match e {
+            PaymentError::Rejected(r) => r.into(),
+            PaymentError::Receipt(e) => e.into(),
+            PaymentError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<ReceiptError> for ApiError {
+    fn from(e: ReceiptError) -> Self {
+        match e {
+            // This attempt overran its lease and another took the key over: it must not commit.
+            ReceiptError::TakenOver => ApiError::new(ErrorCode::IdempotencyInProgress),
+            ReceiptError::Render(e) => ApiError::internal(e),
+            ReceiptError::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<IssueFailure> for ApiError {
+    fn from(f: IssueFailure) -> ApiError {
+        match f {
+            IssueFailure::CouponNotFound => ApiError::new(ErrorCode::CouponNotFound),
+            IssueFailure::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
+            IssueFailure::MarketMismatch => ApiError::new(ErrorCode::MarketMismatch),
+            IssueFailure::Rule(IssueError::NotActive) => ApiError::new(ErrorCode::CouponNotActive),
+            IssueFailure::Rule(IssueError::AlreadyIssued) => ApiError::new(ErrorCode::AlreadyIssued),
+            IssueFailure::Rule(IssueError::SoldOut) => ApiError::new(ErrorCode::CouponSoldOut),
+            IssueFailure::Conflict => ApiError::new(ErrorCode::ConcurrencyConflict),
+            IssueFailure::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<CouponError> for ApiError {
+    fn from(e: CouponError) -> Self {
+        match e {
+            CouponError::CouponNotFound => ApiError::new(ErrorCode::CouponNotFound),
+            CouponError::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
+            CouponError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<CampaignError> for ApiError {
+    fn from(e: CampaignError) -> Self {
+        match e {
+            CampaignError::NotFound => ApiError::new(ErrorCode::CouponNotFound),
+            CampaignError::Invalid(e) => ApiError::validation(e.field, e.reason),
+            CampaignError::Field(e) => e.into(),
+            CampaignError::UnknownProduct => ApiError::validation("product_ids", "names a product that does not exist"),
+            CampaignError::NotAllowed { field } => {
+                ApiError::new(ErrorCode::CouponUpdateNotAllowed).with_details(json!({ "field": field }))
+            }
+            CampaignError::BelowIssued { issued } => ApiError::new(ErrorCode::CouponUpdateNotAllowed)
+                .with_details(json!({ "field": "total_quantity", "issued": issued })),
+            CampaignError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<CartError> for ApiError {
+    fn from(e: CartError) -> Self {
+        match e {
+            CartError::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
+            CartError::Rejected(r) => r.into(),
+            CartError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::ProductNotFound { product_id } => {
+                ApiError::new(ErrorCode::ProductNotFound).with_details(json!({ "product_id": product_id }))
+            }
+            CatalogError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<WalletError> for ApiError {
+    fn from(e: WalletError) -> Self {
+        match e {
+            WalletError::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
+            WalletError::InvalidAmount { max } => {
+                ApiError::validation("amount", format!("must be an integer from 1 to {max}"))
+            }
+            WalletError::BalanceOverflow => ApiError::validation("amount", "the balance would exceed its maximum"),
+            WalletError::Receipt(e) => e.into(),
+            WalletError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<PopularError> for ApiError {
+    fn from(e: PopularError) -> Self {
+        match e {
+            PopularError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<InventoryError> for ApiError {
+    fn from(e: InventoryError) -> Self {
+        match e {
+            InventoryError::OptionNotFound => ApiError::new(ErrorCode::ProductOptionNotFound),
+            InventoryError::Overflow => ApiError::validation("delta", "stock would overflow"),
+            InventoryError::BelowReserved { option_id, stock, reserved, delta, min_delta } => {
+                ApiError::new(ErrorCode::StockBelowReserved).with_details(json!({
+                    "product_option_id": option_id,
+                    "stock": stock,
+                    "reserved": reserved,
+                    "delta": delta,
+                    "min_delta": min_delta,
+                }))
+            }
+            InventoryError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<OutboxError> for ApiError {
+    fn from(e: OutboxError) -> Self {
+        match e {
+            OutboxError::EventNotFound { event_id } => {
+                ApiError::new(ErrorCode::EventNotFound).with_details(json!({ "event_id": event_id }))
+            }
+            OutboxError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<ProductError> for ApiError {
+    fn from(e: ProductError) -> Self {
+        match e {
+            ProductError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<UserAdminError> for ApiError {
+    fn from(e: UserAdminError) -> Self {
+        match e {
+            UserAdminError::Fault(f) => f.into(),
+        }
+    }
 }

@@ -20,10 +20,10 @@
 //!    stored response (replay), 422 (other fingerprint) or 409 (still running). An expired row
 //!    counts as absent; an `IN_PROGRESS` row whose lease (30 s, or the request timeout + 5 s if
 //!    longer) ran out was left by a crashed or timed-out attempt and is taken over.
-//! 3. The handler does its business change in a transaction and calls
-//!    [`Idempotency::complete`] with the status and body bytes *in that same transaction*. So the
+//! 3. The handler hands the service a [`Receipt`] ([`Idempotency::receipt`]: the status and how
+//!    the body renders), and the service stores it *in the transaction of its change*. So the
 //!    change and the stored answer commit together or not at all: after a crash either both exist
-//!    (a retry replays) or neither (the retry runs afresh once the lease runs out). `complete`
+//!    (a retry replays) or neither (the retry runs afresh once the lease runs out). The receipt
 //!    only updates the row while it still holds our claim token; if an attempt overran its lease
 //!    and was taken over it gets 409 and its transaction rolls back, so two attempts can never
 //!    both commit.
@@ -39,17 +39,14 @@
 //! # Adopting it on another route (two lines)
 //! ```text
 //! OpenApiRouter::new().routes(routes!(create_order)).route_layer(middleware::from_fn(idempotency::layer))
-//! idem.complete(&mut tx, StatusCode::CREATED, &body).await?;   // before tx.commit(), with `idem: Idempotency` among the handler's arguments
+//! service(.., idem.receipt(StatusCode::CREATED, &render)).await?;  // the service calls receipt.record(&mut tx, &value) before its commit
 //! ```
 //! Put `idem: Idempotency` after the authorising extractors (`UserScope`, `Caller`) and before
-//! `Json`, so a 401/403 never touches the key and a body error is remembered under it; return
-//! exactly `body` (e.g. `serde_json::to_vec(&response)` and answer those bytes, or `Json(response)`,
-//! which serialises identically).
+//! `Json`, so a 401/403 never touches the key and a body error is remembered under it; answer
+//! exactly what `render` makes (e.g. `serde_json::to_vec(&view)` there and `Json(view)` in the
+//! handler, which serialises identically).
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
 use axum::{
     body::{Body, Bytes},
@@ -59,26 +56,21 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
+use sqlx::PgPool;
 
 use super::{
     auth::Caller,
     error::{ApiError, ErrorBody, ErrorCode, ErrorPayload},
 };
-use crate::{
-    state::AppState,
-    store::pg::idempotency::{self as store, ClaimOutcome},
+use crate::services::{
+    AppState,
+    idempotency::{self as service, Claim, ClaimOutcome, Receipt, Render},
 };
 
 /// The request header carrying the key.
 pub const KEY_HEADER: &str = "idempotency-key";
 /// The response header marking a replayed answer.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-/// How long a finished answer stays replayable.
-pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// Shortest time after which a running claim counts as abandoned.
-pub const MIN_LEASE: Duration = Duration::from_secs(30);
 /// Bodies are buffered to be fingerprinted; the same bound as axum's default body limit.
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
@@ -97,8 +89,8 @@ enum Slot {
     /// Nothing claimed (the handler answered before claiming, or the key was refused).
     #[default]
     Open,
-    /// We hold the key; `completed` is the status stored inside the handler's transaction.
-    Claimed { db: PgPool, user_id: i64, key: String, token: Uuid, completed: Option<u16> },
+    /// We hold the key (the claim knows whether the service stored its answer).
+    Claimed { db: PgPool, claim: Claim },
 }
 
 /// The fingerprint of a request: SHA-256 over method, path and body, hex-encoded.
@@ -145,18 +137,17 @@ pub async fn layer(req: Request, next: Next) -> Response {
 
     let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
 
-    let Slot::Claimed { db, user_id, key, token, completed } = std::mem::take(&mut *slot.lock().expect("not poisoned"))
-    else {
+    let Slot::Claimed { db, claim } = std::mem::take(&mut *slot.lock().expect("not poisoned")) else {
         return res;
     };
     let status = res.status();
     if status.is_server_error() {
-        if let Err(e) = store::release(&db, user_id, &key, token).await {
+        if let Err(e) = service::release(&db, &claim).await {
             tracing::error!(error.cause = %e, "could not release an idempotency claim; it lapses after its lease");
         }
         return res;
     }
-    if completed == Some(status.as_u16()) {
+    if claim.recorded() == Some(status.as_u16()) {
         return res;
     }
     if status.is_success() {
@@ -178,10 +169,10 @@ pub async fn layer(req: Request, next: Next) -> Response {
         ),
         None => match axum::body::to_bytes(body, usize::MAX).await {
             Ok(b) => b,
-            Err(e) => return ApiError::internal(anyhow::anyhow!("reading a response body: {e}")).into_response(),
+            Err(e) => return ApiError::internal(e).into_response(),
         },
     };
-    match store::complete(&db, user_id, &key, token, status.as_u16(), &body, RETENTION).await {
+    match service::store_late(&db, &claim, status.as_u16(), &body).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!("an idempotency claim was taken over before its answer was stored"),
         Err(e) => tracing::error!(error.cause = %e, "could not store an idempotent answer; it lapses after its lease"),
@@ -190,33 +181,16 @@ pub async fn layer(req: Request, next: Next) -> Response {
 }
 
 /// A claimed `Idempotency-Key` (or none: the request had no header). Handlers of idempotent
-/// routes take it as an argument and call [`Idempotency::complete`] inside their transaction.
+/// routes take it as an argument and hand its [`Idempotency::receipt`] to their service.
 pub struct Idempotency {
-    claim: Option<Arc<Mutex<Slot>>>,
+    claim: Option<Claim>,
 }
 
 impl Idempotency {
-    /// Whether the request carried a key (and it was claimed).
-    pub fn is_active(&self) -> bool {
-        self.claim.is_some()
-    }
-
-    /// Stores the answer (`status`, `body`) in the handler's transaction `tx`, before its
-    /// commit. A no-op without a key. Fails with 409 `IDEMPOTENCY_IN_PROGRESS` when the claim was
-    /// taken over meanwhile (this attempt overran its lease): the caller must then not commit.
-    pub async fn complete(&self, tx: &mut PgConnection, status: StatusCode, body: &[u8]) -> Result<(), ApiError> {
-        let Some(slot) = &self.claim else { return Ok(()) };
-        let (user_id, key, token) = match &*slot.lock().expect("not poisoned") {
-            Slot::Claimed { user_id, key, token, .. } => (*user_id, key.clone(), *token),
-            Slot::Open => return Ok(()),
-        };
-        if !store::complete(&mut *tx, user_id, &key, token, status.as_u16(), body, RETENTION).await? {
-            return Err(ApiError::new(ErrorCode::IdempotencyInProgress));
-        }
-        if let Slot::Claimed { completed, .. } = &mut *slot.lock().expect("not poisoned") {
-            *completed = Some(status.as_u16());
-        }
-        Ok(())
+    /// The receipt the service stores in its transaction: `status` and the body `render` makes
+    /// of its result. Without a key it stores nothing.
+    pub fn receipt<'a, T>(&self, status: StatusCode, render: Render<'a, T>) -> Receipt<'a, T> {
+        Receipt::new(self.claim.clone(), status.as_u16(), render)
     }
 }
 
@@ -240,27 +214,30 @@ impl FromRequestParts<AppState> for Idempotency {
             }
             // [`layer`] skips requests without a valid token; anything else is a wiring bug.
             Caller::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
-            return Err(ApiError::internal(anyhow::anyhow!("Idempotency used on a route without idempotency::layer"))
-                .into_response());
+            return Err(ApiError::internal(WiringError).into_response());
         };
         let key = validate_key(&ctx.raw_key).map_err(IntoResponse::into_response)?;
-        let token = Uuid::now_v7();
-        let lease = MIN_LEASE.max(state.config.request_timeout + Duration::from_secs(5));
-        let outcome = store::claim(&state.db, ctx.user_id, &key, &ctx.fingerprint, token, lease, RETENTION)
+        let (outcome, claim) = service::claim(state, ctx.user_id, key, &ctx.fingerprint)
             .await
             .map_err(|e| ApiError::from(e).into_response())?;
-        match outcome {
-            ClaimOutcome::Claimed => {
-                *ctx.slot.lock().expect("not poisoned") =
-                    Slot::Claimed { db: state.db.clone(), user_id: ctx.user_id, key, token, completed: None };
-                Ok(Idempotency { claim: Some(ctx.slot) })
+        match (outcome, claim) {
+            (ClaimOutcome::Claimed, Some(claim)) => {
+                *ctx.slot.lock().expect("not poisoned") = Slot::Claimed { db: state.db.clone(), claim: claim.clone() };
+                Ok(Idempotency { claim: Some(claim) })
             }
-            ClaimOutcome::Replay { status, body } => Err(replay(status, body)),
-            ClaimOutcome::InProgress => Err(ApiError::new(ErrorCode::IdempotencyInProgress).into_response()),
-            ClaimOutcome::KeyReused => Err(ApiError::new(ErrorCode::IdempotencyKeyReused).into_response()),
+            (ClaimOutcome::Replay { status, body }, _) => Err(replay(status, body)),
+            (ClaimOutcome::KeyReused, _) => Err(ApiError::new(ErrorCode::IdempotencyKeyReused).into_response()),
+            (ClaimOutcome::InProgress | ClaimOutcome::Claimed, _) => {
+                Err(ApiError::new(ErrorCode::IdempotencyInProgress).into_response())
+            }
         }
     }
 }
+
+/// [`Idempotency`] taken on a route without [`layer`]: a wiring bug, answered 500.
+#[derive(Debug, thiserror::Error)]
+#[error("Idempotency used on a route without idempotency::layer")]
+struct WiringError;
 
 #[cfg(test)]
 mod tests {

@@ -1,35 +1,20 @@
-//! Stock adjustments with an audit trail (`/admin/inventory/...`, role `inventory_manager`).
-//!
-//! An adjustment (goods received, a stock count correcting the books) changes the physical
-//! stock of one option under its row lock. It may never leave less stock than PENDING orders
-//! hold, so a reservation that was promised can always be fulfilled. The new figures, an audit
-//! entry (actor, time, reason, before, after) and a `stock.changed` outbox event commit together.
-//!
-//! The V2 counter in Redis (if the option is hydrated) moves by the same delta while the row
-//! lock is held, just before the commit: hydration locks the row too, so it can never count the
-//! delta twice, and a write-off is refused when it would take more than is still sellable there
-//! (units admitted in Redis but not yet persisted count as reserved). Should the commit then
-//! fail, the delta is taken back.
+//! Stock adjustments with an audit trail (`/admin/inventory/...`, role `inventory_manager`); the
+//! rules are `services::admin::inventory`'s.
 
 use axum::{Json, extract::State, middleware};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     auth::{Caller, Role, require_roles},
-    error::{ApiError, ErrorBody, ErrorCode},
+    error::{ApiError, ErrorBody},
     extract,
-    users::Paging,
 };
 use crate::{
-    state::AppState,
-    store::pg::{
-        inventory::{self, NewAuditEntry},
-        outbox::{self, EventType},
-    },
+    domain::PageRequest,
+    services::{AppState, admin::inventory},
 };
 
 /// The inventory routes (mounted under `/api`), behind the `inventory_manager` gate.
@@ -89,72 +74,13 @@ async fn adjust(
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::validation("reason", "must be 1 to 500 characters"));
     }
-    let mut tx = state.db.begin().await?;
-    let before = inventory::lock_stock(&mut tx, option_id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::ProductOptionNotFound))?;
-    let after = before.stock.checked_add(delta).ok_or_else(|| ApiError::validation("delta", "stock would overflow"))?;
-    if after < before.reserved {
-        return Err(ApiError::new(ErrorCode::StockBelowReserved).with_details(json!({
-            "product_option_id": option_id,
-            "stock": before.stock,
-            "reserved": before.reserved,
-            "delta": delta,
-            "min_delta": before.reserved - before.stock,
-        })));
-    }
-    // Under the row lock, after every check that could refuse it, before the commit.
-    if let Err((_, available)) = state.order_admission.stock().adjust(&[(option_id, i64::from(delta))], true).await? {
-        let reserved = i64::from(before.stock) - available;
-        return Err(ApiError::new(ErrorCode::StockBelowReserved).with_details(json!({
-            "product_option_id": option_id,
-            "stock": before.stock,
-            "reserved": reserved,
-            "delta": delta,
-            "min_delta": -available,
-        })));
-    }
-    let committed = match apply(&mut tx, option_id, caller.user_id, reason, delta, before.stock, after).await {
-        Ok(()) => tx.commit().await.map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = committed {
-        // Best effort: Postgres did not change, so neither should the counter.
-        if let Err(undo) = state.order_admission.stock().adjust(&[(option_id, -i64::from(delta))], false).await {
-            tracing::error!(product_option.id = option_id, error.cause = %undo, "could not take back a stock delta from redis; reconcile");
-        }
-        return Err(e);
-    }
-    tracing::info!(
-        product_option.id = option_id,
-        stock.delta = delta,
-        actor.user_id = caller.user_id,
-        "stock adjusted"
-    );
+    let after = inventory::adjust(&state, option_id, caller.user_id, reason, delta).await?;
     Ok(Json(StockResponse {
         product_option_id: option_id,
-        stock: after,
-        reserved: before.reserved,
-        available: after - before.reserved,
+        stock: after.stock,
+        reserved: after.reserved,
+        available: after.available(),
     }))
-}
-
-/// Writes the adjustment, its audit entry and its event, and commits.
-async fn apply(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    option_id: i64,
-    actor_user_id: i64,
-    reason: &str,
-    delta: i32,
-    stock_before: i32,
-    after: i32,
-) -> Result<(), ApiError> {
-    inventory::set_stock(tx, option_id, after).await?;
-    let entry = NewAuditEntry { option_id, actor_user_id, reason, delta, stock_before, stock_after: after };
-    let (_, at) = inventory::record_audit(tx, &entry).await?;
-    let event = json!({ "product_option_id": option_id, "delta": delta, "reason": reason });
-    outbox::enqueue(tx, EventType::StockChanged, at, event).await?;
-    Ok(())
 }
 
 /// `?product_option_id=&page=&size=` of the audit log.
@@ -215,13 +141,8 @@ async fn audit_log(
     State(state): State<AppState>,
     extract::Query(q): extract::Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let paging = Paging::new(q.page, q.size)?;
-    if let Some(id) = q.product_option_id
-        && !inventory::option_exists(&state.db, id).await?
-    {
-        return Err(ApiError::new(ErrorCode::ProductOptionNotFound));
-    }
-    let (rows, total) = inventory::list_audit(&state.db, q.product_option_id, paging.size, paging.offset()).await?;
+    let page = PageRequest::new(q.page, q.size)?;
+    let (rows, total) = inventory::audit(&state, q.product_option_id, page).await?;
     let items = rows
         .into_iter()
         .map(|r| AuditItem {
@@ -235,5 +156,5 @@ async fn audit_log(
             created_at: r.created_at,
         })
         .collect();
-    Ok(Json(AuditPage { items, page: paging.page, size: paging.size, total }))
+    Ok(Json(AuditPage { items, page: page.page, size: page.size, total }))
 }

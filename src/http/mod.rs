@@ -25,7 +25,7 @@ use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// Every `/api` route with its OpenAPI description, merged from the domain modules.
 fn api() -> OpenApiRouter<AppState> {

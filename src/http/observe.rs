@@ -17,7 +17,10 @@ use axum::{
 use metrics::{Counter, Histogram};
 use serde_json::json;
 
-use crate::{metrics as m, state::AppState, store::pg};
+use crate::{
+    metrics as m,
+    services::{AppState, health},
+};
 
 /// The operational routes (not under `/api`).
 pub fn router() -> Router<AppState> {
@@ -31,22 +34,12 @@ async fn health() -> Json<serde_json::Value> {
 
 /// Readiness: Postgres and Redis answer and every migration is applied.
 async fn ready(State(state): State<AppState>) -> Response {
-    let timeout = Duration::from_secs(1);
-    let (postgres, redis) = tokio::join!(
-        async {
-            match tokio::time::timeout(timeout, pg::pending_migrations(&state.db)).await {
-                Ok(Ok(pending)) if pending.is_empty() => "up",
-                Ok(Ok(_)) => "unmigrated",
-                _ => "down",
-            }
-        },
-        async { if state.redis.ping(timeout).await { "up" } else { "down" } }
-    );
-    let ok = postgres == "up" && redis == "up";
+    let checks = health::readiness(&state, Duration::from_secs(1)).await;
+    let ok = checks.ready();
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
-        "checks": { "postgres": postgres, "redis": redis },
+        "checks": { "postgres": checks.postgres, "redis": checks.redis },
     });
     (status, Json(body)).into_response()
 }

@@ -4,7 +4,6 @@
 use axum::{Json, extract::State, http::StatusCode, middleware};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -17,12 +16,10 @@ use super::{
     idempotency::{self, Idempotency},
 };
 use crate::{
-    admission::orders::settle,
-    domain::{Money, discount::RedemptionError, order::OrderStatus, order::TransitionError},
-    state::AppState,
-    store::{
-        ordering::{self, OrderBackend},
-        pg::orders::{self, Order, OrderSource, Rejection, StoreError},
+    domain::{Money, PageRequest, order::OrderStatus},
+    services::{
+        AppState,
+        orders::{self, Order, OrderSource},
     },
 };
 
@@ -48,56 +45,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     let idempotent =
         OpenApiRouter::new().routes(routes!(create_order)).route_layer(middleware::from_fn(idempotency::layer));
     OpenApiRouter::new().routes(routes!(get_order)).routes(routes!(list_orders)).merge(idempotent)
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Db(e) => ApiError::internal(e),
-            StoreError::Rejected(r) => r.into(),
-        }
-    }
-}
-
-impl From<Rejection> for ApiError {
-    fn from(r: Rejection) -> Self {
-        match r {
-            Rejection::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
-            Rejection::OptionNotFound { option_id } => {
-                ApiError::new(ErrorCode::ProductOptionNotFound).with_details(json!({ "product_option_id": option_id }))
-            }
-            Rejection::MarketMismatch { option_id } => {
-                ApiError::new(ErrorCode::MarketMismatch).with_details(json!({ "product_option_id": option_id }))
-            }
-            Rejection::InsufficientStock { option_id, available, requested } => ApiError::new(
-                ErrorCode::InsufficientStock,
-            )
-            .with_details(json!({ "product_option_id": option_id, "available": available, "requested": requested })),
-            Rejection::EmptyOrder => ApiError::new(ErrorCode::EmptyOrder),
-            Rejection::CartItemNotFound => ApiError::new(ErrorCode::CartItemNotFound),
-            Rejection::OrderNotFound => ApiError::new(ErrorCode::OrderNotFound),
-            Rejection::Transition(t) => ApiError::new(match t {
-                TransitionError::NotPayable | TransitionError::NotPaid => ErrorCode::OrderNotPayable,
-                TransitionError::Expired => ErrorCode::OrderExpired,
-                TransitionError::NotCancellable | TransitionError::NotPending => ErrorCode::OrderNotCancellable,
-            }),
-            Rejection::Coupon(c) => match c {
-                RedemptionError::Expired => ApiError::new(ErrorCode::ExpiredCoupon),
-                RedemptionError::AlreadyUsed => ApiError::new(ErrorCode::AlreadyUsed),
-                RedemptionError::Invalid => ApiError::new(ErrorCode::InvalidCoupon),
-                RedemptionError::NotApplicable => ApiError::new(ErrorCode::CouponNotApplicable),
-                RedemptionError::MinOrderAmount { min_order_amount, order_total } => {
-                    ApiError::new(ErrorCode::CouponMinOrderAmount)
-                        .with_details(json!({ "min_order_amount": min_order_amount, "order_total": order_total }))
-                }
-            },
-            Rejection::InsufficientBalance { currency, balance, required } => {
-                ApiError::new(ErrorCode::InsufficientBalance).with_details(json!({
-                    "balance": Money::new(balance, currency), "required": Money::new(required, currency),
-                }))
-            }
-        }
-    }
 }
 
 /// One line of a new order.
@@ -172,8 +119,8 @@ pub struct OrderView {
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
-impl From<Order> for OrderView {
-    fn from(o: Order) -> Self {
+impl From<&Order> for OrderView {
+    fn from(o: &Order) -> Self {
         OrderView {
             order_id: o.id,
             user_id: o.user_id,
@@ -223,7 +170,7 @@ pub struct OrdersQuery {
     pub status: Option<OrderStatus>,
     /// 1-based page (default 1).
     pub page: Option<i64>,
-    /// Page size (default 20, at most 100).
+    /// Page size (default 20; a larger one is lowered to 100).
     pub size: Option<i64>,
 }
 
@@ -286,45 +233,9 @@ async fn create(
             OrderSource::Items(lines)
         }
     };
-    match ordering::backend(state.config.order_strategy) {
-        OrderBackend::DbPessimistic => {
-            let mut tx = state.db.begin().await?;
-            let order = orders::create(&mut tx, body.user_id, source, state.config.order_ttl, Utc::now()).await?;
-            let held = order.held();
-            let view = OrderView::from(order);
-            // The answer is stored with the reservation, so a retried key replays it instead of ordering twice.
-            idem.complete(&mut tx, StatusCode::CREATED, &serde_json::to_vec(&view).map_err(ApiError::internal)?)
-                .await?;
-            tx.commit().await?;
-            settle::created_v1(state.order_admission.stock(), &held).await;
-            Ok(view)
-        }
-        OrderBackend::RedisLua => {
-            let order = state.order_admission.create(body.user_id, source, Utc::now()).await?;
-            let view = OrderView::from(order);
-            if idem.is_active() {
-                // Stored right after the admission (Redis and Postgres share no transaction): a
-                // crash in between lets a retry after the key's lease order again; the extra
-                // order expires unpaid and returns its stock.
-                let mut conn = state.db.acquire().await?;
-                idem.complete(&mut conn, StatusCode::CREATED, &serde_json::to_vec(&view).map_err(ApiError::internal)?)
-                    .await?;
-            }
-            Ok(view)
-        }
-    }
-}
-
-/// Finds an order, persisting it first from Redis when only Redis knows it yet (a V2 order the
-/// stream consumer has not persisted): a 201'd order is readable by the very next request.
-async fn find_order(state: &AppState, order_id: Uuid) -> Result<Option<Order>, ApiError> {
-    if let Some(order) = orders::find(&state.db, order_id).await? {
-        return Ok(Some(order));
-    }
-    if settle::persist_from_redis(&state.db, state.order_admission.stock(), order_id).await? {
-        return Ok(orders::find(&state.db, order_id).await?);
-    }
-    Ok(None)
+    let render = |o: &Order| serde_json::to_vec(&OrderView::from(o));
+    let order = orders::create(state, body.user_id, source, idem.receipt(StatusCode::CREATED, &render)).await?;
+    Ok(OrderView::from(&order))
 }
 
 /// One order: its owner, an `ops_admin` or a `cs_agent` may read it (404 for anyone else).
@@ -342,11 +253,11 @@ async fn get_order(
     caller: Caller,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let order = find_order(&state, order_id)
+    let order = orders::get(&state, order_id)
         .await?
         .filter(|o| o.user_id == caller.user_id || caller.has(Role::CsAgent))
         .ok_or_else(|| ApiError::new(ErrorCode::OrderNotFound))?;
-    Ok(Json(order.into()))
+    Ok(Json(OrderView::from(&order)))
 }
 
 /// A user's orders, newest first, with items and amounts.
@@ -364,17 +275,7 @@ async fn list_orders(
     scope: UserScope,
     Query(q): Query<OrdersQuery>,
 ) -> Result<Json<OrderPage>, ApiError> {
-    let page = q.page.unwrap_or(1);
-    if page < 1 {
-        return Err(ApiError::validation("page", "must be 1 or more"));
-    }
-    let size = q.size.unwrap_or(20);
-    if size < 1 {
-        return Err(ApiError::validation("size", "must be 1 or more"));
-    }
-    let size = size.min(100);
-    // Orders admitted moments ago may not be persisted yet: the user's latest are, first.
-    settle::persist_recent(&state.db, state.order_admission.stock(), scope.user_id).await?;
-    let (items, total) = orders::list_for_user(&state.db, scope.user_id, q.status, page, size).await?;
-    Ok(Json(OrderPage { items: items.into_iter().map(OrderView::from).collect(), page, size, total }))
+    let page = PageRequest::capped(q.page, q.size)?;
+    let (items, total) = orders::list(&state, scope.user_id, q.status, page).await?;
+    Ok(Json(OrderPage { items: items.iter().map(OrderView::from).collect(), page: page.page, size: page.size, total }))
 }

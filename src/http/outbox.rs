@@ -10,12 +10,15 @@ use uuid::Uuid;
 
 use super::{
     auth::{Role, require_roles},
-    error::{ApiError, ErrorBody, ErrorCode},
+    error::{ApiError, ErrorBody},
     extract::{Path, Query},
 };
 use crate::{
-    state::AppState,
-    store::pg::outbox::{self, OutboxEvent},
+    domain::PageRequest,
+    services::{
+        AppState,
+        admin::outbox::{self, OutboxEvent},
+    },
 };
 
 /// The outbox routes (mounted under `/api`), behind their role gate.
@@ -129,17 +132,10 @@ pub struct EventPage {
     ),
 )]
 async fn list_events(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<EventPage>, ApiError> {
-    let page = q.page.unwrap_or(1);
-    if page < 1 {
-        return Err(ApiError::validation("page", "must be at least 1"));
-    }
-    let size = q.size.unwrap_or(20);
-    if !(1..=100).contains(&size) {
-        return Err(ApiError::validation("size", "must be from 1 to 100"));
-    }
-    let offset = (page - 1).saturating_mul(size);
-    let (items, total) = outbox::list(&state.db, q.status.map(DeliveryStatus::as_str), size, offset).await?;
-    Ok(Json(EventPage { items: items.into_iter().map(EventView::from).collect(), page, size, total }))
+    let page = PageRequest::new(q.page, q.size)?;
+    let (items, total) = outbox::list(&state, q.status.map(DeliveryStatus::as_str), page).await?;
+    let items = items.into_iter().map(EventView::from).collect();
+    Ok(Json(EventPage { items, page: page.page, size: page.size, total }))
 }
 
 /// Re-sends an event: a FAILED (or already DELIVERED) event gets a new round of attempts, due
@@ -158,9 +154,6 @@ async fn redeliver(
     State(state): State<AppState>,
     Path(event_id): Path<Uuid>,
 ) -> Result<(StatusCode, Json<EventView>), ApiError> {
-    let event = outbox::redeliver(&state.db, event_id).await?.ok_or_else(|| {
-        ApiError::new(ErrorCode::EventNotFound).with_details(serde_json::json!({ "event_id": event_id }))
-    })?;
-    tracing::info!(event.id = %event_id, "outbox event queued for redelivery");
+    let event = outbox::redeliver(&state, event_id).await?;
     Ok((StatusCode::ACCEPTED, Json(event.into())))
 }

@@ -15,13 +15,10 @@ use super::{
     orders::OrderView,
 };
 use crate::{
-    admission::orders::settle,
     domain::{Money, order::OrderStatus},
-    state::AppState,
-    store::pg::{
-        expiry,
-        orders::{Rejection, StoreError},
-        payment,
+    services::{
+        AppState,
+        payment::{self, Paid},
     },
 };
 
@@ -115,6 +112,21 @@ async fn pay_order(
     Ok(Json(result?))
 }
 
+impl From<&Paid> for PaymentView {
+    fn from(paid: &Paid) -> Self {
+        let o = &paid.order;
+        PaymentView {
+            order_id: o.id,
+            status: o.status,
+            total_amount: o.money(o.total_amount),
+            discount_amount: o.money(o.discount_amount),
+            final_amount: o.money(o.final_amount),
+            balance_after: o.money(paid.balance_after),
+            paid_at: paid.paid_at,
+        }
+    }
+}
+
 async fn pay(
     state: &AppState,
     caller: &Caller,
@@ -123,53 +135,10 @@ async fn pay(
     body: PayOrder,
 ) -> Result<PaymentView, ApiError> {
     caller.ensure_is(body.user_id)?;
-    if let Some(uc) = body.user_coupon_id {
-        // Read-your-writes: a V2 coupon issued a moment ago may not be persisted yet; it is now,
-        // idempotently, exactly as the consumer would.
-        state.coupon_admission.ensure_persisted(body.user_id, uc).await?;
-    }
-    let now = Utc::now();
-    let mut persisted = false;
-    let (mut tx, paid) = loop {
-        let mut tx = state.db.begin().await?;
-        match payment::pay(&mut tx, order_id, body.user_id, body.user_coupon_id, now).await {
-            Ok(paid) => break (tx, paid),
-            // A V2 order the stream consumer has not persisted yet: persist it from Redis (the
-            // sink's idempotent code) and pay it like any other.
-            Err(StoreError::Rejected(Rejection::OrderNotFound))
-                if !persisted
-                    && settle::persist_from_redis(&state.db, state.order_admission.stock(), order_id).await? =>
-            {
-                persisted = true;
-            }
-            Err(e) => {
-                drop(tx);
-                let e = ApiError::from(e);
-                if e.code() == ErrorCode::OrderExpired {
-                    // Found overdue before the sweeper: expire it now, as the sweeper would.
-                    for held in expiry::expire_if_overdue(&state.db, order_id, now).await? {
-                        settle::released(state.order_admission.stock(), &held).await;
-                    }
-                }
-                return Err(e);
-            }
-        }
-    };
-    let o = &paid.order;
-    let view = PaymentView {
-        order_id: o.id,
-        status: o.status,
-        total_amount: o.money(o.total_amount),
-        discount_amount: o.money(o.discount_amount),
-        final_amount: o.money(o.final_amount),
-        balance_after: o.money(paid.balance_after),
-        paid_at: o.paid_at.unwrap_or(now),
-    };
-    // Stored in the payment's own transaction: a retried key replays this answer and never charges twice.
-    idem.complete(&mut tx, StatusCode::OK, &serde_json::to_vec(&view).map_err(ApiError::internal)?).await?;
-    tx.commit().await?;
-    settle::confirmed(state.order_admission.stock(), &paid.order.held()).await;
-    Ok(view)
+    let render = |p: &Paid| serde_json::to_vec(&PaymentView::from(p));
+    let receipt = idem.receipt(StatusCode::OK, &render);
+    let paid = payment::pay(state, order_id, body.user_id, body.user_coupon_id, receipt).await?;
+    Ok(PaymentView::from(&paid))
 }
 
 /// Cancels an order: PENDING -> CANCELLED (stock returns); PAID -> REFUNDED (wallet refunded,
@@ -191,15 +160,6 @@ async fn cancel_order(
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<OrderView>, ApiError> {
     let visible = |owner: i64| owner == caller.user_id || caller.has(Role::OpsAdmin);
-    let order = match payment::cancel(&state.db, order_id, visible, Utc::now()).await {
-        Err(StoreError::Rejected(Rejection::OrderNotFound))
-            if settle::persist_from_redis(&state.db, state.order_admission.stock(), order_id).await? =>
-        {
-            payment::cancel(&state.db, order_id, visible, Utc::now()).await?
-        }
-        other => other?,
-    };
-    // Postgres committed; now the counters (exactly once, whatever retries or sweeps follow).
-    settle::after(state.order_admission.stock(), &order.held(), order.status).await;
-    Ok(Json(order.into()))
+    let order = payment::cancel(&state, order_id, visible).await?;
+    Ok(Json(OrderView::from(&order)))
 }

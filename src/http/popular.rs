@@ -9,12 +9,12 @@
 //! product is listed even if it went off sale after selling (the snapshot reports what sold).
 
 use axum::{Json, extract::State, middleware};
-use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::catalog::resolve_market;
+use super::catalog::market_hint;
 use super::extract::AcceptLanguage;
 use super::{
     auth::{MaybeCaller, Role, require_roles},
@@ -23,8 +23,7 @@ use super::{
 };
 use crate::{
     domain::{Lang, Market, Money},
-    state::AppState,
-    store::pg::popular,
+    services::{AppState, popular},
 };
 
 /// The popular-products routes (mounted under `/api`): the public read and the gated job.
@@ -81,9 +80,10 @@ async fn top_products(
     accept: AcceptLanguage,
     extract::Query(q): extract::Query<TopQuery>,
 ) -> Result<Json<TopResponse>, ApiError> {
-    let market = resolve_market(&state, q.market.as_deref(), &caller, accept).await?;
+    let hint = market_hint(q.market.as_deref(), &caller, accept)?;
     let lang = accept.lang();
-    let Some((generated_at, rows)) = popular::latest(&state.db, market).await? else {
+    let (market, latest) = popular::top(&state, hint).await?;
+    let Some((generated_at, rows)) = latest else {
         return Ok(Json(TopResponse { generated_at: None, items: Vec::new() }));
     };
     let currency = market.currency();
@@ -131,11 +131,7 @@ pub struct JobResponse {
     responses((status = 200, body = JobResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
 )]
 async fn run_job(State(state): State<AppState>) -> Result<Json<JobResponse>, ApiError> {
-    // Postgres keeps microseconds: the answer must show the instant that was stored.
-    let at = Utc::now().trunc_subsecs(6);
-    let snapshot_date = at.date_naive();
-    let written = popular::write_snapshot(&state.db, snapshot_date, at).await?;
-    tracing::info!(snapshot.date = %snapshot_date, "popular-products snapshot written");
-    let markets = written.into_iter().map(|m| JobMarket { market: m.market, ranked: m.ranked }).collect();
-    Ok(Json(JobResponse { snapshot_date, generated_at: at, markets }))
+    let run = popular::run_snapshot(&state).await?;
+    let markets = run.markets.into_iter().map(|m| JobMarket { market: m.market, ranked: m.ranked }).collect();
+    Ok(Json(JobResponse { snapshot_date: run.snapshot_date, generated_at: run.generated_at, markets }))
 }

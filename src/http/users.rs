@@ -9,14 +9,16 @@ use uuid::Uuid;
 
 use super::{
     auth::UserScope,
-    error::{ApiError, ErrorBody, ErrorCode},
+    error::{ApiError, ErrorBody},
     extract,
     idempotency::{self, Idempotency},
 };
 use crate::{
-    domain::{Currency, Money},
-    state::AppState,
-    store::pg::users::{self, BalanceTxKind, NewBalanceTx},
+    domain::{Currency, Money, PageRequest},
+    services::{
+        AppState,
+        wallet::{self, Charged},
+    },
 };
 
 /// The user routes (mounted under `/api`); the charge runs behind the idempotency layer.
@@ -45,8 +47,8 @@ pub struct BalanceResponse {
     ),
 )]
 async fn get_balance(State(state): State<AppState>, scope: UserScope) -> Result<Json<BalanceResponse>, ApiError> {
-    let user = users::find(&state.db, scope.user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))?;
-    Ok(Json(BalanceResponse { user_id: user.id, balance: user.balance() }))
+    let balance = wallet::balance(&state, scope.user_id).await?;
+    Ok(Json(BalanceResponse { user_id: scope.user_id, balance }))
 }
 
 /// A charge of the wallet.
@@ -101,32 +103,15 @@ async fn charge(
             return Err(ApiError::validation("user_id", "must be the user of the path"));
         }
     }
-    let max = state.config.max_charge;
-    if req.amount <= 0 || req.amount > max {
-        return Err(ApiError::validation("amount", format!("must be an integer from 1 to {max}")));
+    let render = |c: &Charged| serde_json::to_vec(&ChargeResponse::from(c));
+    let charged = wallet::charge(&state, scope.user_id, req.amount, idem.receipt(StatusCode::OK, &render)).await?;
+    Ok(Json(ChargeResponse::from(&charged)))
+}
+
+impl From<&Charged> for ChargeResponse {
+    fn from(c: &Charged) -> Self {
+        ChargeResponse { user_id: c.user_id, balance: c.balance, transaction_id: c.transaction_id }
     }
-    let mut tx = state.db.begin().await?;
-    let balance = match users::add_to_balance(&mut tx, scope.user_id, req.amount).await {
-        Ok(Some(balance)) => balance,
-        Ok(None) => return Err(ApiError::new(ErrorCode::UserNotFound)),
-        Err(e) if users::is_out_of_range(&e) => {
-            return Err(ApiError::validation("amount", "the balance would exceed its maximum"));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let record = NewBalanceTx {
-        user_id: scope.user_id,
-        kind: BalanceTxKind::Charge,
-        amount: req.amount,
-        balance_after: balance,
-        order_id: None,
-    };
-    let transaction_id = users::record_balance_tx(&mut tx, &record).await?;
-    let response = ChargeResponse { user_id: scope.user_id, balance, transaction_id };
-    let body = serde_json::to_vec(&response).map_err(anyhow::Error::from)?;
-    idem.complete(&mut tx, StatusCode::OK, &body).await?;
-    tx.commit().await?;
-    Ok(Json(response))
 }
 
 /// `?page=&size=` of a list: page from 1, size 1-100 (default 20).
@@ -136,35 +121,6 @@ pub struct PageQuery {
     pub page: Option<i64>,
     /// Items per page, 1-100 (default 20).
     pub size: Option<i64>,
-}
-
-/// A validated page request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Paging {
-    /// Page number, from 1.
-    pub page: i64,
-    /// Items per page.
-    pub size: i64,
-}
-
-impl Paging {
-    /// Checks `page` and `size`; 400 `VALIDATION_ERROR` naming the parameter.
-    pub fn new(page: Option<i64>, size: Option<i64>) -> Result<Paging, ApiError> {
-        let page = page.unwrap_or(1);
-        let size = size.unwrap_or(20);
-        if !(1..=1_000_000).contains(&page) {
-            return Err(ApiError::validation("page", "must be an integer from 1"));
-        }
-        if !(1..=100).contains(&size) {
-            return Err(ApiError::validation("size", "must be an integer from 1 to 100"));
-        }
-        Ok(Paging { page, size })
-    }
-
-    /// Rows to skip.
-    pub fn offset(self) -> i64 {
-        (self.page - 1) * self.size
-    }
 }
 
 /// One change of a wallet.
@@ -214,9 +170,8 @@ async fn list_transactions(
     scope: UserScope,
     extract::Query(q): extract::Query<PageQuery>,
 ) -> Result<Json<BalanceTxPage>, ApiError> {
-    let paging = Paging::new(q.page, q.size)?;
-    users::find(&state.db, scope.user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::UserNotFound))?;
-    let (rows, total) = users::list_balance_txs(&state.db, scope.user_id, paging.size, paging.offset()).await?;
+    let page = PageRequest::new(q.page, q.size)?;
+    let (rows, total) = wallet::history(&state, scope.user_id, page).await?;
     let items = rows
         .into_iter()
         .map(|r| {
@@ -231,5 +186,5 @@ async fn list_transactions(
             }
         })
         .collect();
-    Ok(Json(BalanceTxPage { items, page: paging.page, size: paging.size, total }))
+    Ok(Json(BalanceTxPage { items, page: page.page, size: page.size, total }))
 }

@@ -2,7 +2,6 @@
 //! Queries, commands and their codecs only; what to do with them is decided above (admission,
 //! services). `pg` may use `redis` types (the stream contract); `redis` never uses `pg`.
 
-pub mod ordering;
 pub mod pg;
 pub mod redis;
 

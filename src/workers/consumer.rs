@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    state::AppState,
+    services::AppState,
     store::redis::{
         RedisStore,
         streams::{

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    state::AppState,
+    services::AppState,
     store::pg::{admitted_coupons::CouponSink, admitted_orders::OrderSink},
 };
 

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admission::{RECONCILE_DRIFT, coupons::reconcile},
-    state::AppState,
+    services::AppState,
 };
 
 /// How often the reconciler runs.

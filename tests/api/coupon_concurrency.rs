@@ -149,7 +149,7 @@ async fn redis_lock_releases_its_lock_after_each_issue() {
     let users = create_users(&app, 20, "KR").await;
     burst(&app, coupon, &users).await;
     let mut conn = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap().get_connection().unwrap();
-    let key = format!("{}:{}:{coupon}", app.redis_prefix, jupang::issue::LOCK_KEY_PREFIX);
+    let key = format!("{}:{}:{coupon}", app.redis_prefix, jupang::services::coupons::LOCK_KEY_PREFIX);
     let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut conn).unwrap();
     assert!(!exists, "{key} still held after every request answered");
     assert_eq!(counts(&app, coupon).await, (10, 10));

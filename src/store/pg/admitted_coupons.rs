@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{
     domain::coupon::IssuedCoupon,
     store::{
-        pg::outbox::EventType,
+        pg::outbox::{self, EventType, NewEvent},
         redis::{
             RedisStore,
             streams::{Decoded, DecodedSink, PersistError, coupons::CouponStreams},
@@ -70,30 +70,15 @@ pub async fn persist(tx: &mut PgConnection, issued: &[IssuedCoupon]) -> sqlx::Re
         .await?;
     }
 
-    // The same envelope as `outbox::enqueue`, for many events in one statement.
-    let event_ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
-    let kinds: Vec<&str> = new.iter().map(|_| EventType::CouponIssued.as_str()).collect();
-    let occurred: Vec<_> = new.iter().map(|c| c.issued_at.trunc_subsecs(6)).collect();
-    let payloads: Vec<String> = new
+    let events = new
         .iter()
-        .zip(&occurred)
-        .map(|(c, at)| {
-            json!({ "coupon_id": c.coupon_id, "user_id": c.user_id, "user_coupon_id": c.id,
-                    "occurred_at": at.to_rfc3339() })
-            .to_string()
+        .map(|c| NewEvent {
+            kind: EventType::CouponIssued,
+            occurred_at: c.issued_at,
+            payload: json!({ "coupon_id": c.coupon_id, "user_id": c.user_id, "user_coupon_id": c.id }),
         })
         .collect();
-    sqlx::query(
-        "INSERT INTO outbox_events (id, type, payload, occurred_at)
-         SELECT e.id, e.type, e.payload::jsonb, e.occurred_at
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS e(id, type, payload, occurred_at)",
-    )
-    .bind(&event_ids)
-    .bind(&kinds)
-    .bind(&payloads)
-    .bind(&occurred)
-    .execute(&mut *tx)
-    .await?;
+    outbox::enqueue_all(&mut *tx, events).await?;
     Ok(new)
 }
 

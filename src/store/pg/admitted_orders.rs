@@ -13,7 +13,7 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::{
-    outbox::{self, EventType},
+    outbox::{self, EventType, NewEvent},
     reservations,
 };
 use crate::store::redis::streams::{
@@ -79,18 +79,20 @@ pub async fn persist(tx: &mut PgConnection, admissions: &[Admission]) -> sqlx::R
     }
     reservations::apply(&mut *tx, &reserved.iter().map(|(id, q)| (*id, 0, *q)).collect::<Vec<_>>()).await?;
 
-    for a in &new {
-        let items: Vec<_> =
-            a.lines.iter().map(|l| json!({ "product_option_id": l.option_id, "quantity": l.quantity })).collect();
-        let total = json!({ "amount": a.total, "currency": a.currency.code() });
-        outbox::enqueue(
-            &mut *tx,
-            EventType::OrderCreated,
-            a.created_at,
-            json!({ "order_id": a.order_id, "user_id": a.user_id, "items": items, "total_amount": total }),
-        )
-        .await?;
-    }
+    let events = new
+        .iter()
+        .map(|a| {
+            let items: Vec<_> =
+                a.lines.iter().map(|l| json!({ "product_option_id": l.option_id, "quantity": l.quantity })).collect();
+            let total = json!({ "amount": a.total, "currency": a.currency.code() });
+            NewEvent {
+                kind: EventType::OrderCreated,
+                occurred_at: a.created_at,
+                payload: json!({ "order_id": a.order_id, "user_id": a.user_id, "items": items, "total_amount": total }),
+            }
+        })
+        .collect();
+    outbox::enqueue_all(&mut *tx, events).await?;
     Ok(inserted)
 }
 

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
 use crate::domain::{
-    Currency, Market,
-    catalog::{NewProduct, PageRequest, ProductSort},
+    Currency, Market, PageRequest,
+    catalog::{NewProduct, ProductSort},
 };
 
 /// What a listing is filtered by.

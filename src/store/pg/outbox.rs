@@ -34,30 +34,63 @@ impl EventType {
     }
 }
 
-/// Appends an event inside the caller's transaction. `payload` holds the type's fields; the
-/// envelope (`event_id`, `type`, `occurred_at`) is added at delivery, and `occurred_at` is also
-/// put into the payload as the contract lists it among the fields.
+/// One event to append: its type, when the change happened, and the type's fields.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The event type.
+    pub kind: EventType,
+    /// When the change it describes happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The type's fields.
+    pub payload: Value,
+}
+
+/// Appends an event inside the caller's transaction (see [`enqueue_all`]); returns its id.
 pub async fn enqueue(
     tx: &mut PgConnection,
     kind: EventType,
     occurred_at: DateTime<Utc>,
-    mut payload: Value,
+    payload: Value,
 ) -> sqlx::Result<Uuid> {
-    let id = Uuid::now_v7();
+    let ids = enqueue_all(tx, vec![NewEvent { kind, occurred_at, payload }]).await?;
+    Ok(ids[0])
+}
+
+/// Appends events inside the caller's transaction, in one statement; returns their ids in order.
+/// A payload holds the type's fields; the envelope (`event_id`, `type`, `occurred_at`) is added
+/// at delivery, and `occurred_at` is also put into the payload as the contract lists it among
+/// the fields.
+pub async fn enqueue_all(tx: &mut PgConnection, events: Vec<NewEvent>) -> sqlx::Result<Vec<Uuid>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     // Postgres keeps microseconds: truncating first makes the payload's `occurred_at` and the
     // envelope's (read back from the column) the very same instant.
-    let occurred_at = occurred_at.trunc_subsecs(6);
-    if let Value::Object(map) = &mut payload {
-        map.insert("occurred_at".into(), Value::String(occurred_at.to_rfc3339()));
-    }
-    sqlx::query("INSERT INTO outbox_events (id, type, payload, occurred_at) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(kind.as_str())
-        .bind(payload)
-        .bind(occurred_at)
-        .execute(tx)
-        .await?;
-    Ok(id)
+    let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at.trunc_subsecs(6)).collect();
+    let payloads: Vec<String> = events
+        .into_iter()
+        .zip(&occurred)
+        .map(|(mut e, at)| {
+            if let Value::Object(map) = &mut e.payload {
+                map.insert("occurred_at".into(), Value::String(at.to_rfc3339()));
+            }
+            e.payload.to_string()
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO outbox_events (id, type, payload, occurred_at)
+         SELECT e.id, e.type, e.payload::jsonb, e.occurred_at
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS e(id, type, payload, occurred_at)",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&payloads)
+    .bind(&occurred)
+    .execute(tx)
+    .await?;
+    Ok(ids)
 }
 
 // ------------------------------------------------------------------ delivery (the outbox worker)

@@ -26,6 +26,8 @@ pub struct Paid {
     pub order: Order,
     /// Balance after the charge.
     pub balance_after: i64,
+    /// When it was paid.
+    pub paid_at: DateTime<Utc>,
 }
 
 /// Locks an order; someone else's order is reported exactly like a missing one.
@@ -186,7 +188,7 @@ pub async fn pay(
     order.final_amount = final_amount;
     order.user_coupon_id = coupon.map(|c| c.user_coupon_id);
     order.paid_at = Some(now);
-    Ok(Paid { order, balance_after })
+    Ok(Paid { order, balance_after, paid_at: now })
 }
 
 /// Cancels an order: PENDING -> CANCELLED (reservation returned); PAID -> REFUNDED (wallet

@@ -13,8 +13,11 @@ use std::time::Duration;
 use rand::Rng;
 use sqlx::{Connection, PgPool};
 
-use super::{BEGIN_ISSUE, COUPON_ISSUE_CONFLICTS_TOTAL, IssueFailure, Issued, Issuer, decide, now, record};
+use super::{BEGIN_ISSUE, IssueFailure, Issued, Issuer, decide, now, record};
 use crate::{config::IssueStrategy, store::pg::user_coupons};
+
+/// `coupon_issue_conflicts_total{strategy}`: optimistic version conflicts (each one a retry).
+pub const COUPON_ISSUE_CONFLICTS_TOTAL: &str = "coupon_issue_conflicts_total";
 
 /// Attempts before giving up with `CONCURRENCY_CONFLICT`.
 pub const MAX_ATTEMPTS: u32 = 30;

@@ -1,5 +1,5 @@
-//! First-come coupon issuing: one [`Issuer`] interface, one implementation per design, picked by
-//! `JUPANG_ISSUE_STRATEGY`. Every design gives the same promises (exactly `total` issued, one per
+//! First-come coupon issuing designs: one [`Issuer`] interface, one implementation per design,
+//! picked by `JUPANG_ISSUE_STRATEGY` ([`AnyIssuer::for_state`]). Every design gives the same promises (exactly `total` issued, one per
 //! user, only inside the window, a `coupon.issued` event in the outbox for each); they differ in
 //! how concurrent requests are kept apart and when Postgres learns of an issue:
 //!
@@ -9,7 +9,7 @@
 //! - [`RedisLuaIssuer`] (`redis-lua`, V2, the default): one atomic Lua script in Redis decides
 //!   and appends the issue to the coupon's stream; the consumer persists it (with its event)
 //!   into Postgres shortly after, and a payment or listing that comes first persists it itself
-//!   ([`crate::admission::coupons`]).
+//!   (the engine is [`crate::admission::coupons`]).
 //!
 //! The V1 designs first read the coupon without any lock and reject at once what is already
 //! decided (closed window, already held, sold out): an answer read a moment before taking the
@@ -21,41 +21,28 @@ mod pessimistic;
 mod redis_lock;
 mod redis_lua;
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::{LazyLock, OnceLock, PoisonError, RwLock},
-};
+use std::future::Future;
 
-use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
 use sqlx::PgConnection;
 
-pub use optimistic::Optimistic;
+pub use optimistic::{COUPON_ISSUE_CONFLICTS_TOTAL, Optimistic};
 pub use pessimistic::Pessimistic;
 pub use redis_lock::{LOCK_KEY_PREFIX, RedisLockIssuer};
 pub use redis_lua::RedisLuaIssuer;
 
+use chrono::{DateTime, Utc};
+
 use crate::{
-    admission::coupons::AdmitError,
+    admission::coupons::{self as admission, AdmitError},
     config::IssueStrategy,
     domain::coupon::{Coupon, IssueError, IssuedCoupon},
-    state::AppState,
+    services::{AppState, Fault},
     store::pg::{
         outbox::{self, EventType},
         user_coupons::{self, IssueSnapshot},
     },
 };
-
-/// `coupon_issue_total{strategy,outcome}`: issue attempts by design and outcome
-/// (`issued`, `already_issued`, `sold_out`, `not_active`, `error`).
-pub const COUPON_ISSUE_TOTAL: &str = "coupon_issue_total";
-/// `coupon_remaining{coupon_id}`: what this process last saw left of a coupon.
-pub const COUPON_REMAINING: &str = "coupon_remaining";
-/// The `outcome` label values of [`COUPON_ISSUE_TOTAL`], in the contract's order.
-pub const OUTCOMES: [&str; 5] = ["issued", "already_issued", "sold_out", "not_active", "error"];
-/// `coupon_issue_conflicts_total{strategy}`: optimistic version conflicts (each one a retry).
-pub const COUPON_ISSUE_CONFLICTS_TOTAL: &str = "coupon_issue_conflicts_total";
 
 /// Longest any statement of an issue transaction may run (lock waits included). Bounds how long a
 /// row or Redis lock can be held, so the Redis lock's TTL can be chosen above it.
@@ -83,7 +70,7 @@ pub enum IssueFailure {
     Conflict,
     /// A store failed.
     #[error(transparent)]
-    Store(anyhow::Error),
+    Fault(#[from] Fault),
 }
 
 impl From<sqlx::Error> for IssueFailure {
@@ -94,7 +81,7 @@ impl From<sqlx::Error> for IssueFailure {
             .as_database_error()
             .and_then(|d| d.code())
             .is_some_and(|c| matches!(c.as_ref(), "57014" | "55P03" | "40P01" | "40001"));
-        if contention { IssueFailure::Conflict } else { IssueFailure::Store(e.into()) }
+        if contention { IssueFailure::Conflict } else { IssueFailure::Fault(e.into()) }
     }
 }
 
@@ -105,14 +92,14 @@ impl From<AdmitError> for IssueFailure {
             AdmitError::UserNotFound => IssueFailure::UserNotFound,
             AdmitError::MarketMismatch => IssueFailure::MarketMismatch,
             AdmitError::Rule(r) => IssueFailure::Rule(r),
-            AdmitError::Fault(f) => IssueFailure::Store(f.into()),
+            AdmitError::Fault(f) => IssueFailure::Fault(f),
         }
     }
 }
 
 impl From<redis::RedisError> for IssueFailure {
     fn from(e: redis::RedisError) -> Self {
-        IssueFailure::Store(e.into())
+        IssueFailure::Fault(e.into())
     }
 }
 
@@ -180,66 +167,9 @@ impl Issuer for AnyIssuer<'_> {
     }
 }
 
-/// Issues with the application's configured design and records the outcome metrics.
-pub async fn issue(state: &AppState, coupon_id: i64, user_id: i64) -> Result<Issued, IssueFailure> {
-    let issuer = AnyIssuer::for_state(state);
-    let result = issuer.issue(coupon_id, user_id).await;
-    let outcome = match &result {
-        Ok(_) => 0,
-        Err(IssueFailure::Rule(IssueError::AlreadyIssued)) => 1,
-        Err(IssueFailure::Rule(IssueError::SoldOut)) => 2,
-        Err(IssueFailure::Rule(IssueError::NotActive)) => 3,
-        Err(_) => 4,
-    };
-    issue_counter(issuer.strategy(), outcome).increment(1);
-    let remaining = match &result {
-        Ok(issued) => Some(issued.remaining),
-        Err(IssueFailure::Rule(IssueError::SoldOut)) => Some(0),
-        _ => None,
-    };
-    if let Some(remaining) = remaining {
-        set_remaining(coupon_id, remaining);
-    }
-    result
-}
-
-/// Creates `coupon_issue_total{strategy,outcome}` at zero for `strategy` and every outcome.
-pub fn register_metrics(strategy: IssueStrategy) {
-    for outcome in 0..OUTCOMES.len() {
-        issue_counter(strategy, outcome).increment(0);
-    }
-}
-
-/// The counter of one strategy and outcome (an index into [`OUTCOMES`]), built once: issuing is
-/// the hottest path, and building a labelled key per request costs an allocation and a hash.
-fn issue_counter(strategy: IssueStrategy, outcome: usize) -> &'static metrics::Counter {
-    static COUNTERS: [[OnceLock<metrics::Counter>; OUTCOMES.len()]; IssueStrategy::ALL.len()] =
-        [const { [const { OnceLock::new() }; OUTCOMES.len()] }; IssueStrategy::ALL.len()];
-    let s = IssueStrategy::ALL.iter().position(|&s| s == strategy).expect("ALL lists every strategy");
-    COUNTERS[s][outcome].get_or_init(|| {
-        // A handle taken before the recorder exists would count into nothing, forever.
-        crate::metrics::install();
-        metrics::counter!(COUPON_ISSUE_TOTAL, "strategy" => strategy.as_str(), "outcome" => OUTCOMES[outcome])
-    })
-}
-
-/// Sets `coupon_remaining{coupon_id}` through a handle cached per coupon, so an issue does not
-/// format the id and build a key each time (one entry per coupon, as in the registry itself).
-fn set_remaining(coupon_id: i64, remaining: u32) {
-    static GAUGES: LazyLock<RwLock<HashMap<i64, metrics::Gauge>>> = LazyLock::new(Default::default);
-    if let Some(gauge) = GAUGES.read().unwrap_or_else(PoisonError::into_inner).get(&coupon_id) {
-        gauge.set(f64::from(remaining));
-        return;
-    }
-    crate::metrics::install();
-    let gauge = metrics::gauge!(COUPON_REMAINING, "coupon_id" => coupon_id.to_string());
-    gauge.set(f64::from(remaining));
-    GAUGES.write().unwrap_or_else(PoisonError::into_inner).insert(coupon_id, gauge);
-}
-
 /// Now, at the database's precision (microseconds), so what is answered is what is stored.
 fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
+    admission::now()
 }
 
 /// Applies the rules to a snapshot: existence, user, market, then the aggregate's own rules

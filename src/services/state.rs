@@ -1,4 +1,4 @@
-//! The state every handler shares.
+//! The state every handler, service and worker shares (built by `app`, never importing `http`).
 
 use std::sync::Arc;
 

@@ -1,0 +1,134 @@
+//! Stock adjustments with an audit trail.
+//!
+//! An adjustment (goods received, a stock count correcting the books) changes the physical
+//! stock of one option under its row lock. It may never leave less stock than PENDING orders
+//! hold, so a reservation that was promised can always be fulfilled. The new figures, an audit
+//! entry (actor, time, reason, before, after) and a `stock.changed` outbox event commit together.
+//!
+//! The V2 counter in Redis (if the option is hydrated) moves by the same delta while the row
+//! lock is held, just before the commit: hydration locks the row too, so it can never count the
+//! delta twice, and a write-off is refused when it would take more than is still sellable there
+//! (units admitted in Redis but not yet persisted count as reserved). Should the commit then
+//! fail, the delta is taken back.
+
+use serde_json::json;
+use sqlx::PgConnection;
+
+pub use crate::store::pg::inventory::{AuditRow, StockLevel};
+use crate::{
+    domain::PageRequest,
+    services::{AppState, Fault, fault_conversions},
+    store::pg::{
+        inventory::{self, NewAuditEntry},
+        outbox::{self, EventType},
+    },
+};
+
+/// Why an adjustment or an audit read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// No such option.
+    #[error("no such product option")]
+    OptionNotFound,
+    /// The stock would overflow its column.
+    #[error("stock would overflow")]
+    Overflow,
+    /// The stock would fall below what is reserved; nothing changed.
+    #[error("stock would fall below what is reserved")]
+    BelowReserved {
+        /// The option.
+        option_id: i64,
+        /// Physical stock now.
+        stock: i32,
+        /// Reserved now (V2: including admissions not yet persisted).
+        reserved: i64,
+        /// The refused change.
+        delta: i32,
+        /// The smallest change that would be accepted.
+        min_delta: i64,
+    },
+    /// A store failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+fault_conversions!(InventoryError);
+
+/// Adjusts an option's stock by `delta` (not 0) for `actor`, never below what is reserved;
+/// answers the stock after it.
+pub async fn adjust(
+    state: &AppState,
+    option_id: i64,
+    actor: i64,
+    reason: &str,
+    delta: i32,
+) -> Result<StockLevel, InventoryError> {
+    let mut tx = state.db.begin().await?;
+    let before = inventory::lock_stock(&mut tx, option_id).await?.ok_or(InventoryError::OptionNotFound)?;
+    let after = before.stock.checked_add(delta).ok_or(InventoryError::Overflow)?;
+    if after < before.reserved {
+        return Err(InventoryError::BelowReserved {
+            option_id,
+            stock: before.stock,
+            reserved: before.reserved.into(),
+            delta,
+            min_delta: i64::from(before.reserved - before.stock),
+        });
+    }
+    // Under the row lock, after every check that could refuse it, before the commit.
+    let counters = state.order_admission.stock();
+    if let Err((_, available)) = counters.adjust(&[(option_id, i64::from(delta))], true).await? {
+        return Err(InventoryError::BelowReserved {
+            option_id,
+            stock: before.stock,
+            reserved: i64::from(before.stock) - available,
+            delta,
+            min_delta: -available,
+        });
+    }
+    let committed = match record(&mut tx, option_id, actor, reason, delta, before.stock, after).await {
+        Ok(()) => tx.commit().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = committed {
+        // Best effort: Postgres did not change, so neither should the counter.
+        if let Err(undo) = counters.adjust(&[(option_id, -i64::from(delta))], false).await {
+            tracing::error!(product_option.id = option_id, error.cause = %undo, "could not take back a stock delta from redis; reconcile");
+        }
+        return Err(e.into());
+    }
+    tracing::info!(product_option.id = option_id, stock.delta = delta, actor.user_id = actor, "stock adjusted");
+    Ok(StockLevel { stock: after, reserved: before.reserved })
+}
+
+/// Writes the adjustment, its audit entry and its event.
+async fn record(
+    tx: &mut PgConnection,
+    option_id: i64,
+    actor_user_id: i64,
+    reason: &str,
+    delta: i32,
+    stock_before: i32,
+    after: i32,
+) -> sqlx::Result<()> {
+    inventory::set_stock(tx, option_id, after).await?;
+    let entry = NewAuditEntry { option_id, actor_user_id, reason, delta, stock_before, stock_after: after };
+    let (_, at) = inventory::record_audit(tx, &entry).await?;
+    let event = json!({ "product_option_id": option_id, "delta": delta, "reason": reason });
+    outbox::enqueue(tx, EventType::StockChanged, at, event).await?;
+    Ok(())
+}
+
+/// A page of the audit log (of one option, or of all), newest first, with the total count.
+pub async fn audit(
+    state: &AppState,
+    option_id: Option<i64>,
+    page: PageRequest,
+) -> Result<(Vec<AuditRow>, i64), InventoryError> {
+    if let Some(id) = option_id
+        && !inventory::option_exists(&state.db, id).await?
+    {
+        return Err(InventoryError::OptionNotFound);
+    }
+    Ok(inventory::list_audit(&state.db, option_id, page.size, page.offset()).await?)
+}

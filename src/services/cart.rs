@@ -1,0 +1,130 @@
+//! The cart: lines priced in the user's currency with live availability, a preview of a held
+//! coupon's discount, and changes. The cart reserves nothing; the order re-checks under lock.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{AppState, Fault, fault_conversions};
+pub use crate::store::pg::cart::CartLine;
+use crate::{
+    domain::{
+        Currency,
+        discount::{DiscountLine, validate_redemption},
+        order::Rejection,
+    },
+    store::pg::{
+        cart,
+        orders::StoreError,
+        redemption,
+        users::{self, UserRow},
+    },
+};
+
+/// Why a cart request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CartError {
+    /// No user with this id.
+    #[error("no such user")]
+    UserNotFound,
+    /// A business rule refused it (unknown option or line, another market, not enough stock).
+    #[error("rejected: {0:?}")]
+    Rejected(Rejection),
+    /// A store failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+fault_conversions!(CartError);
+
+impl From<StoreError> for CartError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Rejected(r) => CartError::Rejected(r),
+            StoreError::Db(e) => CartError::Fault(e.into()),
+        }
+    }
+}
+
+/// The whole cart with its totals.
+#[derive(Debug, Clone)]
+pub struct Cart {
+    /// The user's currency, of every amount.
+    pub currency: Currency,
+    /// The lines, oldest first.
+    pub lines: Vec<CartLine>,
+    /// Sum of the subtotals.
+    pub total: i64,
+    /// The previewed coupon's discount; 0 when none or not applicable.
+    pub discount: i64,
+}
+
+async fn user(state: &AppState, user_id: i64) -> Result<UserRow, CartError> {
+    users::find(&state.db, user_id).await?.ok_or(CartError::UserNotFound)
+}
+
+/// The cart, with the discount `user_coupon_id` would give (a preview never fails: a coupon that
+/// would be refused at payment shows 0).
+pub async fn view(state: &AppState, user_id: i64, user_coupon_id: Option<Uuid>) -> Result<Cart, CartError> {
+    let user = user(state, user_id).await?;
+    let currency = user.balance().currency;
+    let lines = cart::lines(&state.db, user.id, currency.code()).await?;
+    let total: i64 = lines.iter().map(CartLine::subtotal).sum();
+    let mut discount = 0;
+    if let Some(uc) = user_coupon_id {
+        // A V2 coupon issued a moment ago may not be persisted yet.
+        state.coupon_admission.ensure_persisted(user.id, uc).await?;
+        if let Some(held) = redemption::find(&state.db, uc).await? {
+            let dlines: Vec<DiscountLine> = lines
+                .iter()
+                .map(|l| DiscountLine {
+                    product_id: l.product_id,
+                    category: l.category.clone(),
+                    subtotal: l.subtotal(),
+                })
+                .collect();
+            discount = validate_redemption(&held.held, user.id, Utc::now(), &held.rule, &dlines, user.market())
+                .unwrap_or(0)
+                .min(total);
+        }
+    }
+    Ok(Cart { currency, lines, total, discount })
+}
+
+/// Adds `quantity` of an option (accumulating onto an existing line); answers the line.
+pub async fn add(
+    state: &AppState,
+    user_id: i64,
+    option_id: i64,
+    quantity: i64,
+) -> Result<(CartLine, Currency), CartError> {
+    let user = user(state, user_id).await?;
+    let currency = user.balance().currency;
+    let id = cart::add(&state.db, user.id, currency.code(), option_id, quantity).await?;
+    let line = cart::line(&state.db, user.id, currency.code(), id).await?.ok_or(Rejection::CartItemNotFound)?;
+    Ok((line, currency))
+}
+
+/// Sets a line's quantity (re-checking stock); answers the line.
+pub async fn set_quantity(
+    state: &AppState,
+    user_id: i64,
+    item_id: i64,
+    quantity: i64,
+) -> Result<(CartLine, Currency), CartError> {
+    let user = user(state, user_id).await?;
+    let currency = user.balance().currency;
+    cart::set_quantity(&state.db, user.id, currency.code(), item_id, quantity).await?;
+    let line = cart::line(&state.db, user.id, currency.code(), item_id).await?.ok_or(Rejection::CartItemNotFound)?;
+    Ok((line, currency))
+}
+
+/// Removes a line.
+pub async fn remove(state: &AppState, user_id: i64, item_id: i64) -> Result<(), CartError> {
+    if cart::remove(&state.db, user_id, item_id).await? { Ok(()) } else { Err(Rejection::CartItemNotFound.into()) }
+}
+
+impl From<Rejection> for CartError {
+    fn from(r: Rejection) -> Self {
+        CartError::Rejected(r)
+    }
+}

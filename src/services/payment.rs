@@ -1,0 +1,110 @@
+//! Paying an order from the wallet (optionally with a coupon), and cancelling or refunding it:
+//! Postgres first, in one transaction, then the order's Redis step after the commit.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{
+    AppState, Fault, fault_conversions,
+    idempotency::{Receipt, ReceiptError},
+};
+pub use crate::store::pg::payment::Paid;
+use crate::{
+    admission::orders::settle,
+    domain::order::{Rejection, TransitionError},
+    store::pg::{
+        expiry,
+        orders::{Order, StoreError},
+        payment,
+    },
+};
+
+/// Why a payment or a cancellation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// A business rule refused it; nothing changed.
+    #[error("rejected: {0:?}")]
+    Rejected(Rejection),
+    /// The idempotent answer could not be stored with the payment.
+    #[error(transparent)]
+    Receipt(#[from] ReceiptError),
+    /// A store failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+fault_conversions!(PaymentError);
+
+impl From<StoreError> for PaymentError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Rejected(r) => PaymentError::Rejected(r),
+            StoreError::Db(e) => PaymentError::Fault(e.into()),
+        }
+    }
+}
+
+/// Pays a PENDING order of `user_id` from its wallet in one atomic step (coupon checked and used,
+/// wallet debited, stock confirmed, order PAID); the idempotent answer is stored with it.
+pub async fn pay(
+    state: &AppState,
+    order_id: Uuid,
+    user_id: i64,
+    user_coupon_id: Option<Uuid>,
+    receipt: Receipt<'_, Paid>,
+) -> Result<Paid, PaymentError> {
+    if let Some(uc) = user_coupon_id {
+        // Read-your-writes: a V2 coupon issued a moment ago may not be persisted yet; it is now,
+        // idempotently, exactly as the consumer would.
+        state.coupon_admission.ensure_persisted(user_id, uc).await?;
+    }
+    let stock = state.order_admission.stock();
+    let now = Utc::now();
+    let mut persisted = false;
+    let (mut tx, paid) = loop {
+        let mut tx = state.db.begin().await?;
+        match payment::pay(&mut tx, order_id, user_id, user_coupon_id, now).await {
+            Ok(paid) => break (tx, paid),
+            // A V2 order the stream consumer has not persisted yet: persist it from Redis (the
+            // sink's idempotent code) and pay it like any other.
+            Err(StoreError::Rejected(Rejection::OrderNotFound))
+                if !persisted && settle::persist_from_redis(&state.db, stock, order_id).await? =>
+            {
+                persisted = true;
+            }
+            Err(e) => {
+                drop(tx);
+                if matches!(e, StoreError::Rejected(Rejection::Transition(TransitionError::Expired))) {
+                    // Found overdue before the sweeper: expire it now, as the sweeper would.
+                    for held in expiry::expire_if_overdue(&state.db, order_id, now).await? {
+                        settle::released(stock, &held).await;
+                    }
+                }
+                return Err(e.into());
+            }
+        }
+    };
+    // Stored in the payment's own transaction: a retried key replays this answer and never charges twice.
+    receipt.record(&mut tx, &paid).await?;
+    tx.commit().await?;
+    settle::confirmed(stock, &paid.order.held()).await;
+    Ok(paid)
+}
+
+/// Cancels an order: PENDING -> CANCELLED (stock returns); PAID -> REFUNDED (wallet refunded,
+/// stock returns, coupon given back while still valid). `visible` says whether the caller may
+/// act on an order of a given owner (anyone else's order is reported as not found).
+pub async fn cancel(state: &AppState, order_id: Uuid, visible: impl Fn(i64) -> bool) -> Result<Order, PaymentError> {
+    let stock = state.order_admission.stock();
+    let order = match payment::cancel(&state.db, order_id, &visible, Utc::now()).await {
+        Err(StoreError::Rejected(Rejection::OrderNotFound))
+            if settle::persist_from_redis(&state.db, stock, order_id).await? =>
+        {
+            payment::cancel(&state.db, order_id, &visible, Utc::now()).await?
+        }
+        other => other?,
+    };
+    // Postgres committed; now the counters (exactly once, whatever retries or sweeps follow).
+    settle::after(stock, &order.held(), order.status).await;
+    Ok(order)
+}
