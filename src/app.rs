@@ -3,7 +3,6 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -13,9 +12,53 @@ use crate::{
     config::{Config, IssueStrategy, OrderStrategy},
     http, metrics,
     services::{AppState, Shared},
-    store::{pg, redis::RedisStore},
+    store::{Fault, pg, redis::RedisStore},
     workers,
 };
+
+/// Why the application did not start (or stopped serving).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Postgres is unreachable.
+    #[error(transparent)]
+    Postgres(#[from] pg::ConnectError),
+    /// The migration state could not be read.
+    #[error("reading the migration state")]
+    MigrationState(#[source] sqlx::Error),
+    /// Applying migrations failed.
+    #[error(transparent)]
+    Migrate(#[from] pg::MigrateError),
+    /// The schema is behind the binary and auto-migration is off.
+    #[error(
+        "the database is not migrated ({pending} migration(s) pending): run `jupang migrate` or set \
+         JUPANG_AUTO_MIGRATE=true"
+    )]
+    Unmigrated {
+        /// Migrations not applied yet.
+        pending: usize,
+    },
+    /// Redis is unreachable.
+    #[error(transparent)]
+    Redis(#[from] crate::store::redis::ConnectError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr} (JUPANG_LISTEN)")]
+    Listen {
+        /// `JUPANG_LISTEN`.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The users' markets could not be loaded for the V2 caches.
+    #[error("loading users' markets")]
+    UserMarkets(#[source] sqlx::Error),
+    /// Coupon admission (redis-lua) could not start.
+    #[error("starting coupon admission (redis-lua)")]
+    CouponAdmission(#[source] Fault),
+    /// The HTTP server failed.
+    #[error("HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
 
 /// A built application: stores connected, port bound, not yet serving.
 pub struct Application {
@@ -27,30 +70,26 @@ pub struct Application {
 impl Application {
     /// Connects the stores, checks the schema and binds the listener (`JUPANG_LISTEN`; port 0
     /// picks a free port, which tests use).
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+    pub async fn build(config: Config) -> Result<Application, StartError> {
         let db = pg::connect_with(config.database_url.expose(), config.db_pool_size, config.db_acquire_timeout).await?;
-        let pending = pg::pending_migrations(&db).await.context("reading the migration state")?;
+        let pending = pg::pending_migrations(&db).await.map_err(StartError::MigrationState)?;
         if !pending.is_empty() {
             if config.auto_migrate {
                 pg::migrate(&db).await?;
             } else {
-                bail!(
-                    "the database is not migrated ({} migration(s) pending): run `jupang migrate` \
-                     or set JUPANG_AUTO_MIGRATE=true",
-                    pending.len()
-                );
+                return Err(StartError::Unmigrated { pending: pending.len() });
             }
         }
         let urls: Vec<&str> = config.redis_urls.iter().map(|s| s.expose()).collect();
         let redis = RedisStore::connect(&urls, &config.redis_prefix).await?;
         let listener = TcpListener::bind(config.listen)
             .await
-            .with_context(|| format!("cannot listen on {} (JUPANG_LISTEN)", config.listen))?;
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let v2_orders = config.order_strategy == OrderStrategy::RedisLua;
         let users = Arc::new(UserMarkets::default());
         if v2_orders || config.issue_strategy == IssueStrategy::RedisLua {
             // Once for both V2 paths: their hot paths then never read a user's market from Postgres.
-            let n = users.preload(&db).await.context("loading users' markets")?;
+            let n = users.preload(&db).await.map_err(StartError::UserMarkets)?;
             tracing::info!(users.cached = n, "user markets cached");
         }
         let order_admission = OrderAdmission::new(db.clone(), &redis, users.clone(), config.order_ttl);
@@ -73,7 +112,7 @@ impl Application {
             metrics: metrics::install(),
         });
         if state.config.issue_strategy == IssueStrategy::RedisLua {
-            state.coupon_admission.start().await.context("starting coupon admission (redis-lua)")?;
+            state.coupon_admission.start().await.map_err(StartError::CouponAdmission)?;
         }
         Ok(Application { listener, state, shutdown: CancellationToken::new() })
     }
@@ -94,7 +133,7 @@ impl Application {
     }
 
     /// Serves until the shutdown token is cancelled, then waits for workers to finish.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self) -> Result<(), StartError> {
         let Application { listener, state, shutdown } = self;
         let workers = workers::spawn(&state, &shutdown);
         let router = http::router(state);
@@ -106,12 +145,12 @@ impl Application {
                 tracing::error!(error.cause = %e, "a worker task failed");
             }
         }
-        served.context("HTTP server failed")
+        served.map_err(StartError::Serve)
     }
 }
 
 /// `jupang serve`: builds the application and runs it until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config) -> Result<(), StartError> {
     let app = Application::build(config).await?;
     let addr = app.local_addr();
     tracing::info!(listen.addr = %addr, "serving");

@@ -105,7 +105,7 @@ impl Cli {
             Command::Serve => {
                 let config = Config::from_env()?;
                 telemetry::init(config.log_format);
-                crate::run(config).await
+                Ok(crate::run(config).await?)
             }
             Command::Migrate => {
                 let pool = store::pg::connect(&required("DATABASE_URL")?, 2).await?;

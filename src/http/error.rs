@@ -111,8 +111,11 @@ pub struct ApiError {
     details: Value,
     retry_after_secs: Option<u32>,
     /// Only for `INTERNAL`: the cause, logged at the boundary and never sent.
-    source: Option<anyhow::Error>,
+    source: Option<Cause>,
 }
+
+/// The cause of an internal error.
+type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a localised error body is built from; travels in response extensions to [`localize`].
 #[derive(Debug, Clone)]
@@ -161,13 +164,12 @@ impl ApiError {
     /// 500 `INTERNAL`: the cause is logged once when the response is built and never sent.
     ///
     /// One exception, decided here because every store error funnels through this function
-    /// (`?` on sqlx errors, `IssueFailure::Store`, `StoreError::Db`...): a Postgres pool that
-    /// gave no connection within `JUPANG_DB_ACQUIRE_TIMEOUT_MS` is overload, not a fault. It
-    /// answers 503 `OVERLOADED` with `Retry-After` and is counted, not logged (a burst would
-    /// flood the log).
-    pub fn internal(source: impl Into<anyhow::Error>) -> ApiError {
+    /// (each service's `Fault`, below): a Postgres pool that gave no connection within
+    /// `JUPANG_DB_ACQUIRE_TIMEOUT_MS` is overload, not a fault. It answers 503 `OVERLOADED` with
+    /// `Retry-After` and is counted, not logged (a burst would flood the log).
+    pub fn internal(source: impl Into<Cause>) -> ApiError {
         let source = source.into();
-        if is_pool_timeout(&source) {
+        if is_pool_timeout(source.as_ref()) {
             metrics::counter!(crate::metrics::HTTP_REQUESTS_SHED_TOTAL, "reason" => "db_pool").increment(1);
             return ApiError::overloaded(RETRY_AFTER_SECS);
         }
@@ -185,8 +187,14 @@ impl ApiError {
 pub const RETRY_AFTER_SECS: u32 = 1;
 
 /// Whether an error is, or was caused by, sqlx's "no pooled connection in time".
-fn is_pool_timeout(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| matches!(cause.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolTimedOut)))
+fn is_pool_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |cause| cause.source())
+        .any(|cause| matches!(cause.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolTimedOut)))
+}
+
+/// An error with its causes, `outer: inner: ...`, for the log.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(e), |cause| cause.source()).map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 impl From<Fault> for ApiError {
@@ -209,7 +217,7 @@ impl From<crate::auth::Forbidden> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(source) = &self.source {
-            tracing::error!(error.cause = format!("{source:#}"), "internal error");
+            tracing::error!(error.cause = chain(source.as_ref()), "internal error");
         }
         let mut res = render(&ErrorPayload { code: self.code, details: self.details.clone() }, Lang::Ko);
         if let Some(secs) = self.retry_after_secs {
@@ -252,6 +260,11 @@ pub async fn localize(req: Request, next: Next) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, body)
 }
+
+/// A handler panicked (caught at the boundary, answered 500 `INTERNAL`).
+#[derive(Debug, thiserror::Error)]
+#[error("handler panicked")]
+pub struct Panicked;
 
 /// Fallback for unknown routes: 404 `NOT_FOUND` with the contract body.
 pub async fn not_found() -> ApiError {

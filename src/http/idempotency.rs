@@ -56,7 +56,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 
 use super::{
     auth::Caller,
@@ -90,7 +89,7 @@ enum Slot {
     #[default]
     Open,
     /// We hold the key (the claim knows whether the service stored its answer).
-    Claimed { db: PgPool, claim: Claim },
+    Claimed { state: AppState, claim: Claim },
 }
 
 /// The fingerprint of a request: SHA-256 over method, path and body, hex-encoded.
@@ -137,12 +136,12 @@ pub async fn layer(req: Request, next: Next) -> Response {
 
     let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
 
-    let Slot::Claimed { db, claim } = std::mem::take(&mut *slot.lock().expect("not poisoned")) else {
+    let Slot::Claimed { state, claim } = std::mem::take(&mut *slot.lock().expect("not poisoned")) else {
         return res;
     };
     let status = res.status();
     if status.is_server_error() {
-        if let Err(e) = service::release(&db, &claim).await {
+        if let Err(e) = service::release(&state, &claim).await {
             tracing::error!(error.cause = %e, "could not release an idempotency claim; it lapses after its lease");
         }
         return res;
@@ -172,7 +171,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
             Err(e) => return ApiError::internal(e).into_response(),
         },
     };
-    match service::store_late(&db, &claim, status.as_u16(), &body).await {
+    match service::store_late(&state, &claim, status.as_u16(), &body).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!("an idempotency claim was taken over before its answer was stored"),
         Err(e) => tracing::error!(error.cause = %e, "could not store an idempotent answer; it lapses after its lease"),
@@ -222,7 +221,7 @@ impl FromRequestParts<AppState> for Idempotency {
             .map_err(|e| ApiError::from(e).into_response())?;
         match (outcome, claim) {
             (ClaimOutcome::Claimed, Some(claim)) => {
-                *ctx.slot.lock().expect("not poisoned") = Slot::Claimed { db: state.db.clone(), claim: claim.clone() };
+                *ctx.slot.lock().expect("not poisoned") = Slot::Claimed { state: state.clone(), claim: claim.clone() };
                 Ok(Idempotency { claim: Some(claim) })
             }
             (ClaimOutcome::Replay { status, body }, _) => Err(replay(status, body)),

@@ -59,7 +59,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.jwt.clone(), auth::authenticate))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(error::ApiError::internal(anyhow::anyhow!("handler panicked")))
+            axum::response::IntoResponse::into_response(error::ApiError::internal(error::Panicked))
         }))
         .layer(middleware::from_fn(error::localize))
         // Outermost, so what it counts is what the client got: sheds, timeouts and panics too.

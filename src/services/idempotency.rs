@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{AppState, Fault};
@@ -56,13 +56,13 @@ pub async fn claim(
 
 /// Stores an answer that was not stored with a business change (a 4xx refusal, which changed
 /// nothing); `false` when the claim had been taken over meanwhile.
-pub async fn store_late(db: &PgPool, claim: &Claim, status: u16, body: &[u8]) -> Result<bool, Fault> {
-    Ok(store::complete(db, claim.user_id, &claim.key, claim.token, status, body, RETENTION).await?)
+pub async fn store_late(state: &AppState, claim: &Claim, status: u16, body: &[u8]) -> Result<bool, Fault> {
+    Ok(store::complete(&state.db, claim.user_id, &claim.key, claim.token, status, body, RETENTION).await?)
 }
 
 /// Drops the claim so the client may retry (after a 5xx); a completed row is kept.
-pub async fn release(db: &PgPool, claim: &Claim) -> Result<(), Fault> {
-    Ok(store::release(db, claim.user_id, &claim.key, claim.token).await?)
+pub async fn release(state: &AppState, claim: &Claim) -> Result<(), Fault> {
+    Ok(store::release(&state.db, claim.user_id, &claim.key, claim.token).await?)
 }
 
 /// Why a [`Receipt`] could not be stored.

@@ -429,7 +429,7 @@ const FORGET_CONSUMERS_AFTER: Duration = Duration::from_secs(3_600);
 /// Entries of the sink's streams not yet persisted (delivered-unacknowledged plus never
 /// delivered). Zero means every admission so far is in Postgres: tests await it, with a
 /// deadline, instead of sleeping.
-pub async fn backlog<S: StreamSink>(sink: &S, redis: &RedisStore) -> anyhow::Result<u64> {
+pub async fn backlog<S: StreamSink>(sink: &S, redis: &RedisStore) -> redis::RedisResult<u64> {
     let mut conn = redis.conn();
     let mut total = 0;
     for stream in sink.streams().await? {

@@ -19,32 +19,42 @@ pub mod users;
 
 use std::time::Duration;
 
-use anyhow::Context;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Postgres did not accept a connection (the URL is never part of the message: it may hold a
+/// password).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to Postgres (DATABASE_URL)")]
+pub struct ConnectError(#[source] sqlx::Error);
+
+/// Applying the embedded migrations failed.
+#[derive(Debug, thiserror::Error)]
+#[error("applying migrations")]
+pub struct MigrateError(#[source] sqlx::migrate::MigrateError);
+
 /// Opens a pool for a command-line tool: a connection is waited for at most 5 s.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, ConnectError> {
     connect_with(url, max_connections, Duration::from_secs(5)).await
 }
 
 /// Opens the pool. Acquiring waits at most `acquire_timeout` (`JUPANG_DB_ACQUIRE_TIMEOUT_MS` for
 /// `serve`), so a burst fails fast (the API answers 503 `OVERLOADED`, see `http::error`) instead
 /// of queueing on an exhausted pool until the request times out.
-pub async fn connect_with(url: &str, max_connections: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
+pub async fn connect_with(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<PgPool, ConnectError> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(acquire_timeout)
         .connect(url)
         .await
-        .context("cannot connect to Postgres (DATABASE_URL)")
+        .map_err(ConnectError)
 }
 
 /// Versions of embedded migrations the database has not applied (or applied differently).
-pub async fn pending_migrations(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
+pub async fn pending_migrations(pool: &PgPool) -> sqlx::Result<Vec<i64>> {
     let table_exists: bool =
         sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
     let applied: Vec<(i64, Vec<u8>)> = if table_exists {
@@ -61,6 +71,6 @@ pub async fn pending_migrations(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
 }
 
 /// Applies every pending migration.
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("applying migrations")
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    MIGRATOR.run(pool).await.map_err(MigrateError)
 }

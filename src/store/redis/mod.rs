@@ -11,11 +11,27 @@ pub mod streams;
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// Longest a reply on a [`RedisStore::dedicated`] connection may take.
 pub const DEDICATED_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why Redis could not be reached (the URL is never part of the message: it may hold a password).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Several URLs were given.
+    #[error("REDIS_URL: Redis Cluster (several URLs) is not supported by this build yet")]
+    Cluster,
+    /// The URL does not parse.
+    #[error("REDIS_URL is not a valid Redis URL")]
+    Url(#[source] redis::RedisError),
+    /// No answer in time.
+    #[error("timed out connecting to Redis (REDIS_URL)")]
+    Timeout,
+    /// Redis refused or failed.
+    #[error("cannot connect to Redis (REDIS_URL)")]
+    Refused(#[source] redis::RedisError),
+}
 
 /// The shared Redis handle and the key prefix of this deployment.
 #[derive(Clone)]
@@ -27,11 +43,11 @@ pub struct RedisStore {
 
 impl RedisStore {
     /// Connects to one Redis node.
-    pub async fn connect(urls: &[&str], prefix: &str) -> anyhow::Result<RedisStore> {
+    pub async fn connect(urls: &[&str], prefix: &str) -> Result<RedisStore, ConnectError> {
         let [url] = urls else {
-            bail!("REDIS_URL: Redis Cluster (several URLs) is not supported by this build yet");
+            return Err(ConnectError::Cluster);
         };
-        let client = redis::Client::open(*url).context("REDIS_URL is not a valid Redis URL")?;
+        let client = redis::Client::open(*url).map_err(ConnectError::Url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
@@ -39,8 +55,8 @@ impl RedisStore {
         let conn =
             tokio::time::timeout(Duration::from_secs(5), ConnectionManager::new_with_config(client.clone(), config))
                 .await
-                .context("timed out connecting to Redis (REDIS_URL)")?
-                .context("cannot connect to Redis (REDIS_URL)")?;
+                .map_err(|_| ConnectError::Timeout)?
+                .map_err(ConnectError::Refused)?;
         Ok(RedisStore { conn, client, prefix: prefix.to_owned() })
     }
 
