@@ -7,11 +7,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admission::{coupons::CouponAdmission, orders::OrderAdmission, user_markets::UserMarkets},
+    admission::{self, coupons::CouponAdmission, orders::OrderAdmission, user_markets::UserMarkets},
     auth::JwtKeys,
     config::{Config, IssueStrategy, OrderStrategy},
     http, metrics,
-    services::{AppState, Shared},
+    services::{self, AppState, Shared},
     store::{Fault, pg, redis::RedisStore},
     workers,
 };
@@ -100,7 +100,11 @@ impl Application {
             }
         }
         // Every metric described and its known series at zero before the first scrape.
-        metrics::register(&config);
+        metrics::install();
+        http::register_metrics();
+        services::coupons::register_metrics(config.issue_strategy);
+        admission::register_metrics();
+        workers::register_metrics(&config);
         let coupon_admission = CouponAdmission::new(db.clone(), redis.clone(), users);
         let state = AppState::new(Shared {
             order_admission,
@@ -135,7 +139,9 @@ impl Application {
     /// Serves until the shutdown token is cancelled, then waits for workers to finish.
     pub async fn run_until_stopped(self) -> Result<(), StartError> {
         let Application { listener, state, shutdown } = self;
-        let workers = workers::spawn(&state, &shutdown);
+        let mut workers = workers::spawn(&state, &shutdown);
+        // Always on: housekeeping of this process's own metrics, not a business worker.
+        workers.push(tokio::spawn(metrics::upkeep(state.metrics.clone(), shutdown.clone())));
         let router = http::router(state);
         let token = shutdown.clone();
         let served = axum::serve(listener, router).with_graceful_shutdown(async move { token.cancelled().await }).await;

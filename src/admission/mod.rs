@@ -22,3 +22,20 @@ pub mod user_markets;
 /// kinds are listed by [`coupons::reconcile::drift_by_kind`]; `stock` is the total absolute
 /// difference between the Redis stock counters and what Postgres says they should be (units).
 pub const RECONCILE_DRIFT: &str = "reconcile_drift";
+
+/// Every `kind` of [`RECONCILE_DRIFT`].
+pub fn drift_kinds() -> impl Iterator<Item = &'static str> {
+    coupons::reconcile::drift_by_kind(&[]).map(|(kind, _)| kind).into_iter().chain(["stock"])
+}
+
+/// Describes the admission engines' metrics (the `reconcile` worker creates the drift series it
+/// maintains; stock counters count as they are hydrated).
+pub fn register_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_gauge!(RECONCILE_DRIFT, Unit::Count, "Drift between Redis and Postgres counters, by kind");
+    describe_counter!(
+        orders::hydrate::STOCK_HYDRATED_TOTAL,
+        Unit::Count,
+        "Stock counters loaded into Redis from Postgres"
+    );
+}

@@ -170,7 +170,7 @@ impl ApiError {
     pub fn internal(source: impl Into<Cause>) -> ApiError {
         let source = source.into();
         if is_pool_timeout(source.as_ref()) {
-            metrics::counter!(crate::metrics::HTTP_REQUESTS_SHED_TOTAL, "reason" => "db_pool").increment(1);
+            metrics::counter!(super::overload::HTTP_REQUESTS_SHED_TOTAL, "reason" => "db_pool").increment(1);
             return ApiError::overloaded(RETRY_AFTER_SECS);
         }
         ApiError { source: Some(source), ..ApiError::new(ErrorCode::Internal) }

@@ -27,6 +27,14 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::services::AppState;
 
+/// Describes the HTTP layer's metrics and creates their known series at zero.
+pub fn register_metrics() {
+    observe::register_metrics();
+    overload::register_metrics();
+    orders::register_metrics();
+    payment::register_metrics();
+}
+
 /// Every `/api` route with its OpenAPI description, merged from the domain modules.
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

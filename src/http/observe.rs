@@ -22,6 +22,24 @@ use crate::{
     services::{AppState, health},
 };
 
+/// `http_requests_total{method,route,status}`.
+pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+/// `http_request_duration_seconds{route}` histogram.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+
+/// Describes the HTTP metrics and creates the series of the first request a fresh server
+/// answers, the scrape itself, so the HTTP metrics are never missing from a complete exposition.
+pub fn register_metrics() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!(HTTP_REQUESTS_TOTAL, Unit::Count, "HTTP requests answered, by method, route template and status");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to answer an HTTP request, by route template"
+    );
+    register_series("GET", "/metrics", 200);
+}
+
 /// The operational routes (not under `/api`).
 pub fn router() -> Router<AppState> {
     Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics))
@@ -72,7 +90,7 @@ pub async fn track(req: Request, next: Next) -> Response {
 }
 
 /// Creates one series of the HTTP metrics at zero (start-up registration).
-pub fn register_series(method: &str, route: &str, status: u16) {
+fn register_series(method: &str, route: &str, status: u16) {
     let method = method_label(&method.parse().unwrap_or_default());
     with_series(method, route_label(route), status, |series| series.requests.increment(0));
 }
@@ -114,8 +132,8 @@ fn with_series(method: &'static str, route: &'static str, status: u16, f: impl F
     // A handle taken before the recorder exists would count into nothing, forever.
     m::install();
     let series = Series {
-        requests: metrics::counter!(m::HTTP_REQUESTS_TOTAL, "method" => method, "route" => route, "status" => status.to_string()),
-        duration: metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "route" => route),
+        requests: metrics::counter!(HTTP_REQUESTS_TOTAL, "method" => method, "route" => route, "status" => status.to_string()),
+        duration: metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route),
     };
     f(SERIES.write().unwrap_or_else(PoisonError::into_inner).entry(key).or_insert(series));
 }

@@ -37,6 +37,14 @@ pub const OUTCOMES: [&str; 8] = [
     "rejected",
     "error",
 ];
+/// Describes [`ORDER_CREATE_TOTAL`] and creates every outcome at zero.
+pub fn register_metrics() {
+    metrics::describe_counter!(ORDER_CREATE_TOTAL, metrics::Unit::Count, "Order creations by outcome");
+    for outcome in OUTCOMES {
+        metrics::counter!(ORDER_CREATE_TOTAL, "outcome" => outcome).increment(0);
+    }
+}
+
 /// Most distinct lines one order may hold.
 const MAX_LINES: usize = 100;
 

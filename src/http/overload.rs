@@ -32,7 +32,24 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
 use super::error::{ApiError, RETRY_AFTER_SECS};
-use crate::metrics::HTTP_REQUESTS_SHED_TOTAL;
+
+/// `http_requests_shed_total{reason}`: requests answered 503 `OVERLOADED` instead of being
+/// served; `reason` is `in_flight` (over `JUPANG_MAX_IN_FLIGHT`, here) or `db_pool` (no Postgres
+/// connection within `JUPANG_DB_ACQUIRE_TIMEOUT_MS`, `http::error`). They also count in
+/// `http_requests_total`.
+pub const HTTP_REQUESTS_SHED_TOTAL: &str = "http_requests_shed_total";
+
+/// Describes [`HTTP_REQUESTS_SHED_TOTAL`] and creates both reasons at zero.
+pub fn register_metrics() {
+    metrics::describe_counter!(
+        HTTP_REQUESTS_SHED_TOTAL,
+        metrics::Unit::Count,
+        "Requests refused with 503 OVERLOADED, by reason (in_flight, db_pool)"
+    );
+    for reason in ["in_flight", "db_pool"] {
+        metrics::counter!(HTTP_REQUESTS_SHED_TOTAL, "reason" => reason).increment(0);
+    }
+}
 
 /// Whether a path is exempt from the limit (the operational routes).
 fn is_exempt(path: &str) -> bool {

@@ -29,6 +29,14 @@ pub const PAYMENT_TOTAL: &str = "payment_total";
 pub const OUTCOMES: [&str; 8] =
     ["paid", "insufficient_balance", "expired", "not_payable", "not_found", "coupon_rejected", "rejected", "error"];
 
+/// Describes [`PAYMENT_TOTAL`] and creates every outcome at zero.
+pub fn register_metrics() {
+    metrics::describe_counter!(PAYMENT_TOTAL, metrics::Unit::Count, "Payments by outcome");
+    for outcome in OUTCOMES {
+        metrics::counter!(PAYMENT_TOTAL, "outcome" => outcome).increment(0);
+    }
+}
+
 /// The payment routes (mounted under `/api`).
 pub fn router() -> OpenApiRouter<AppState> {
     let idempotent =

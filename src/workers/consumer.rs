@@ -42,6 +42,7 @@ use crate::{
         streams::{
             MAX_DELIVERIES, PersistError, StreamEntry, StreamSink,
             commands::{self as streams},
+            coupons, orders,
         },
     },
 };
@@ -61,6 +62,37 @@ pub const STREAM_PERSIST_LAG_SECONDS: &str = "stream_persist_lag_seconds";
 pub const CONSUMER_BATCH_SIZE: &str = "consumer_batch_size";
 /// `stream_dead_letter_total{sink}`: entries moved to a dead-letter stream.
 pub const STREAM_DEAD_LETTER_TOTAL: &str = "stream_dead_letter_total";
+
+/// Describes the consumer metrics and, when the consumer runs, creates the series of each sink
+/// ([`SINKS`]) at zero.
+pub fn register_metrics(running: bool) {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        STREAM_PENDING_ENTRIES,
+        Unit::Count,
+        "V2 stream entries not yet persisted into Postgres, by stream (sink)"
+    );
+    describe_gauge!(
+        STREAM_PERSIST_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest V2 stream entry not yet persisted (0 when caught up), by stream (sink)"
+    );
+    describe_histogram!(CONSUMER_BATCH_SIZE, Unit::Count, "Entries per batch the stream consumer persists");
+    describe_counter!(STREAM_DEAD_LETTER_TOTAL, Unit::Count, "Stream entries moved to a dead-letter stream");
+    if running {
+        for sink in SINKS {
+            metrics::gauge!(STREAM_PENDING_ENTRIES, "stream" => sink).increment(0.0);
+            metrics::gauge!(STREAM_PERSIST_LAG_SECONDS, "stream" => sink).increment(0.0);
+            metrics::counter!(STREAM_DEAD_LETTER_TOTAL, "sink" => sink).increment(0);
+            // Registering a histogram renders its buckets at zero.
+            let _ = metrics::histogram!(CONSUMER_BATCH_SIZE, "sink" => sink);
+        }
+    }
+}
+
+/// The sinks `workers::spawn` runs, by name (their sources'
+/// [`crate::store::redis::streams::StreamSource::name`]).
+pub const SINKS: [&str; 2] = [coupons::NAME, orders::NAME];
 
 /// How a consumer task runs.
 #[derive(Debug, Clone)]

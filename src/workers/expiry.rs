@@ -15,6 +15,18 @@ use crate::{
 /// `order_expired_total`: orders the sweeper expired.
 pub const ORDER_EXPIRED_TOTAL: &str = "order_expired_total";
 
+/// Describes [`ORDER_EXPIRED_TOTAL`] and, when the sweeper runs, creates it at zero.
+pub fn register_metrics(running: bool) {
+    metrics::describe_counter!(
+        ORDER_EXPIRED_TOTAL,
+        metrics::Unit::Count,
+        "Unpaid orders expired and their stock returned"
+    );
+    if running {
+        metrics::counter!(ORDER_EXPIRED_TOTAL).increment(0);
+    }
+}
+
 /// Expires every PENDING order due at `now` and returns how many; counted in
 /// [`ORDER_EXPIRED_TOTAL`]. Tests call this directly instead of waiting for the timer.
 pub async fn sweep(db: &PgPool, stock: &StockStore, now: DateTime<Utc>) -> Result<u64, Fault> {

@@ -9,15 +9,26 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    config::Config,
     services::AppState,
     store::pg::{admitted_coupons::CouponSink, admitted_orders::OrderSink},
 };
 
+/// Describes the workers' metrics and creates the series of those that run at zero.
+pub fn register_metrics(config: &Config) {
+    let w = config.workers;
+    consumer::register_metrics(w.consumer);
+    outbox::register_metrics(w.outbox && config.data_platform_url.is_some());
+    expiry::register_metrics(w.expiry);
+    if w.reconcile {
+        reconcile::register_metrics();
+    }
+}
+
 /// Starts the configured workers; each returns when `shutdown` is cancelled.
 pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
     let config = &state.config;
-    // Always on: housekeeping of this process's own metrics, not a business worker.
-    let mut tasks = vec![tokio::spawn(crate::metrics::upkeep(state.metrics.clone(), shutdown.clone()))];
+    let mut tasks = Vec::new();
     if config.workers.expiry {
         tasks.push(tokio::spawn(expiry::run(state.clone(), shutdown.clone())));
     }

@@ -27,6 +27,23 @@ pub const OUTBOX_DELIVERY_TOTAL: &str = "outbox_delivery_total";
 /// Every `outcome` of [`OUTBOX_DELIVERY_TOTAL`].
 pub const OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
 
+/// Describes the delivery metrics and, when delivery runs, creates them at zero.
+pub fn register_metrics(running: bool) {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_gauge!(OUTBOX_PENDING_EVENTS, Unit::Count, "Outbox events neither delivered nor FAILED");
+    describe_counter!(
+        OUTBOX_DELIVERY_TOTAL,
+        Unit::Count,
+        "Outbox delivery attempts by outcome (delivered, retry, failed)"
+    );
+    if running {
+        metrics::gauge!(OUTBOX_PENDING_EVENTS).increment(0.0);
+        for outcome in OUTCOMES {
+            metrics::counter!(OUTBOX_DELIVERY_TOTAL, "outcome" => outcome).increment(0);
+        }
+    }
+}
+
 /// How often the worker looks for due events when it is idle.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the pending gauge is refreshed.

@@ -12,6 +12,14 @@ use crate::{
     services::AppState,
 };
 
+/// Creates the drift series this worker maintains at zero: no drift known until its first round
+/// (every [`EVERY`]).
+pub fn register_metrics() {
+    for kind in crate::admission::drift_kinds() {
+        metrics::gauge!(RECONCILE_DRIFT, "kind" => kind).increment(0.0);
+    }
+}
+
 /// How often the reconciler runs.
 pub const EVERY: Duration = Duration::from_secs(30);
 

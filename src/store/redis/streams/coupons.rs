@@ -22,6 +22,9 @@ use crate::{
     },
 };
 
+/// The name of the coupon issuance streams, as a sink: logs and metric labels.
+pub const NAME: &str = "coupons";
+
 /// `user_coupon_id`: the issued coupon's id (UUIDv7).
 pub const USER_COUPON_ID: &str = "user_coupon_id";
 /// `coupon_id`: the coupon (campaign); always the coupon of the stream.
@@ -105,7 +108,7 @@ impl StreamSource for CouponStreams {
     type Item = IssuedCoupon;
 
     fn name(&self) -> &'static str {
-        "coupons"
+        NAME
     }
 
     async fn streams(&self) -> RedisResult<Vec<String>> {

@@ -111,6 +111,9 @@ impl Admission {
     }
 }
 
+/// The name of the order admission stream, as a sink: logs and metric labels.
+pub const NAME: &str = "orders";
+
 /// The order admission stream of a deployment (one stream for every order).
 #[derive(Debug, Clone)]
 pub struct OrderStream {
@@ -128,7 +131,7 @@ impl StreamSource for OrderStream {
     type Item = Admission;
 
     fn name(&self) -> &'static str {
-        "orders"
+        NAME
     }
 
     async fn streams(&self) -> RedisResult<Vec<String>> {
