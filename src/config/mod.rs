@@ -1,158 +1,18 @@
 //! Configuration from the environment, parsed and validated once at start-up.
 //!
-//! Every variable of the contract is read here and nowhere else. A malformed value, an unknown
-//! `JUPANG_*` variable or a missing required one becomes a [`ConfigError`] that names the
-//! variable; secrets never appear in messages or in `Debug` output.
+//! Every variable of the contract is read here and nowhere else: `serve`'s whole [`Config`],
+//! the few variables a command-line tool needs ([`ToolEnv`]), and `RUST_LOG` ([`log_filter`]).
+//! A malformed value, an unknown `JUPANG_*` variable or a missing required one becomes a
+//! [`ConfigError`] that names the variable; secrets never appear in messages or in `Debug`
+//! output.
+
+mod choices;
+#[cfg(test)]
+mod tests;
 
 use std::{collections::BTreeMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
 
-/// Which design hands out first-come coupons (`JUPANG_ISSUE_STRATEGY`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IssueStrategy {
-    /// V2: one atomic Lua script in Redis, persisted through a Redis Stream.
-    RedisLua,
-    /// V1: `SELECT ... FOR UPDATE` on the coupon row.
-    DbPessimistic,
-    /// V1: version column with bounded retries.
-    DbOptimistic,
-    /// V1: a Redis lock around the database transaction.
-    RedisLock,
-}
-
-impl IssueStrategy {
-    /// Every strategy, in the order benchmarks list them.
-    pub const ALL: [IssueStrategy; 4] =
-        [IssueStrategy::DbPessimistic, IssueStrategy::DbOptimistic, IssueStrategy::RedisLock, IssueStrategy::RedisLua];
-
-    /// The configuration spelling, also used as a metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IssueStrategy::RedisLua => "redis-lua",
-            IssueStrategy::DbPessimistic => "db-pessimistic",
-            IssueStrategy::DbOptimistic => "db-optimistic",
-            IssueStrategy::RedisLock => "redis-lock",
-        }
-    }
-}
-
-impl FromStr for IssueStrategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| "expected one of redis-lua, db-pessimistic, db-optimistic, redis-lock".into())
-    }
-}
-
-/// Which design reserves stock for orders (`JUPANG_ORDER_STRATEGY`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OrderStrategy {
-    /// V2: all-or-nothing reservation by a Lua script in Redis.
-    RedisLua,
-    /// V1: row locks on the options, taken in id order.
-    DbPessimistic,
-}
-
-impl OrderStrategy {
-    /// The configuration spelling, also used as a metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStrategy::RedisLua => "redis-lua",
-            OrderStrategy::DbPessimistic => "db-pessimistic",
-        }
-    }
-}
-
-impl FromStr for OrderStrategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "redis-lua" => Ok(OrderStrategy::RedisLua),
-            "db-pessimistic" => Ok(OrderStrategy::DbPessimistic),
-            _ => Err("expected one of redis-lua, db-pessimistic".into()),
-        }
-    }
-}
-
-/// Log line format (`JUPANG_LOG_FORMAT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
-
-/// A string that must never be printed (`Debug` shows `***`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// Which background tasks `serve` runs besides the HTTP API (`JUPANG_WORKERS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Workers {
-    /// Expires unpaid orders and returns their stock.
-    pub expiry: bool,
-    /// Drains the Redis Stream of V2 admissions into Postgres.
-    pub consumer: bool,
-    /// Delivers outbox events to the data platform.
-    pub outbox: bool,
-    /// Compares Redis and Postgres counters and exports the drift as metrics.
-    pub reconcile: bool,
-}
-
-impl Workers {
-    const NAMES: [&'static str; 4] = ["expiry", "consumer", "outbox", "reconcile"];
-
-    /// All workers on.
-    pub const ALL: Workers = Workers { expiry: true, consumer: true, outbox: true, reconcile: true };
-    /// No workers: the process only serves HTTP.
-    pub const NONE: Workers = Workers { expiry: false, consumer: false, outbox: false, reconcile: false };
-}
-
-impl FromStr for Workers {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "all" => return Ok(Workers::ALL),
-            "none" | "" => return Ok(Workers::NONE),
-            _ => {}
-        }
-        let mut w = Workers::NONE;
-        for name in s.split(',').map(str::trim) {
-            match name {
-                "expiry" => w.expiry = true,
-                "consumer" => w.consumer = true,
-                "outbox" => w.outbox = true,
-                "reconcile" => w.reconcile = true,
-                other => {
-                    return Err(format!(
-                        "unknown worker `{other}`; expected all, none or a list of {}",
-                        Workers::NAMES.join(", ")
-                    ));
-                }
-            }
-        }
-        Ok(w)
-    }
-}
+pub use self::choices::{IssueStrategy, LogFormat, OrderStrategy, Secret, Workers};
 
 /// The whole configuration of one process.
 #[derive(Debug, Clone)]
@@ -247,6 +107,62 @@ pub const KNOWN_VARS: &[&str] = &[
     "JUPANG_SEED_USERS",
     "JUPANG_TEST_THREADS",
 ];
+
+/// What the command-line tools read from the environment, one variable at a time: unlike
+/// `serve`, a subcommand needs only a few variables and must not refuse to run over others.
+#[derive(Debug, Clone)]
+pub struct ToolEnv {
+    vars: BTreeMap<String, String>,
+}
+
+impl ToolEnv {
+    /// Reads the process environment.
+    pub fn from_env() -> ToolEnv {
+        ToolEnv::from_vars(std::env::vars().collect())
+    }
+
+    /// A set of variables; the process environment is only one source of them.
+    pub fn from_vars(vars: BTreeMap<String, String>) -> ToolEnv {
+        ToolEnv { vars }
+    }
+
+    /// A variable that must be set to something other than blanks (returned as given).
+    pub fn required(&self, var: &str) -> Result<String, ConfigError> {
+        self.optional(var).ok_or_else(|| err(var, "is required"))
+    }
+
+    /// A variable, unless it is unset or blank (returned as given).
+    pub fn optional(&self, var: &str) -> Option<String> {
+        self.vars.get(var).filter(|v| !v.trim().is_empty()).cloned()
+    }
+
+    /// `DATABASE_URL`.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        self.required("DATABASE_URL")
+    }
+
+    /// `REDIS_URL` (one node).
+    pub fn redis_url(&self) -> Result<String, ConfigError> {
+        self.required("REDIS_URL").map(|u| u.trim().to_owned())
+    }
+
+    /// `JUPANG_REDIS_PREFIX`, `jupang` when unset.
+    pub fn redis_prefix(&self) -> String {
+        self.optional("JUPANG_REDIS_PREFIX").map_or_else(|| "jupang".to_owned(), |p| p.trim().to_owned())
+    }
+
+    /// `JUPANG_JWT_SECRET`.
+    pub fn jwt_secret(&self) -> Result<String, ConfigError> {
+        self.required("JUPANG_JWT_SECRET")
+    }
+}
+
+/// The log filter of `RUST_LOG` ([`EnvFilter`] syntax), if set; the caller picks the default.
+///
+/// [`EnvFilter`]: https://docs.rs/tracing-subscriber/latest/tracing_subscriber/filter/struct.EnvFilter.html
+pub fn log_filter() -> Option<String> {
+    std::env::var("RUST_LOG").ok()
+}
 
 impl Config {
     /// Reads the process environment.
@@ -384,100 +300,5 @@ fn retries(raw: &str, var: &str) -> Result<u32, ConfigError> {
     match raw.parse::<u32>() {
         Ok(v) if v <= 20 => Ok(v),
         _ => Err(err(var, format!("expected a whole number from 0 to 20, got `{raw}`"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn base() -> BTreeMap<String, String> {
-        [
-            ("DATABASE_URL", "postgres://u:p@localhost/db"),
-            ("REDIS_URL", "redis://localhost/"),
-            ("JUPANG_JWT_SECRET", "0123456789abcdef0123"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-    }
-
-    fn with(k: &str, v: &str) -> Result<Config, ConfigError> {
-        let mut vars = base();
-        vars.insert(k.into(), v.into());
-        Config::from_vars(vars)
-    }
-
-    #[test]
-    fn defaults_follow_the_contract() {
-        let c = Config::from_vars(base()).unwrap();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.issue_strategy, IssueStrategy::RedisLua);
-        assert_eq!(c.order_strategy, OrderStrategy::RedisLua);
-        assert_eq!(c.order_ttl, Duration::from_secs(600));
-        assert_eq!(c.expiry_sweep, Duration::from_secs(60));
-        assert_eq!(c.workers, Workers::ALL);
-        assert_eq!(c.outbox_backoff, Duration::from_secs(5));
-        assert_eq!(c.outbox_max_retries, 3);
-        assert_eq!(c.stream_claim_idle, Duration::from_secs(30));
-        assert_eq!(c.max_in_flight, 1024);
-        assert_eq!(c.db_acquire_timeout, Duration::from_secs(2));
-    }
-
-    #[test]
-    fn the_pool_acquire_timeout_stays_below_the_request_timeout() {
-        let short = with("JUPANG_REQUEST_TIMEOUT_MS", "1000").unwrap();
-        assert_eq!(short.db_acquire_timeout, Duration::from_millis(500), "the default follows a short request timeout");
-        let mut vars = base();
-        vars.insert("JUPANG_REQUEST_TIMEOUT_MS".into(), "1000".into());
-        vars.insert("JUPANG_DB_ACQUIRE_TIMEOUT_MS".into(), "1000".into());
-        assert_eq!(Config::from_vars(vars).unwrap_err().var, "JUPANG_DB_ACQUIRE_TIMEOUT_MS");
-        assert_eq!(with("JUPANG_DB_ACQUIRE_TIMEOUT_MS", "250").unwrap().db_acquire_timeout, Duration::from_millis(250));
-    }
-
-    #[test]
-    fn a_malformed_value_names_its_variable() {
-        assert_eq!(with("JUPANG_ORDER_TTL_SECS", "ten").unwrap_err().var, "JUPANG_ORDER_TTL_SECS");
-        assert_eq!(with("JUPANG_ISSUE_STRATEGY", "fast").unwrap_err().var, "JUPANG_ISSUE_STRATEGY");
-        assert_eq!(with("JUPANG_LISTEN", "nowhere").unwrap_err().var, "JUPANG_LISTEN");
-        assert_eq!(with("REDIS_URL", "localhost:6379").unwrap_err().var, "REDIS_URL");
-        assert_eq!(with("JUPANG_WORKERS", "expiry,cron").unwrap_err().var, "JUPANG_WORKERS");
-        assert_eq!(with("JUPANG_OUTBOX_MAX_RETRIES", "-1").unwrap_err().var, "JUPANG_OUTBOX_MAX_RETRIES");
-        assert_eq!(with("JUPANG_OUTBOX_BACKOFF_MS", "0").unwrap_err().var, "JUPANG_OUTBOX_BACKOFF_MS");
-        assert_eq!(with("JUPANG_STREAM_CLAIM_IDLE_MS", "soon").unwrap_err().var, "JUPANG_STREAM_CLAIM_IDLE_MS");
-        assert_eq!(with("JUPANG_DATA_PLATFORM_URL", "ftp://x/").unwrap_err().var, "JUPANG_DATA_PLATFORM_URL");
-        assert_eq!(with("JUPANG_MAX_IN_FLIGHT", "0").unwrap_err().var, "JUPANG_MAX_IN_FLIGHT");
-        assert_eq!(with("JUPANG_DB_ACQUIRE_TIMEOUT_MS", "2s").unwrap_err().var, "JUPANG_DB_ACQUIRE_TIMEOUT_MS");
-    }
-
-    #[test]
-    fn a_data_platform_url_with_credentials_is_never_echoed() {
-        let e = with("JUPANG_DATA_PLATFORM_URL", "https://bot:pa55word@example.com/events").unwrap_err();
-        assert_eq!(e.var, "JUPANG_DATA_PLATFORM_URL");
-        assert!(!e.to_string().contains("pa55word"));
-        assert_eq!(
-            with("JUPANG_DATA_PLATFORM_URL", "http://127.0.0.1:9/e").unwrap().data_platform_url.as_deref(),
-            Some("http://127.0.0.1:9/e")
-        );
-    }
-
-    #[test]
-    fn an_unknown_jupang_variable_is_refused() {
-        assert_eq!(with("JUPANG_ISSUE_STRATEGYY", "redis-lua").unwrap_err().var, "JUPANG_ISSUE_STRATEGYY");
-    }
-
-    #[test]
-    fn secrets_never_show_in_errors_or_debug() {
-        let e = with("JUPANG_JWT_SECRET", "short-secret").unwrap_err();
-        assert!(!e.to_string().contains("short-secret"));
-        let c = Config::from_vars(base()).unwrap();
-        assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
-        assert!(!format!("{c:?}").contains("u:p@"));
-    }
-
-    #[test]
-    fn a_worker_list_switches_each_worker() {
-        let w: Workers = "expiry, outbox".parse().unwrap();
-        assert!(w.expiry && w.outbox && !w.consumer && !w.reconcile);
     }
 }
