@@ -28,6 +28,7 @@ mod payment;
 mod popular;
 mod prometheus_scrape;
 mod seed;
+mod stream_codec;
 mod stream_consumer;
 mod v2_coupons;
 mod v2_durability;
