@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+pub use super::error_codes::ErrorCode;
 use crate::{
     domain::{
         FieldError, Lang, Money,
@@ -39,70 +40,6 @@ use crate::{
         wallet::WalletError,
     },
 };
-
-macro_rules! error_codes {
-    ($( $variant:ident = $wire:literal => $status:ident, $ko:literal, $en:literal; )*) => {
-        /// Every error code the API can answer with; the wire form is SCREAMING_SNAKE_CASE.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-        #[allow(missing_docs)]
-        pub enum ErrorCode { $( #[serde(rename = $wire)] $variant, )* }
-
-        impl ErrorCode {
-            /// The HTTP status this code is answered with.
-            pub fn status(self) -> StatusCode {
-                match self { $( ErrorCode::$variant => StatusCode::$status, )* }
-            }
-            /// The human message in a language.
-            pub fn message(self, lang: Lang) -> &'static str {
-                match (self, lang) {
-                    $( (ErrorCode::$variant, Lang::Ko) => $ko, (ErrorCode::$variant, Lang::En) => $en, )*
-                }
-            }
-            /// The stable wire code, e.g. `INSUFFICIENT_STOCK`.
-            pub fn as_str(self) -> &'static str {
-                match self { $( ErrorCode::$variant => $wire, )* }
-            }
-        }
-    };
-}
-
-error_codes! {
-    ValidationError = "VALIDATION_ERROR" => BAD_REQUEST, "요청 값이 올바르지 않습니다", "The request is invalid";
-    Unauthenticated = "UNAUTHENTICATED" => UNAUTHORIZED, "인증이 필요합니다", "Authentication is required";
-    Forbidden = "FORBIDDEN" => FORBIDDEN, "이 작업을 수행할 권한이 없습니다", "You are not allowed to do this";
-    NotFound = "NOT_FOUND" => NOT_FOUND, "요청한 경로를 찾을 수 없습니다", "No such route";
-    MethodNotAllowed = "METHOD_NOT_ALLOWED" => METHOD_NOT_ALLOWED, "허용되지 않은 메서드입니다", "Method not allowed";
-    UserNotFound = "USER_NOT_FOUND" => NOT_FOUND, "사용자를 찾을 수 없습니다", "User not found";
-    ProductNotFound = "PRODUCT_NOT_FOUND" => NOT_FOUND, "상품을 찾을 수 없습니다", "Product not found";
-    ProductOptionNotFound = "PRODUCT_OPTION_NOT_FOUND" => NOT_FOUND, "상품 옵션을 찾을 수 없습니다", "Product option not found";
-    CartItemNotFound = "CART_ITEM_NOT_FOUND" => NOT_FOUND, "장바구니 항목을 찾을 수 없습니다", "Cart item not found";
-    OrderNotFound = "ORDER_NOT_FOUND" => NOT_FOUND, "주문을 찾을 수 없습니다", "Order not found";
-    CouponNotFound = "COUPON_NOT_FOUND" => NOT_FOUND, "쿠폰을 찾을 수 없습니다", "Coupon not found";
-    EventNotFound = "EVENT_NOT_FOUND" => NOT_FOUND, "이벤트를 찾을 수 없습니다", "Event not found";
-    InsufficientStock = "INSUFFICIENT_STOCK" => BAD_REQUEST, "재고가 부족합니다", "Not enough stock";
-    EmptyOrder = "EMPTY_ORDER" => BAD_REQUEST, "주문할 상품이 없습니다", "The order has no items";
-    InsufficientBalance = "INSUFFICIENT_BALANCE" => BAD_REQUEST, "잔액이 부족합니다", "Not enough balance";
-    OrderExpired = "ORDER_EXPIRED" => BAD_REQUEST, "주문서가 만료되었습니다. 주문서를 다시 생성하세요", "The order has expired; create the order again";
-    OrderNotPayable = "ORDER_NOT_PAYABLE" => BAD_REQUEST, "결제할 수 없는 주문입니다", "The order cannot be paid";
-    OrderNotCancellable = "ORDER_NOT_CANCELLABLE" => BAD_REQUEST, "취소할 수 없는 주문입니다", "The order cannot be cancelled";
-    AlreadyIssued = "ALREADY_ISSUED" => BAD_REQUEST, "이미 발급받은 쿠폰입니다", "You already have this coupon";
-    CouponSoldOut = "COUPON_SOLD_OUT" => BAD_REQUEST, "선착순 마감", "sold out";
-    CouponNotActive = "COUPON_NOT_ACTIVE" => BAD_REQUEST, "쿠폰 발급 기간이 아닙니다", "The coupon is not being issued now";
-    ExpiredCoupon = "EXPIRED_COUPON" => BAD_REQUEST, "만료된 쿠폰입니다", "The coupon has expired";
-    AlreadyUsed = "ALREADY_USED" => BAD_REQUEST, "이미 사용된 쿠폰입니다", "The coupon has already been used";
-    InvalidCoupon = "INVALID_COUPON" => BAD_REQUEST, "사용할 수 없는 쿠폰입니다", "The coupon is not valid for you";
-    CouponMinOrderAmount = "COUPON_MIN_ORDER_AMOUNT" => BAD_REQUEST, "쿠폰 최소 주문 금액에 미달합니다", "The order is below the coupon's minimum amount";
-    CouponNotApplicable = "COUPON_NOT_APPLICABLE" => BAD_REQUEST, "이 주문에 적용할 수 없는 쿠폰입니다", "The coupon does not apply to this order";
-    CouponUpdateNotAllowed = "COUPON_UPDATE_NOT_ALLOWED" => BAD_REQUEST, "발급이 시작된 쿠폰은 수량 증가와 발급 종료만 가능합니다", "Once issuing has started, a coupon may only gain quantity or end its window";
-    StockBelowReserved = "STOCK_BELOW_RESERVED" => BAD_REQUEST, "예약된 수량보다 재고를 줄일 수 없습니다", "Stock cannot go below what is reserved";
-    MarketMismatch = "MARKET_MISMATCH" => BAD_REQUEST, "다른 시장의 상품이나 쿠폰입니다", "The item or coupon belongs to another market";
-    ConcurrencyConflict = "CONCURRENCY_CONFLICT" => CONFLICT, "요청이 몰려 처리하지 못했습니다. 다시 시도하세요", "Too much contention; please retry";
-    IdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED" => UNPROCESSABLE_ENTITY, "같은 멱등 키로 다른 요청을 보냈습니다", "This Idempotency-Key was used for a different request";
-    IdempotencyInProgress = "IDEMPOTENCY_IN_PROGRESS" => CONFLICT, "같은 멱등 키의 요청이 처리 중입니다", "A request with this Idempotency-Key is still running";
-    Overloaded = "OVERLOADED" => SERVICE_UNAVAILABLE, "요청이 많아 잠시 후 다시 시도하세요", "Overloaded; retry shortly";
-    Timeout = "TIMEOUT" => SERVICE_UNAVAILABLE, "요청 처리 시간이 초과되었습니다", "The request took too long";
-    Internal = "INTERNAL" => INTERNAL_SERVER_ERROR, "일시적인 오류가 발생했습니다", "Something went wrong on our side";
-}
 
 /// An error on its way to the client.
 #[derive(Debug)]

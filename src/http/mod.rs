@@ -9,6 +9,7 @@ pub mod coupon_admin;
 pub mod coupons;
 pub mod docs;
 pub mod error;
+pub mod error_codes;
 pub mod extract;
 pub mod idempotency;
 pub mod inventory;

@@ -42,57 +42,23 @@ use crate::{
         streams::{
             MAX_DELIVERIES, PersistError, StreamEntry, StreamSink,
             commands::{self as streams},
-            coupons, orders,
         },
+    },
+};
+
+mod housekeeping;
+mod measures;
+
+pub use self::{
+    housekeeping::backlog,
+    measures::{
+        CONSUMER_BATCH_SIZE, SINKS, STREAM_DEAD_LETTER_TOTAL, STREAM_PENDING_ENTRIES, STREAM_PERSIST_LAG_SECONDS,
+        register_metrics,
     },
 };
 
 /// The consumer group every V2 stream is read with.
 pub const GROUP: &str = "persist";
-
-/// `stream_pending_entries{stream}`: entries not yet persisted (delivered-unacknowledged plus
-/// never delivered), summed over a sink's streams; the label is the sink's name, so it stays
-/// low-cardinality however many coupons run.
-pub const STREAM_PENDING_ENTRIES: &str = "stream_pending_entries";
-/// `stream_persist_lag_seconds{stream}` (the sink's name, as in [`STREAM_PENDING_ENTRIES`]): age
-/// of the oldest entry not yet persisted (0 when caught up); between housekeeping rounds, the age
-/// of the oldest entry of the last committed batch.
-pub const STREAM_PERSIST_LAG_SECONDS: &str = "stream_persist_lag_seconds";
-/// `consumer_batch_size{sink}` histogram: entries per batch handed to the sink.
-pub const CONSUMER_BATCH_SIZE: &str = "consumer_batch_size";
-/// `stream_dead_letter_total{sink}`: entries moved to a dead-letter stream.
-pub const STREAM_DEAD_LETTER_TOTAL: &str = "stream_dead_letter_total";
-
-/// Describes the consumer metrics and, when the consumer runs, creates the series of each sink
-/// ([`SINKS`]) at zero.
-pub fn register_metrics(running: bool) {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!(
-        STREAM_PENDING_ENTRIES,
-        Unit::Count,
-        "V2 stream entries not yet persisted into Postgres, by stream (sink)"
-    );
-    describe_gauge!(
-        STREAM_PERSIST_LAG_SECONDS,
-        Unit::Seconds,
-        "Age of the oldest V2 stream entry not yet persisted (0 when caught up), by stream (sink)"
-    );
-    describe_histogram!(CONSUMER_BATCH_SIZE, Unit::Count, "Entries per batch the stream consumer persists");
-    describe_counter!(STREAM_DEAD_LETTER_TOTAL, Unit::Count, "Stream entries moved to a dead-letter stream");
-    if running {
-        for sink in SINKS {
-            metrics::gauge!(STREAM_PENDING_ENTRIES, "stream" => sink).increment(0.0);
-            metrics::gauge!(STREAM_PERSIST_LAG_SECONDS, "stream" => sink).increment(0.0);
-            metrics::counter!(STREAM_DEAD_LETTER_TOTAL, "sink" => sink).increment(0);
-            // Registering a histogram renders its buckets at zero.
-            let _ = metrics::histogram!(CONSUMER_BATCH_SIZE, "sink" => sink);
-        }
-    }
-}
-
-/// The sinks `workers::spawn` runs, by name (their sources'
-/// [`crate::store::redis::streams::StreamSource::name`]).
-pub const SINKS: [&str; 2] = [coupons::NAME, orders::NAME];
 
 /// How a consumer task runs.
 #[derive(Debug, Clone)]
@@ -414,66 +380,6 @@ impl<S: StreamSink> Consumer<S> {
         }
         Ok(())
     }
-
-    /// Gauges, then trimming below what the group acknowledged.
-    async fn housekeeping(&mut self, streams: &[String]) -> anyhow::Result<()> {
-        let mut conn = self.redis.conn();
-        let (mut backlog, mut oldest_ms) = (0u64, None::<u64>);
-        for stream in streams {
-            let Some(info) = streams::group_info(&mut conn, stream, GROUP).await? else { continue };
-            backlog += info.pending + info.lag.unwrap_or(0);
-            let min_pending = streams::oldest_pending(&mut conn, stream, GROUP).await?;
-            let oldest = match &min_pending {
-                Some(id) => Some(id.clone()),
-                None if info.lag.unwrap_or(1) > 0 => {
-                    streams::first_after(&mut conn, stream, &info.last_delivered).await?
-                }
-                None => None,
-            };
-            if let Some(id) = oldest {
-                let ms = streams::parse_id(&id).0;
-                oldest_ms = Some(oldest_ms.map_or(ms, |o| o.min(ms)));
-            }
-            // Everything below the oldest pending entry is acknowledged; with nothing pending,
-            // everything up to the last delivered one is.
-            let keep_from = match min_pending {
-                Some(id) => Some(id),
-                None if info.last_delivered != "0-0" => Some(streams::next_id(&info.last_delivered)),
-                None => None,
-            };
-            if let Some(keep_from) = keep_from {
-                streams::trim_below(&mut conn, stream, &keep_from).await?;
-            }
-            streams::forget_idle_consumers(&mut conn, stream, GROUP, &self.settings.consumer, FORGET_CONSUMERS_AFTER)
-                .await?;
-        }
-        let name = self.sink.name();
-        metrics::gauge!(STREAM_PENDING_ENTRIES, "stream" => name).set(backlog as f64);
-        let lag = oldest_ms.map_or(0.0, |ms| now_ms().saturating_sub(ms) as f64 / 1000.0);
-        metrics::gauge!(STREAM_PERSIST_LAG_SECONDS, "stream" => name).set(lag);
-        Ok(())
-    }
-}
-
-/// Consumers with nothing pending and idle this long are removed from their group.
-const FORGET_CONSUMERS_AFTER: Duration = Duration::from_secs(3_600);
-
-/// Entries of the sink's streams not yet persisted (delivered-unacknowledged plus never
-/// delivered). Zero means every admission so far is in Postgres: tests await it, with a
-/// deadline, instead of sleeping.
-pub async fn backlog<S: StreamSink>(sink: &S, redis: &RedisStore) -> redis::RedisResult<u64> {
-    let mut conn = redis.conn();
-    let mut total = 0;
-    for stream in sink.streams().await? {
-        let len: u64 = redis::cmd("XLEN").arg(&stream).query_async(&mut conn).await?;
-        total += match streams::group_info(&mut conn, &stream, GROUP).await? {
-            // Without a reliable lag, count the whole stream: trimming keeps only what may be
-            // unacknowledged, so this errs on the side of "not yet".
-            Some(info) => info.pending + info.lag.unwrap_or(len),
-            None => len,
-        };
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
