@@ -1,5 +1,6 @@
-//! Wiring: configuration -> stores -> state -> router -> background tasks, all stopped by one
-//! shutdown token.
+//! The composition root, the only module that imports every layer: configuration -> stores ->
+//! V2 engines -> the services' state -> metrics registration -> router and background tasks,
+//! all stopped by one shutdown token.
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -1,7 +1,12 @@
 //! Jupang: a flash-sale e-commerce backend.
 //!
-//! Layout: [`domain`] is the business vocabulary in plain Rust; [`store`] talks to Postgres and
-//! Redis; [`http`] is the axum API; [`workers`] are the background tasks; [`app`] wires them.
+//! Layers, imports pointing downward only (`scripts/check-layers.sh` checks it):
+//! [`http`] (axum: parse, authorise, call one service) -> [`services`] (one module per domain:
+//! transactions, the V1/V2 choice, read-your-writes) -> [`admission`] (V2, the Redis-Lua
+//! admission engine) -> [`store`] (Postgres and Redis adapters, the stream contract) ->
+//! [`domain`] (the business vocabulary in plain Rust). [`workers`] run service and admission
+//! functions on a schedule or a stream. [`config`], [`metrics`], [`telemetry`] and [`auth`] are
+//! leaves anyone may use; [`app`] is the composition root that wires them all.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

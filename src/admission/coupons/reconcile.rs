@@ -7,9 +7,9 @@
 //! on its way. A positive drift is admissions that will never reach Postgres (dead-lettered, or
 //! lost with Redis's last second); a negative one means Redis under-counts (it could over-issue).
 //!
-//! Repairs only go the safe way ([`repair`]): users persisted in Postgres but missing from the
-//! Redis set are added back, and `remaining` is lowered to `total - |users|` if it is above it. It
-//! is never raised, so a repair can only make issuing stricter. Redis terms that differ from
+//! Repairs ([`run`] with `repair`) only go the safe way: users persisted in Postgres but missing
+//! from the Redis set are added back, and `remaining` is lowered to `total - |users|` if it is
+//! above it. It is never raised, so a repair can only make issuing stricter. Redis terms that differ from
 //! Postgres (an edit whose Redis half failed) are re-applied, exactly as the edit would have.
 
 use std::collections::HashSet;

@@ -90,7 +90,7 @@ async fn move_money(
 /// Runs inside the caller's transaction, which the caller commits (with its idempotent answer)
 /// or rolls back on any refusal, so nothing is charged, used or confirmed unless all of it is.
 /// A PENDING order past its expiry is refused with `ORDER_EXPIRED`; the caller then expires it
-/// with [`expiry::expire_if_overdue`] in a transaction of its own.
+/// with [`super::expiry::expire_if_overdue`] in a transaction of its own.
 pub async fn pay(
     tx: &mut PgConnection,
     order_id: Uuid,

@@ -19,8 +19,8 @@
 
 /// Hash of the coupon's issuing terms, the script's source of truth while a sale runs:
 /// `starts_ms`, `ends_ms` (the window, epoch milliseconds, start inclusive, end exclusive),
-/// `total` (planned quantity), `market` (`KR`/`US`), `validity` (`until:<epoch ms>` or
-/// `days:<n>`) and `rev` (a token that changes whenever any of these change, so a process
+/// `total` (planned quantity), `market` (`KR`/`US`), `validity` (`until:<epoch microseconds>`
+/// or `days:<n>`) and `rev` (a token that changes whenever any of these change, so a process
 /// holding older terms in memory notices). Its absence means "not hydrated".
 pub const META: &str = "meta";
 /// Integer counter: how many can still be issued. `total - remaining` is the number of users
@@ -29,13 +29,13 @@ pub const REMAINING: &str = "remaining";
 /// Set of user ids holding the coupon: everyone persisted in Postgres at hydration plus every
 /// user admitted since. One member per issued coupon (checked by the reconciler).
 pub const USERS: &str = "users";
-/// Hash user id -> `user_coupon_id|issued_at|expires_at` (RFC 3339) of each admission, written by
-/// the issue script: what a payment or a listing needs to persist a coupon the consumer has not
+/// Hash user id -> `user_coupon_id|issued_at|expires_at` (RFC 3339, microseconds) of each
+/// admission ([`super::streams::coupons::held_record`]), written by the issue script: what a payment or a listing needs to persist a coupon the consumer has not
 /// reached yet (read-your-writes). Entries already in Postgres are removed by the reconciler.
 pub const HELD: &str = "held";
-/// Stream of admissions, one entry per issued coupon with the fields `user_coupon_id`,
-/// `coupon_id`, `user_id`, `issued_at`, `expires_at`. Trimmed only below what the consumer group
-/// has acknowledged.
+/// Stream of admissions, one entry per issued coupon, with the fields defined in
+/// [`super::streams::coupons::FIELDS`]. Trimmed only below what the consumer group has
+/// acknowledged.
 pub const STREAM: &str = "stream";
 /// Prefix of hydration's temporary keys (`scratch:<token>:users`, `scratch:<token>:held`), built
 /// outside the live keys and published atomically; they expire on their own if a hydration dies
