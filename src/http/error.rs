@@ -35,7 +35,6 @@ use crate::{
         coupons::{CouponError, IssueFailure},
         idempotency::ReceiptError,
         orders::OrderError,
-        payment::PaymentError,
         popular::PopularError,
         wallet::WalletError,
     },
@@ -263,16 +262,6 @@ impl From<OrderError> for ApiError {
             OrderError::Rejected(r) => r.into(),
             OrderError::Receipt(e) => e.into(),
             OrderError::Fault(f) => f.into(),
-        }
-    }
-}
-
-impl From<PaymentError> for ApiError {
-    fn from(e: PaymentError) -> Self {
-        match e {
-            PaymentError::Rejected(r) => r.into(),
-            PaymentError::Receipt(e) => e.into(),
-            PaymentError::Fault(f) => f.into(),
         }
     }
 }

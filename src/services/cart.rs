@@ -100,8 +100,7 @@ pub async fn add(
     let user = user(state, user_id).await?;
     let currency = user.balance().currency;
     let id = cart::add(&state.db, user.id, currency.code(), option_id, quantity).await?;
-    let line = cart::line(&state.db, user.id, currency.code(), id).await?.ok_or(Rejection::CartItemNotFound)?;
-    Ok((line, currency))
+    priced_line(state, user.id, currency, id).await
 }
 
 /// Sets a line's quantity (re-checking stock); answers the line.
@@ -114,7 +113,17 @@ pub async fn set_quantity(
     let user = user(state, user_id).await?;
     let currency = user.balance().currency;
     cart::set_quantity(&state.db, user.id, currency.code(), item_id, quantity).await?;
-    let line = cart::line(&state.db, user.id, currency.code(), item_id).await?.ok_or(Rejection::CartItemNotFound)?;
+    priced_line(state, user.id, currency, item_id).await
+}
+
+/// A line of the user's cart priced in `currency`, with the currency.
+async fn priced_line(
+    state: &AppState,
+    user_id: i64,
+    currency: Currency,
+    item_id: i64,
+) -> Result<(CartLine, Currency), CartError> {
+    let line = cart::line(&state.db, user_id, currency.code(), item_id).await?.ok_or(Rejection::CartItemNotFound)?;
     Ok((line, currency))
 }
 

@@ -21,22 +21,4 @@ pub mod wallet;
 pub use state::{AppState, Shared};
 
 pub use crate::store::Fault;
-
-/// `From<sqlx::Error>` and `From<redis::RedisError>` for service errors with a `Fault(Fault)`
-/// variant, so `?` works on store calls.
-macro_rules! fault_conversions {
-    ($($error:ty),+ $(,)?) => {$(
-        impl From<sqlx::Error> for $error {
-            fn from(e: sqlx::Error) -> Self {
-                Self::Fault(e.into())
-            }
-        }
-
-        impl From<redis::RedisError> for $error {
-            fn from(e: redis::RedisError) -> Self {
-                Self::Fault(e.into())
-            }
-        }
-    )+};
-}
-pub(crate) use fault_conversions;
+pub(crate) use crate::store::fault_conversions;

@@ -1,13 +1,11 @@
 //! Paying an order from the wallet (optionally with a coupon), and cancelling or refunding it:
-//! Postgres first, in one transaction, then the order's Redis step after the commit.
+//! Postgres first, in one transaction, then the order's Redis step after the commit. Part of the
+//! orders domain: failures are [`OrderError`]s.
 
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{
-    AppState, Fault, fault_conversions,
-    idempotency::{Receipt, ReceiptError},
-};
+use super::{AppState, idempotency::Receipt, orders::OrderError};
 pub use crate::store::pg::payment::Paid;
 use crate::{
     admission::orders::settle,
@@ -19,31 +17,6 @@ use crate::{
     },
 };
 
-/// Why a payment or a cancellation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PaymentError {
-    /// A business rule refused it; nothing changed.
-    #[error("rejected: {0:?}")]
-    Rejected(Rejection),
-    /// The idempotent answer could not be stored with the payment.
-    #[error(transparent)]
-    Receipt(#[from] ReceiptError),
-    /// A store failed.
-    #[error(transparent)]
-    Fault(#[from] Fault),
-}
-
-fault_conversions!(PaymentError);
-
-impl From<StoreError> for PaymentError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Rejected(r) => PaymentError::Rejected(r),
-            StoreError::Db(e) => PaymentError::Fault(e.into()),
-        }
-    }
-}
-
 /// Pays a PENDING order of `user_id` from its wallet in one atomic step (coupon checked and used,
 /// wallet debited, stock confirmed, order PAID); the idempotent answer is stored with it.
 pub async fn pay(
@@ -52,7 +25,7 @@ pub async fn pay(
     user_id: i64,
     user_coupon_id: Option<Uuid>,
     receipt: Receipt<'_, Paid>,
-) -> Result<Paid, PaymentError> {
+) -> Result<Paid, OrderError> {
     if let Some(uc) = user_coupon_id {
         // Read-your-writes: a V2 coupon issued a moment ago may not be persisted yet; it is now,
         // idempotently, exactly as the consumer would.
@@ -94,7 +67,7 @@ pub async fn pay(
 /// Cancels an order: PENDING -> CANCELLED (stock returns); PAID -> REFUNDED (wallet refunded,
 /// stock returns, coupon given back while still valid). `visible` says whether the caller may
 /// act on an order of a given owner (anyone else's order is reported as not found).
-pub async fn cancel(state: &AppState, order_id: Uuid, visible: impl Fn(i64) -> bool) -> Result<Order, PaymentError> {
+pub async fn cancel(state: &AppState, order_id: Uuid, visible: impl Fn(i64) -> bool) -> Result<Order, OrderError> {
     let stock = state.order_admission.stock();
     let order = match payment::cancel(&state.db, order_id, &visible, Utc::now()).await {
         Err(StoreError::Rejected(Rejection::OrderNotFound))

@@ -27,3 +27,22 @@ impl Fault {
         Fault::Invariant(what.into())
     }
 }
+
+/// `From<sqlx::Error>` and `From<redis::RedisError>` for the errors of the layers above (admission,
+/// services) that have a `Fault(Fault)` variant, so `?` works on store calls.
+macro_rules! fault_conversions {
+    ($($error:ty),+ $(,)?) => {$(
+        impl From<::sqlx::Error> for $error {
+            fn from(e: ::sqlx::Error) -> Self {
+                Self::Fault(e.into())
+            }
+        }
+
+        impl From<::redis::RedisError> for $error {
+            fn from(e: ::redis::RedisError) -> Self {
+                Self::Fault(e.into())
+            }
+        }
+    )+};
+}
+pub(crate) use fault_conversions;

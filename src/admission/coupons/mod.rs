@@ -41,7 +41,7 @@ use super::user_markets::UserMarkets;
 use crate::{
     domain::coupon::{IssueError, IssuedCoupon, IssuedStatus},
     store::{
-        Fault,
+        Fault, fault_conversions,
         redis::{
             RedisStore,
             coupons::{self, AdjustReply, IssueReply, IssuingTerms},
@@ -69,17 +69,7 @@ pub enum AdmitError {
     Fault(#[from] Fault),
 }
 
-impl From<redis::RedisError> for AdmitError {
-    fn from(e: redis::RedisError) -> Self {
-        AdmitError::Fault(e.into())
-    }
-}
-
-impl From<sqlx::Error> for AdmitError {
-    fn from(e: sqlx::Error) -> Self {
-        AdmitError::Fault(e.into())
-    }
-}
+fault_conversions!(AdmitError);
 
 /// The V2 coupon engine of one process: its stores, the terms cache and the shared user markets.
 #[derive(Clone)]

@@ -40,7 +40,7 @@ use super::user_markets::UserMarkets;
 use crate::{
     domain::order::OrderStatus,
     store::{
-        Fault,
+        Fault, fault_conversions,
         pg::{
             cart, catalog,
             orders::{Order, OrderItem, OrderSource, Rejection, Reservation},
@@ -70,17 +70,7 @@ impl From<Rejection> for AdmitError {
     }
 }
 
-impl From<sqlx::Error> for AdmitError {
-    fn from(e: sqlx::Error) -> Self {
-        AdmitError::Fault(e.into())
-    }
-}
-
-impl From<redis::RedisError> for AdmitError {
-    fn from(e: redis::RedisError) -> Self {
-        AdmitError::Fault(e.into())
-    }
-}
+fault_conversions!(AdmitError);
 
 /// How long an order stays in its user's recent list beyond its TTL (read-your-writes of lists).
 const RECENT_GRACE: Duration = Duration::from_secs(3600);

@@ -25,7 +25,7 @@ use crate::{
     store::pg::orders::{self as store, StoreError},
 };
 
-/// Why an order request failed.
+/// Why an order request (creation, read, payment or cancellation) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     /// A business rule refused it; nothing changed.

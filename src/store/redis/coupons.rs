@@ -194,22 +194,24 @@ pub async fn publish_hydration(
             .query_async::<()>(&mut conn)
             .await?;
     }
-    let published: i64 = HYDRATE
-        .key(&k.meta)
-        .key(&k.remaining)
-        .key(&k.users)
-        .key(&k.held)
-        .key(&scratch_users)
-        .key(&scratch_held)
-        .arg(terms.starts_ms)
+    let mut hydrate = HYDRATE.prepare_invoke();
+    hydrate.key(&k.meta).key(&k.remaining).key(&k.users).key(&k.held).key(&scratch_users).key(&scratch_held);
+    let published: i64 = with_terms(&mut hydrate, terms).invoke_async(&mut conn).await?;
+    Ok(published == 1)
+}
+
+/// Appends the terms as the hydrate and adjust scripts take them (`ARGV[1..6]`: starts_ms,
+/// ends_ms, total, market, validity, rev).
+fn with_terms<'a, 'b>(
+    inv: &'b mut redis::ScriptInvocation<'a>,
+    terms: &IssuingTerms,
+) -> &'b mut redis::ScriptInvocation<'a> {
+    inv.arg(terms.starts_ms)
         .arg(terms.ends_ms)
         .arg(terms.total)
         .arg(terms.market.code())
         .arg(validity_text(terms.validity))
         .arg(&terms.rev)
-        .invoke_async(&mut conn)
-        .await?;
-    Ok(published == 1)
 }
 
 /// What an edit did to a hydrated coupon.
@@ -232,17 +234,9 @@ pub enum AdjustReply {
 /// Applies edited terms to a hydrated coupon (see `lua/adjust_coupon.lua`).
 pub async fn adjust(redis: &RedisStore, coupon_id: i64, terms: &IssuingTerms) -> RedisResult<AdjustReply> {
     let k = CouponKeys::new(redis.prefix(), coupon_id);
-    let reply: Vec<Value> = ADJUST
-        .key(&k.meta)
-        .key(&k.remaining)
-        .arg(terms.starts_ms)
-        .arg(terms.ends_ms)
-        .arg(terms.total)
-        .arg(terms.market.code())
-        .arg(validity_text(terms.validity))
-        .arg(&terms.rev)
-        .invoke_async(&mut redis.conn())
-        .await?;
+    let mut adjust = ADJUST.prepare_invoke();
+    adjust.key(&k.meta).key(&k.remaining);
+    let reply: Vec<Value> = with_terms(&mut adjust, terms).invoke_async(&mut redis.conn()).await?;
     Ok(match status(&reply).as_str() {
         "OK" => AdjustReply::Adjusted { remaining: int(&reply, 1) },
         "BELOW_ISSUED" => AdjustReply::BelowIssued { admitted: int(&reply, 1) },
