@@ -1,15 +1,18 @@
-//! The `jupang` command line: thin parsing that calls into the library.
+//! The `jupang` command line: thin parsing that calls into the server library (`serve`,
+//! `migrate`, `token`, `reconcile`) and the tool crates (`seed`: `jupang_seed`, `loadgen`:
+//! `jupang_loadgen`). A module of the binary: the server library contains no CLI.
 
 use std::{io::Write, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-
-use crate::{
+use jupang::{
     config::{Config, ConfigError},
     http::auth::{JwtKeys, Role},
-    seed, store, telemetry,
+    store, telemetry,
 };
+use jupang_loadgen::LoadgenArgs;
+use jupang_seed::SeedArgs;
 
 /// Jupang: flash-sale e-commerce backend.
 #[derive(Debug, Parser)]
@@ -30,7 +33,7 @@ enum Command {
     /// Mint JWTs for scripts and load tests.
     Token(TokenArgs),
     /// The built-in load generator and benchmark (open run, order rush, mixed, compare).
-    Loadgen(crate::loadgen::LoadgenArgs),
+    Loadgen(LoadgenArgs),
     /// Compare the V2 coupon state in Redis with Postgres, one line per coupon.
     Reconcile(ReconcileArgs),
 }
@@ -42,20 +45,6 @@ pub struct ReconcileArgs {
     /// to what the users set allows; never raise it).
     #[arg(long)]
     pub repair: bool,
-}
-
-/// Options of `jupang seed`.
-#[derive(Debug, Args)]
-pub struct SeedArgs {
-    /// Make sure users 1..=N exist (KR market).
-    #[arg(long, default_value_t = 100)]
-    pub users: i64,
-    /// Wallet balance (KRW) given to each user the seed creates.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub balance: i64,
-    /// Skip the demo catalog and coupon; only make the users.
-    #[arg(long)]
-    pub users_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -90,12 +79,17 @@ fn parse_range(s: &str) -> Result<(i64, i64), String> {
     Ok((a, b))
 }
 
-/// Reads one required variable for the subcommands that do not need the whole configuration.
+/// Reads one variable (blank counts as unset) for the subcommands that do not need the whole
+/// configuration; `serve` reads everything through `Config::from_env`. The CLI's only read of
+/// the environment, kept in one place so it can move into `config` (issue 9: only `config`
+/// reads the environment).
+fn env_var(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A variable the subcommand cannot run without.
 fn required(var: &str) -> anyhow::Result<String> {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| ConfigError { var: var.into(), reason: "is required".into() }.into())
+    env_var(var).ok_or_else(|| ConfigError { var: var.into(), reason: "is required".into() }.into())
 }
 
 impl Cli {
@@ -105,7 +99,7 @@ impl Cli {
             Command::Serve => {
                 let config = Config::from_env()?;
                 telemetry::init(config.log_format);
-                crate::run(config).await
+                jupang::run(config).await
             }
             Command::Migrate => {
                 let pool = store::pg::connect(&required("DATABASE_URL")?, 2).await?;
@@ -114,13 +108,19 @@ impl Cli {
                 Ok(())
             }
             Command::Seed(args) => {
-                let pool = store::pg::connect(&required("DATABASE_URL")?, 4).await?;
-                let report = seed::run(&pool, &args).await?;
+                let pool = jupang_seed::connect(&required("DATABASE_URL")?, 4).await?;
+                let report = jupang_seed::run(&pool, &args).await?;
                 eprintln!("{report}");
                 Ok(())
             }
             Command::Token(args) => token(args),
-            Command::Loadgen(args) => crate::loadgen::run(args).await,
+            Command::Loadgen(args) => {
+                let env = jupang_loadgen::Env {
+                    jwt_secret: env_var("JUPANG_JWT_SECRET"),
+                    database_url: env_var("DATABASE_URL"),
+                };
+                jupang_loadgen::run(args, &env).await
+            }
             Command::Reconcile(args) => reconcile(args).await,
         }
     }
@@ -129,14 +129,14 @@ impl Cli {
 async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     let pool = store::pg::connect(&required("DATABASE_URL")?, 2).await?;
     let url = required("REDIS_URL")?;
-    let prefix = std::env::var("JUPANG_REDIS_PREFIX").ok().filter(|p| !p.trim().is_empty());
+    let prefix = env_var("JUPANG_REDIS_PREFIX");
     let redis = store::redis::RedisStore::connect(&[url.trim()], prefix.as_deref().unwrap_or("jupang").trim()).await?;
-    let (reports, repaired) = crate::issue::reconcile::run(&pool, &redis, args.repair).await?;
-    print!("{}", crate::issue::reconcile::table(&reports));
+    let (reports, repaired) = jupang::issue::reconcile::run(&pool, &redis, args.repair).await?;
+    print!("{}", jupang::issue::reconcile::table(&reports));
     // The order TTL plays no part in comparing counters; any value builds the stock store.
-    let stock = crate::store::flash::hydrate::reconcile(
+    let stock = jupang::store::flash::hydrate::reconcile(
         &pool,
-        crate::store::flash::FlashOrders::new(
+        jupang::store::flash::FlashOrders::new(
             pool.clone(),
             &redis,
             Default::default(),

@@ -6,14 +6,11 @@
 #![warn(missing_docs)]
 
 pub mod app;
-pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod issue;
-pub mod loadgen;
 pub mod metrics;
-pub mod seed;
 pub mod state;
 pub mod store;
 pub mod telemetry;
