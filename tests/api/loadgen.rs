@@ -7,10 +7,7 @@ use jupang_loadgen::token::{CUSTOMER, Minter, OPS_ADMIN};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::{
-    coupon_support::coupon_app,
-    helpers::{JWT_SECRET, TestApp, spawn_app},
-};
+use crate::support::{JWT_SECRET, TestApp, coupon_app, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jupang");
 

@@ -1,9 +1,6 @@
 //! The one integration-test binary: real Postgres, real Redis, real HTTP.
 
-mod child;
-mod fixtures;
-mod helpers;
-mod proxy;
+mod support;
 
 mod auth;
 mod cart;
@@ -12,7 +9,6 @@ mod catalog_admin;
 mod cli;
 mod coupon_admin;
 mod coupon_concurrency;
-mod coupon_support;
 mod coupons;
 mod errors;
 mod expiry;

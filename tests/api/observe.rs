@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use crate::{
-    helpers::{json_of, metric_value, spawn_app, spawn_app_with, unique},
+use crate::support::{
+    json_of, metric_value,
     proxy::{TcpProxy, upstream_of},
+    spawn_app, spawn_app_with, unique,
 };
 
 #[tokio::test]
@@ -29,8 +30,7 @@ async fn metrics_count_requests_by_route_template_method_and_status() {
     let app = spawn_app().await;
     let user = app.create_user("KR", 0).await;
     for path in [format!("/api/users/{user}/balance"), format!("/api/v1/users/{user}/balance")] {
-        let res = app.request(Method::GET, &path).bearer_auth(app.customer(user)).send().await.unwrap();
-        assert_eq!(res.status(), 200);
+        assert_eq!(app.get_as(user, &path).await.status(), 200);
     }
     let res = app.get(&format!("/api/users/{user}/balance")).await;
     assert_eq!(res.status(), 401);
@@ -60,11 +60,8 @@ async fn metrics_never_turn_a_client_chosen_method_into_a_label() {
     assert_eq!(res.status(), 405);
     let text = app.get("/metrics").await.text().await.unwrap();
     assert!(!text.contains(method.as_str()), "a client's method became a label");
-    assert!(
-        metric_value(&text, "http_requests_total", &[r#"method="OTHER""#, r#"route="/health""#, r#"status="405""#])
-            >= 1.0,
-        "{text}"
-    );
+    let other = [r#"method="OTHER""#, r#"route="/health""#, r#"status="405""#];
+    assert!(metric_value(&text, "http_requests_total", &other) >= 1.0, "{text}");
 }
 
 #[tokio::test]

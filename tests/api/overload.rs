@@ -15,11 +15,10 @@ use std::{
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
-use tokio::task::JoinHandle;
 
-use crate::{
-    coupon_support::{counts, create_coupon, create_users},
-    helpers::{TestApp, assert_error, json_of, spawn_app_with},
+use crate::support::{
+    InFlight, TestApp, answers, assert_error, counts, create_coupon, fire, json_of, metric_value, scrape,
+    spawn_app_with,
 };
 
 /// An app issuing with `db-pessimistic` (a Postgres path) plus the given variables.
@@ -78,16 +77,8 @@ fn issue_request(app: &TestApp, coupon_id: i64, user_id: i64) -> RequestBuilder 
 }
 
 /// Sends each user's issue request on its own task; they run while the test goes on.
-fn fire(app: &TestApp, coupon_id: i64, users: &[i64]) -> Vec<JoinHandle<reqwest::Result<Response>>> {
-    users.iter().map(|&u| tokio::spawn(issue_request(app, coupon_id, u).send())).collect()
-}
-
-async fn answers(handles: Vec<JoinHandle<reqwest::Result<Response>>>) -> Vec<Response> {
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.expect("request task").expect("an answer"));
-    }
-    out
+fn fire_issues(app: &TestApp, coupon_id: i64, users: &[i64]) -> InFlight {
+    fire(users.iter().map(|&u| issue_request(app, coupon_id, u)))
 }
 
 /// Asserts 503 `OVERLOADED` with `Retry-After: 1`.
@@ -107,32 +98,25 @@ async fn holders(app: &TestApp, coupon_id: i64) -> Vec<i64> {
 
 /// The value of a counter series in `/metrics` (0 when it does not exist yet).
 async fn counter(app: &TestApp, name: &str, labels: &[&str]) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|lbl| l.contains(lbl)))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+    metric_value(&scrape(app).await, name, labels)
 }
 
 #[tokio::test]
 async fn requests_beyond_the_in_flight_limit_get_503_overloaded_with_retry_after() {
     let app = v1_app(&[("JUPANG_MAX_IN_FLIGHT", "3")]).await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let users = create_users(&app, 6, "KR").await;
+    let users = app.create_users(6, "KR", 0).await;
     let (admitted, extra) = users.split_at(3);
     let route = r#"route="/api/coupons/{coupon_id}/issue""#;
     let shed_before = counter(&app, "http_requests_shed_total", &[r#"reason="in_flight""#]).await;
     let route_503_before = counter(&app, "http_requests_total", &[route, r#"status="503""#]).await;
 
     let mut lock = CouponsLocked::take(&app).await;
-    let in_flight = fire(&app, coupon, admitted);
+    let in_flight = fire_issues(&app, coupon, admitted);
     lock.wait_for_waiters(3).await;
 
     let started = Instant::now();
-    let shed: Vec<_> = extra
-        .iter()
-        .map(|&u| tokio::spawn(issue_request(&app, coupon, u).header("accept-language", "en").send()))
-        .collect();
+    let shed = fire(extra.iter().map(|&u| issue_request(&app, coupon, u).header("accept-language", "en")));
     for res in answers(shed).await {
         assert_eq!(res.headers()["content-type"], "application/json");
         let retry_after = res.headers().get("retry-after").cloned();
@@ -160,16 +144,16 @@ async fn requests_beyond_the_in_flight_limit_get_503_overloaded_with_retry_after
 async fn a_burst_that_exhausts_the_postgres_pool_gets_503_overloaded_not_500() {
     let app = v1_app(&[("JUPANG_DB_POOL_SIZE", "2"), ("JUPANG_DB_ACQUIRE_TIMEOUT_MS", "200")]).await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let users = create_users(&app, 5, "KR").await;
+    let users = app.create_users(5, "KR", 0).await;
     let (holding, extra) = users.split_at(2);
 
     let mut lock = CouponsLocked::take(&app).await;
-    let in_flight = fire(&app, coupon, holding);
+    let in_flight = fire_issues(&app, coupon, holding);
     // Both pooled connections now wait on the lock: the pool is exhausted.
     lock.wait_for_waiters(2).await;
 
     let started = Instant::now();
-    for res in answers(fire(&app, coupon, extra)).await {
+    for res in answers(fire_issues(&app, coupon, extra)).await {
         assert_overloaded(res).await;
     }
     assert!(started.elapsed() < Duration::from_secs(5), "failed fast: {:?}", started.elapsed());
@@ -187,7 +171,7 @@ async fn a_burst_that_exhausts_the_postgres_pool_gets_503_overloaded_not_500() {
 async fn a_request_running_past_the_request_timeout_gets_503_timeout_and_changes_nothing() {
     let app = v1_app(&[("JUPANG_REQUEST_TIMEOUT_MS", "500")]).await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let user = create_users(&app, 1, "KR").await[0];
+    let user = app.create_users(1, "KR", 0).await[0];
 
     let lock = CouponsLocked::take(&app).await;
     let started = Instant::now();

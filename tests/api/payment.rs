@@ -5,12 +5,10 @@ use jupang::http::auth::Role;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::{
-    fixtures::{
-        CouponSpec, balance_of, cancel, count, coupon, coupon_state, events, for_each_strategy, held_fixed, hold,
-        option, pay, placed, product_in, set_expiry, status_of, stock_of, sweep,
-    },
-    helpers::{TestApp, assert_error, json_of, metric_value},
+use crate::support::{
+    CouponSpec, TestApp, assert_error, balance_of, cancel, count, coupon, coupon_state, events, for_each_strategy,
+    held_fixed, hold, json_of, metric_value, option, pay, placed, product_in, scrape, set_expiry, status_of, stock_of,
+    sweep,
 };
 
 /// A KR user with `balance` and a PENDING order of `qty` x `price` (stock 10): (user, option, order).
@@ -327,7 +325,7 @@ for_each_strategy! {
         let app = strategy.spawn().await;
         let (user, _, order) = pending(&app, 100, 1_000, 1).await;
         assert_error(pay(&app, user, &order, None).await, 400, "INSUFFICIENT_BALANCE").await;
-        let text = app.get("/metrics").await.text().await.unwrap();
+        let text = scrape(&app).await;
         assert!(metric_value(&text, "payment_total", &[r#"outcome="insufficient_balance""#]) >= 1.0, "{text}");
         assert!(metric_value(&text, "order_create_total", &[r#"outcome="created""#]) >= 1.0, "{text}");
     }

@@ -8,7 +8,7 @@ use jupang_seed::{
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use crate::helpers::{TestApp, json_of, spawn_app};
+use crate::support::{TestApp, json_of, spawn_app};
 
 fn args(users: i64, users_only: bool) -> SeedArgs {
     SeedArgs { users, balance: 1_000_000, users_only }

@@ -5,79 +5,21 @@
 //! the promises specific to the design. Postgres is read raw here (no settling) wherever the
 //! point is what has or has not reached it yet.
 
-use std::{
-    collections::HashMap,
-    time::{Duration as StdDuration, Instant},
-};
+use std::collections::HashMap;
 
 use chrono::{Duration, Utc};
 use jupang::{
-    store::{
-        flash::FlashOrders,
-        pg::{flash_orders::OrderSink, payment},
-        redis::RedisStore,
-    },
-    workers::stream::StreamSink,
+    store::pg::payment,
+    workers::stream::{PersistError, StreamSink},
 };
-use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    fixtures::{
-        Strategy, avail_of, cancel, count, events, option, order_request, pay, placed, send_all, settle, status_of,
-        stock_of, stock_store, stream_entries, sweep,
-    },
-    helpers::{TestApp, assert_error, json_of},
+use crate::support::{
+    Strategy, assert_error, avail_of, cancel, cancel_request, count, events, eventually, json_of, option,
+    order_request, order_sink, order_state, pay, persist, placed, raw_orders, raw_stock, redis_store, send_all, settle,
+    status_of, stock_of, stock_store, stream_entries, sweep, v2,
 };
-
-pub(crate) async fn v2() -> TestApp {
-    Strategy::RedisLua.spawn().await
-}
-
-/// (stock, reserved) straight from Postgres, without settling the stream first.
-pub(crate) async fn raw_stock(app: &TestApp, option_id: i64) -> (i32, i32) {
-    sqlx::query_as("SELECT stock, reserved FROM product_options WHERE id = $1")
-        .bind(option_id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
-/// Orders in Postgres, without settling the stream first.
-async fn raw_orders(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&app.db).await.unwrap()
-}
-
-/// A second engine over the app's stores, as another instance would have.
-pub(crate) async fn engine(app: &TestApp) -> FlashOrders {
-    let redis = RedisStore::connect(&[std::env::var("REDIS_URL").unwrap().as_str()], &app.redis_prefix).await.unwrap();
-    FlashOrders::new(app.db.clone(), &redis, Default::default(), app.config.order_ttl)
-}
-
-pub(crate) async fn redis_cmd<T: redis::FromRedisValue>(cmd: &mut redis::Cmd) -> T {
-    let client = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    cmd.query_async(&mut conn).await.unwrap()
-}
-
-async fn order_state(app: &TestApp, order_id: &str) -> Option<String> {
-    let key = stock_store(app).await.keys().order(order_id.parse().unwrap());
-    redis_cmd(redis::cmd("HGET").arg(key).arg("state")).await
-}
-
-async fn users(app: &TestApp, n: usize, balance: i64) -> Vec<i64> {
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO users (name, market, currency, balance) SELECT 't', 'KR', 'KRW', $2 FROM generate_series(1, $1) \
-         RETURNING id",
-    )
-    .bind(n as i64)
-    .bind(balance)
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    ids
-}
 
 #[tokio::test]
 async fn a_v2_order_takes_its_units_from_the_redis_counter_and_reaches_postgres_only_through_the_sink() {
@@ -94,12 +36,9 @@ async fn a_v2_order_takes_its_units_from_the_redis_counter_and_reaches_postgres_
     let entries = stream_entries(&app).await;
     assert_eq!(entries.len(), 1, "an acknowledged order always has its stream entry");
     assert_eq!(entries[0].field("order_id"), body["order_id"].as_str());
-    let sink = OrderSink::new(stock_store(&app).await.keys().stream());
     for _ in 0..2 {
         // The second delivery (a redelivery after a crash before XACK) must change nothing.
-        let mut tx = app.db.begin().await.unwrap();
-        sink.persist(&mut tx, &entries).await.unwrap();
-        tx.commit().await.unwrap();
+        persist(&app, &entries).await;
         assert_eq!(raw_orders(&app).await, 1);
         assert_eq!(raw_stock(&app, opt).await, (10, 3));
         assert_eq!(count(&app, "order_items").await, 1);
@@ -108,15 +47,8 @@ async fn a_v2_order_takes_its_units_from_the_redis_counter_and_reaches_postgres_
     let (status, reservation, created): (String, String, chrono::DateTime<Utc>) =
         sqlx::query_as("SELECT status, reservation, created_at FROM orders").fetch_one(&app.db).await.unwrap();
     assert_eq!((status.as_str(), reservation.as_str()), ("PENDING", "redis"));
-    let read = json_of(
-        app.request(Method::GET, &format!("/api/orders/{}", body["order_id"].as_str().unwrap()))
-            .bearer_auth(app.customer(user))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let read =
+        json_of(app.get_as(user, &format!("/api/orders/{}", body["order_id"].as_str().unwrap())).await, 200).await;
     assert_eq!(read["items"], body["items"], "what was answered is what was persisted");
     assert_eq!(read["created_at"], body["created_at"]);
     assert_eq!(
@@ -154,7 +86,7 @@ async fn orders_for_another_market_or_an_unknown_option_are_refused_before_redis
 async fn three_hundred_simultaneous_orders_on_a_stock_of_50_admit_exactly_50() {
     let app = v2().await;
     let opt = option(&app, 1_000, 50).await;
-    let buyers = users(&app, 300, 0).await;
+    let buyers = app.create_users(300, "KR", 0).await;
     let responses = send_all(buyers.iter().map(|u| order_request(&app, *u, &[(opt, 1)])).collect()).await;
     let mut created = 0;
     for res in responses {
@@ -178,7 +110,7 @@ async fn simultaneous_multi_item_orders_take_all_their_lines_or_none() {
     let app = v2().await;
     let a = option(&app, 1_000, 30).await;
     let b = option(&app, 1_000, 15).await;
-    let buyers = users(&app, 80, 0).await;
+    let buyers = app.create_users(80, "KR", 0).await;
     // 40 want one of each, 20 only A, 20 two of B: more than either option holds.
     let wants: Vec<Vec<(i64, i64)>> = (0..80)
         .map(|i| match i % 4 {
@@ -207,6 +139,59 @@ async fn simultaneous_multi_item_orders_take_all_their_lines_or_none() {
         assert_eq!(avail_of(&app, opt).await, Some(stock - took), "a refused order took nothing");
         assert_eq!(stock_of(&app, opt).await, (stock as i32, took as i32), "Postgres agrees once persisted");
     }
+}
+
+#[tokio::test]
+async fn the_consumer_worker_persists_admissions_in_the_background() {
+    let app = Strategy::RedisLua
+        .spawn_with(|v| {
+            v.insert("JUPANG_WORKERS".into(), "consumer".into());
+        })
+        .await;
+    let opt = option(&app, 1_000, 10).await;
+    for u in app.create_users(5, "KR", 0).await {
+        placed(&app, u, &[(opt, 1)]).await;
+    }
+    eventually(15, "the consumer persists the orders", || async { raw_orders(&app).await == 5 }).await;
+    assert_eq!(raw_stock(&app, opt).await, (10, 5));
+    let (sink, redis) = (order_sink(&app).await, redis_store(&app).await);
+    eventually(15, "the consumer acknowledges the orders", || async {
+        jupang::workers::consumer::backlog(&sink, &redis).await.unwrap() == 0
+    })
+    .await;
+    assert_eq!(sink.name(), "orders");
+}
+
+#[tokio::test]
+async fn the_sink_names_entries_it_can_never_persist_and_persists_the_others() {
+    let app = v2().await;
+    let user = app.create_user("KR", 0).await;
+    let opt = option(&app, 1_000, 10).await;
+    placed(&app, user, &[(opt, 1)]).await;
+    placed(&app, user, &[(opt, 2)]).await;
+    let mut entries = stream_entries(&app).await;
+    let good = entries[0].clone();
+    entries[1].fields.insert("lines".into(), "not json".into());
+    let mut unknown_option = good.clone();
+    unknown_option.id = "1-1".into();
+    let lines = unknown_option.fields["lines"].replace(&format!("\"option_id\":{opt}"), "\"option_id\":987654");
+    unknown_option.fields.insert("lines".into(), lines);
+    unknown_option.fields.insert("order_id".into(), Uuid::now_v7().to_string());
+    let sink = order_sink(&app).await;
+    for (batch, bad) in [
+        (vec![good.clone(), entries[1].clone()], &entries[1].id),
+        (vec![good.clone(), unknown_option.clone()], &unknown_option.id),
+    ] {
+        let mut tx = app.db.begin().await.unwrap();
+        match sink.persist(&mut tx, &batch).await {
+            Err(PersistError::Poison { ids, .. }) => {
+                assert_eq!(&ids, std::slice::from_ref(bad))
+            }
+            other => panic!("expected poison, got {other:?}"),
+        }
+    }
+    persist(&app, &[good]).await;
+    assert_eq!((raw_orders(&app).await, raw_stock(&app, opt).await), (1, (10, 1)));
 }
 
 #[tokio::test]
@@ -239,13 +224,11 @@ async fn an_order_not_yet_persisted_is_readable_listed_and_cancellable_by_its_ow
     let stranger = app.create_user("KR", 0).await;
     let opt = option(&app, 1_000, 10).await;
     let order = placed(&app, user, &[(opt, 4)]).await;
-    let get =
-        |who: i64| app.request(Method::GET, &format!("/api/orders/{order}")).bearer_auth(app.customer(who)).send();
-    assert_error(get(stranger).await.unwrap(), 404, "ORDER_NOT_FOUND").await;
-    assert_eq!(json_of(get(user).await.unwrap(), 200).await["status"], "PENDING");
+    let path = format!("/api/orders/{order}");
+    assert_error(app.get_as(stranger, &path).await, 404, "ORDER_NOT_FOUND").await;
+    assert_eq!(json_of(app.get_as(user, &path).await, 200).await["status"], "PENDING");
     let second = placed(&app, user, &[(opt, 1)]).await;
-    let list = app.request(Method::GET, &format!("/api/users/{user}/orders")).bearer_auth(app.customer(user)).send();
-    let list = json_of(list.await.unwrap(), 200).await;
+    let list = json_of(app.get_as(user, &format!("/api/users/{user}/orders")).await, 200).await;
     let ids: Vec<&str> = list["items"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap()).collect();
     assert_eq!(ids, [second.as_str(), order.as_str()], "the latest orders are listed at once, newest first");
     assert_eq!(json_of(cancel(&app, user, &second).await, 200).await["status"], "CANCELLED");
@@ -279,7 +262,7 @@ async fn expiry_releases_a_v2_order_in_both_places_exactly_once() {
 async fn cancels_and_sweeps_racing_over_the_same_orders_release_each_exactly_once() {
     let app = v2().await;
     let opt = option(&app, 1_000, 20).await;
-    let buyers = users(&app, 20, 0).await;
+    let buyers = app.create_users(20, "KR", 0).await;
     let mut orders = Vec::new();
     for u in &buyers {
         orders.push(placed(&app, *u, &[(opt, 1)]).await);
@@ -294,14 +277,7 @@ async fn cancels_and_sweeps_racing_over_the_same_orders_release_each_exactly_onc
             tokio::spawn(async move { jupang::workers::expiry::sweep(&db, &stock, later).await })
         })
         .collect();
-    let cancels = send_all(
-        buyers
-            .iter()
-            .zip(&orders)
-            .map(|(u, o)| app.request(Method::POST, &format!("/api/orders/{o}/cancel")).bearer_auth(app.customer(*u)))
-            .collect(),
-    )
-    .await;
+    let cancels = send_all(buyers.iter().zip(&orders).map(|(u, o)| cancel_request(&app, *u, o)).collect()).await;
     for s in sweepers {
         s.await.unwrap().expect("sweep");
     }
@@ -345,64 +321,4 @@ async fn refunding_a_paid_v2_order_returns_its_units_to_both_places_once() {
     assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 0), Some(10)));
     assert!(!stock_store(&app).await.restock(order.parse().unwrap(), &[(opt, 2)]).await.unwrap(), "once only");
     assert_eq!(avail_of(&app, opt).await, Some(10));
-}
-
-#[tokio::test]
-async fn the_consumer_worker_persists_admissions_in_the_background() {
-    let app = Strategy::RedisLua
-        .spawn_with(|v| {
-            v.insert("JUPANG_WORKERS".into(), "consumer".into());
-        })
-        .await;
-    let opt = option(&app, 1_000, 10).await;
-    for u in users(&app, 5, 0).await {
-        placed(&app, u, &[(opt, 1)]).await;
-    }
-    let deadline = Instant::now() + StdDuration::from_secs(15);
-    while raw_orders(&app).await < 5 {
-        assert!(Instant::now() < deadline, "the consumer did not persist the orders in time");
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
-    assert_eq!(raw_stock(&app, opt).await, (10, 5));
-    let sink = OrderSink::new(stock_store(&app).await.keys().stream());
-    let redis = RedisStore::connect(&[std::env::var("REDIS_URL").unwrap().as_str()], &app.redis_prefix).await.unwrap();
-    while jupang::workers::consumer::backlog(&sink, &redis).await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "the consumer did not acknowledge the orders in time");
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
-    assert_eq!(sink.name(), "orders");
-}
-
-#[tokio::test]
-async fn the_sink_names_entries_it_can_never_persist_and_persists_the_others() {
-    let app = v2().await;
-    let user = app.create_user("KR", 0).await;
-    let opt = option(&app, 1_000, 10).await;
-    placed(&app, user, &[(opt, 1)]).await;
-    placed(&app, user, &[(opt, 2)]).await;
-    let mut entries = stream_entries(&app).await;
-    let good = entries[0].clone();
-    entries[1].fields.insert("lines".into(), "not json".into());
-    let mut unknown_option = good.clone();
-    unknown_option.id = "1-1".into();
-    let lines = unknown_option.fields["lines"].replace(&format!("\"option_id\":{opt}"), "\"option_id\":987654");
-    unknown_option.fields.insert("lines".into(), lines);
-    unknown_option.fields.insert("order_id".into(), Uuid::now_v7().to_string());
-    let sink = OrderSink::new(stock_store(&app).await.keys().stream());
-    for (batch, bad) in [
-        (vec![good.clone(), entries[1].clone()], &entries[1].id),
-        (vec![good.clone(), unknown_option.clone()], &unknown_option.id),
-    ] {
-        let mut tx = app.db.begin().await.unwrap();
-        match sink.persist(&mut tx, &batch).await {
-            Err(jupang::workers::stream::PersistError::Poison { ids, .. }) => {
-                assert_eq!(&ids, std::slice::from_ref(bad))
-            }
-            other => panic!("expected poison, got {other:?}"),
-        }
-    }
-    let mut tx = app.db.begin().await.unwrap();
-    sink.persist(&mut tx, &[good]).await.unwrap();
-    tx.commit().await.unwrap();
-    assert_eq!((raw_orders(&app).await, raw_stock(&app, opt).await), (1, (10, 1)));
 }

@@ -10,13 +10,9 @@ use jupang::{
 use reqwest::Method;
 use serde_json::json;
 
-use crate::{
-    fixtures::{
-        Strategy, avail_of, cancel, count, option, pay, placed, product_in, settle, status_of, stock_of, stock_store,
-        stream_entries, sweep,
-    },
-    helpers::{TestApp, assert_error, json_of},
-    v2_orders::{engine, raw_stock, redis_cmd, v2},
+use crate::support::{
+    Strategy, TestApp, assert_error, avail_of, cancel, child::reconcile, count, engine, json_of, option, pay, placed,
+    product_in, raw_stock, redis_cmd, settle, status_of, stock_of, stock_store, stream_entries, sweep, v2,
 };
 
 async fn adjust(app: &TestApp, option_id: i64, delta: i64) -> reqwest::Response {
@@ -109,7 +105,7 @@ async fn reconciliation_finds_no_drift_when_the_counters_agree_and_reports_the_d
     assert_eq!(drift.drifted.len(), 1);
     assert_eq!((drift.drifted[0].option_id, drift.drifted[0].redis, drift.drifted[0].expected), (b, 8, 5));
     // The operator's view of the same drift.
-    let report = crate::v2_durability::reconcile(&app, &[]).await;
+    let report = reconcile(&app, &[]).await;
     assert!(report.contains("stock: 2 hydrated option(s) checked, 1 drifted"), "{report}");
     assert!(report.contains(&format!("option {b}: redis 8 expected 5")), "{report}");
     let metrics = app.get("/metrics").await.text().await.unwrap();

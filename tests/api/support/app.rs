@@ -1,10 +1,12 @@
-//! The test harness: every test gets its own application on port 0, its own database (a copy
-//! of a migrated template) and its own Redis key prefix, against the real servers named by
+//! The harness: every test gets its own application on port 0, its own database (a copy of a
+//! migrated template) and its own Redis key prefix, against the real servers named by
 //! `DATABASE_URL` and `REDIS_URL` (scripts/test.sh starts private ones).
+//!
+//! The application runs in the test process ([`spawn_app`]) or, where a test reads the
+//! metrics, as a child `jupang serve` ([`spawn_child_app`]): the metrics recorder is global to a
+//! process, so only a process of its own gives a test series no other test can move.
 
-#![allow(dead_code)] // A toolbox shared by every test module; not each one uses every tool.
-
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use jupang::{
     Application, Config,
@@ -13,9 +15,11 @@ use jupang::{
 };
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
+
+use super::child::{self, ChildServe};
 
 /// The JWT secret every test app uses.
 pub const JWT_SECRET: &str = "test-secret-0123456789abcdef";
@@ -24,8 +28,6 @@ pub const JWT_SECRET: &str = "test-secret-0123456789abcdef";
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
-    /// The bound address.
-    pub addr: SocketAddr,
     /// A keep-alive HTTP client.
     pub client: reqwest::Client,
     /// The test's own database.
@@ -37,15 +39,24 @@ pub struct TestApp {
     /// The configuration the app runs with.
     pub config: Config,
     db_name: String,
-    shutdown: CancellationToken,
+    server: Server,
 }
 
-fn env(var: &str) -> String {
+/// Where a test app's server runs.
+enum Server {
+    /// In the test process, stopped by its token.
+    InProcess(CancellationToken),
+    /// A child `jupang serve`, killed with the app.
+    Child(Box<ChildServe>),
+}
+
+/// A required environment variable.
+pub fn env(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set: run the tests with scripts/test.sh"))
 }
 
 /// The server URL with another database name.
-fn with_db(url: &str, db: &str) -> String {
+pub fn with_db(url: &str, db: &str) -> String {
     let (head, tail) = url.rsplit_once('/').expect("DATABASE_URL has a path");
     let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
     format!("{head}/{db}{query}")
@@ -90,19 +101,49 @@ pub fn unique() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
-/// The configuration a test app starts from: real stores, port 0, workers off.
-pub fn test_vars() -> BTreeMap<String, String> {
+/// What every server of a test needs: the stores, the test secret, a free port.
+pub fn base_vars() -> BTreeMap<String, String> {
     [
         ("DATABASE_URL", env("DATABASE_URL")),
         ("REDIS_URL", env("REDIS_URL")),
         ("JUPANG_JWT_SECRET", JWT_SECRET.to_owned()),
         ("JUPANG_LISTEN", "127.0.0.1:0".to_owned()),
-        ("JUPANG_WORKERS", "none".to_owned()),
-        ("JUPANG_DB_POOL_SIZE", "16".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// The configuration a test app starts from: [`base_vars`], workers off.
+pub fn test_vars() -> BTreeMap<String, String> {
+    let mut vars = base_vars();
+    vars.insert("JUPANG_WORKERS".into(), "none".into());
+    vars.insert("JUPANG_DB_POOL_SIZE".into(), "16".into());
+    vars
+}
+
+/// A fresh database copied from the template.
+async fn fresh_database() -> String {
+    let template = template().await;
+    let db_name = format!("jt_{}", unique());
+    let mut admin = PgConnection::connect(&env("DATABASE_URL")).await.unwrap();
+    admin
+        .execute(format!(r#"CREATE DATABASE "{db_name}" TEMPLATE "{template}""#).as_str())
+        .await
+        .expect("create the test database");
+    admin.close().await.unwrap();
+    db_name
+}
+
+/// A fresh database and Redis prefix, and the variables of an app on them after `customize`.
+async fn prepare(customize: impl FnOnce(&mut BTreeMap<String, String>)) -> (String, String, BTreeMap<String, String>) {
+    let db_name = fresh_database().await;
+    let redis_prefix = format!("jt:{}", unique());
+    let mut vars = test_vars();
+    vars.insert("DATABASE_URL".into(), with_db(&env("DATABASE_URL"), &db_name));
+    vars.insert("JUPANG_REDIS_PREFIX".into(), redis_prefix.clone());
+    customize(&mut vars);
+    (db_name, redis_prefix, vars)
 }
 
 /// Starts an app with the default test configuration.
@@ -112,40 +153,55 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts an app after `customize` adjusts its variables (e.g. a strategy or a worker).
 pub async fn spawn_app_with(customize: impl FnOnce(&mut BTreeMap<String, String>)) -> TestApp {
-    let template = template().await;
-    let db_name = format!("jt_{}", unique());
-    let mut admin = PgConnection::connect(&env("DATABASE_URL")).await.unwrap();
-    admin
-        .execute(format!(r#"CREATE DATABASE "{db_name}" TEMPLATE "{template}""#).as_str())
-        .await
-        .expect("create the test database");
-    admin.close().await.unwrap();
-
-    let redis_prefix = format!("jt:{}", unique());
-    let mut vars = test_vars();
-    vars.insert("DATABASE_URL".into(), with_db(&env("DATABASE_URL"), &db_name));
-    vars.insert("JUPANG_REDIS_PREFIX".into(), redis_prefix.clone());
-    customize(&mut vars);
+    let (db_name, redis_prefix, vars) = prepare(customize).await;
     let config = Config::from_vars(vars).expect("test configuration");
     let app = Application::build(config.clone()).await.expect("build the app");
-    let addr = app.local_addr();
-    let db = app.state().db.clone();
-    let shutdown = app.shutdown_token();
+    let base = format!("http://{}", app.local_addr());
+    let (db, shutdown) = (app.state().db.clone(), app.shutdown_token());
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        base: format!("http://{addr}"),
-        addr,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
-        db,
-        jwt: JwtKeys::new(JWT_SECRET.as_bytes()),
-        redis_prefix,
-        config,
-        db_name,
-        shutdown,
-    }
+    TestApp::assemble(base, db, redis_prefix, config, db_name, Server::InProcess(shutdown))
+}
+
+/// Starts an app with the default test configuration as a child `jupang serve`.
+pub async fn spawn_child_app() -> TestApp {
+    spawn_child_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app_with`], but the server is a child `jupang serve` process: its `/metrics`
+/// show what this test did and nothing else. `db` is a pool of the test's own.
+pub async fn spawn_child_app_with(customize: impl FnOnce(&mut BTreeMap<String, String>)) -> TestApp {
+    let (db_name, redis_prefix, vars) = prepare(customize).await;
+    let config = Config::from_vars(vars.clone()).expect("test configuration");
+    let serve = child::serve_with(&vars).await;
+    let db = PgPoolOptions::new().max_connections(8).connect(config.database_url.expose()).await.unwrap();
+    let base = format!("http://{}", serve.addr);
+    TestApp::assemble(base, db, redis_prefix, config, db_name, Server::Child(Box::new(serve)))
+}
+
+/// Another application in this process on `app`'s database and Redis prefix, as a second
+/// instance would be, after `customize` adjusts its variables; built, not yet serving.
+pub async fn sibling(app: &TestApp, customize: impl FnOnce(&mut BTreeMap<String, String>)) -> Application {
+    let mut vars = test_vars();
+    vars.insert("DATABASE_URL".into(), app.config.database_url.expose().to_owned());
+    vars.insert("JUPANG_REDIS_PREFIX".into(), app.redis_prefix.clone());
+    customize(&mut vars);
+    Application::build(Config::from_vars(vars).expect("sibling configuration")).await.expect("build the sibling")
 }
 
 impl TestApp {
+    fn assemble(
+        base: String,
+        db: PgPool,
+        redis_prefix: String,
+        config: Config,
+        db_name: String,
+        server: Server,
+    ) -> Self {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let jwt = JwtKeys::new(JWT_SECRET.as_bytes());
+        TestApp { base, client, db, jwt, redis_prefix, config, db_name, server }
+    }
+
     /// A request to a path of this app (`/api/...`).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}{}", self.base, path))
@@ -154,6 +210,11 @@ impl TestApp {
     /// GET without a token.
     pub async fn get(&self, path: &str) -> Response {
         self.request(Method::GET, path).send().await.expect("request")
+    }
+
+    /// GET with a customer token of `user_id`.
+    pub async fn get_as(&self, user_id: i64, path: &str) -> Response {
+        self.request(Method::GET, path).bearer_auth(self.customer(user_id)).send().await.expect("request")
     }
 
     /// A token for a user with roles.
@@ -175,27 +236,44 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
-    /// Creates a user directly in the database (the admin route is tested on its own).
-    pub async fn create_user(&self, market: &str, balance: i64) -> i64 {
-        let currency = if market == "US" { "USD" } else { "KRW" };
-        sqlx::query_scalar("INSERT INTO users (name, market, currency, balance) VALUES ('t', $1, $2, $3) RETURNING id")
-            .bind(market)
-            .bind(currency)
-            .bind(balance)
-            .fetch_one(&self.db)
-            .await
-            .unwrap()
+    /// The exit status of a child server ([`spawn_child_app_with`]) that has exited.
+    pub fn server_exit(&mut self) -> Option<std::process::ExitStatus> {
+        match &mut self.server {
+            Server::Child(serve) => serve.child.try_wait().ok().flatten(),
+            Server::InProcess(_) => None,
+        }
     }
 
-    /// Stops the app (draining in-flight requests).
-    pub fn stop(&self) {
-        self.shutdown.cancel();
+    /// Creates a user directly in the database (the admin route is tested on its own).
+    pub async fn create_user(&self, market: &str, balance: i64) -> i64 {
+        self.create_users(1, market, balance).await[0]
+    }
+
+    /// Creates `n` users of a market with `balance` each, in one statement; returns their ids.
+    pub async fn create_users(&self, n: usize, market: &str, balance: i64) -> Vec<i64> {
+        let currency = if market == "US" { "USD" } else { "KRW" };
+        sqlx::query_scalar(
+            "INSERT INTO users (name, market, currency, balance)
+             SELECT 'u' || g, $2, $3, $4 FROM generate_series(1, $1) g RETURNING id",
+        )
+        .bind(n as i64)
+        .bind(market)
+        .bind(currency)
+        .bind(balance)
+        .fetch_all(&self.db)
+        .await
+        .unwrap()
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        match &mut self.server {
+            Server::InProcess(shutdown) => shutdown.cancel(),
+            Server::Child(serve) => {
+                let _ = serve.child.start_kill();
+            }
+        }
         let (db_name, prefix) = (self.db_name.clone(), self.redis_prefix.clone());
         // Clean-up runs on its own thread and runtime: Drop cannot await, and the test's runtime
         // is about to end.
@@ -217,32 +295,4 @@ impl Drop for TestApp {
         })
         .join();
     }
-}
-
-/// Reads a response as JSON, asserting its status; the body is shown when the status is wrong.
-pub async fn json_of(res: Response, status: u16) -> Value {
-    let actual = res.status().as_u16();
-    let text = res.text().await.expect("body");
-    assert_eq!(actual, status, "unexpected status; body: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
-}
-
-/// Asserts an error response: status, code, and the contract's body shape.
-pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
-    let body = json_of(res, status).await;
-    assert_eq!(body["code"], code, "body: {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
-    assert!(body["details"].is_object(), "body: {body}");
-    body
-}
-
-/// The sum of the samples of `name` in a Prometheus exposition whose labels contain every one
-/// of `labels` (e.g. `outcome="issued"`); 0 when there is none. Series are created at zero on
-/// start-up, so tests assert on values, never on a series merely being there.
-pub fn metric_value(exposition: &str, name: &str, labels: &[&str]) -> f64 {
-    exposition
-        .lines()
-        .filter(|l| l.split(['{', ' ']).next() == Some(name) && labels.iter().all(|lbl| l.contains(lbl)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
