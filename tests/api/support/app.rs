@@ -6,7 +6,11 @@
 //! metrics, as a child `jupang serve` ([`spawn_child_app`]): the metrics recorder is global to a
 //! process, so only a process of its own gives a test series no other test can move.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::atomic::{AtomicI64, Ordering},
+    time::Duration,
+};
 
 use jupang::{
     Application, Config,
@@ -23,6 +27,12 @@ use super::child::{self, ChildServe};
 
 /// The JWT secret every test app uses.
 pub const JWT_SECRET: &str = "test-secret-0123456789abcdef";
+
+/// The first coupon id of the first test database of a process: above the ids tests use for an
+/// unknown coupon (`424_242`, `987_654`, `999_999`), which so never exist.
+const FIRST_COUPON_ID: i64 = 1_000_000;
+/// How many coupon ids one test database owns.
+const COUPON_IDS_PER_TEST: i64 = 100_000;
 
 /// A running application and handles to what it stands on.
 pub struct TestApp {
@@ -122,8 +132,12 @@ pub fn test_vars() -> BTreeMap<String, String> {
     vars
 }
 
-/// A fresh database copied from the template.
+/// A fresh database copied from the template, whose coupon ids start at a block of their own in
+/// this process: they never restart at 1, so a series labelled with a coupon id
+/// (`coupon_remaining{coupon_id}`) is one test's only. Product and option ids label no metric
+/// and stay as the template numbers them (two apps of one test number their products alike).
 async fn fresh_database() -> String {
+    static NEXT_BLOCK: AtomicI64 = AtomicI64::new(0);
     let template = template().await;
     let db_name = format!("jt_{}", unique());
     let mut admin = PgConnection::connect(&env("DATABASE_URL")).await.unwrap();
@@ -132,6 +146,12 @@ async fn fresh_database() -> String {
         .await
         .expect("create the test database");
     admin.close().await.unwrap();
+    let first = FIRST_COUPON_ID + NEXT_BLOCK.fetch_add(1, Ordering::Relaxed) * COUPON_IDS_PER_TEST;
+    let mut conn = PgConnection::connect(&with_db(&env("DATABASE_URL"), &db_name)).await.unwrap();
+    conn.execute(format!("ALTER TABLE coupons ALTER COLUMN id RESTART WITH {first}").as_str())
+        .await
+        .expect("move the coupon ids to the test's block");
+    conn.close().await.unwrap();
     db_name
 }
 

@@ -1,4 +1,10 @@
-//! Reading the Prometheus exposition of an app.
+//! Reading metrics so that an assertion can fail.
+//!
+//! The recorder is global to a process, and every in-process test app of the test binary shares
+//! it: a series whose labels other tests produce too (`payment_total{outcome="paid"}`) may have
+//! been moved by any of them, so `>= 1` proves nothing. A test therefore reads
+//! a series whose labels only it produces (ids are unique per test database, see
+//! [`super::app`]: `coupon_remaining{coupon_id="N"}` is one test's), and asserts exact values.
 
 use std::collections::BTreeSet;
 
@@ -7,11 +13,16 @@ use super::app::TestApp;
 /// The sum of the samples of `name` in a Prometheus exposition whose labels contain every one
 /// of `labels` (e.g. `outcome="issued"`); 0 when there is none.
 pub fn metric_value(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    samples(exposition, name, labels).iter().sum()
+}
+
+/// The values of the samples of `name` whose labels contain every one of `labels`.
+fn samples(exposition: &str, name: &str, labels: &[&str]) -> Vec<f64> {
     exposition
         .lines()
         .filter(|l| l.split(['{', ' ']).next() == Some(name) && labels.iter().all(|lbl| l.contains(lbl)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .collect()
 }
 
 /// The names of the samples of an exposition (`x_bucket`, `x_sum`, `x_count` for a histogram).
@@ -21,6 +32,13 @@ pub fn sample_names(exposition: &str) -> BTreeSet<String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
         .collect()
+}
+
+/// Asserts that `name{labels}` is exactly one sample of value `want`: present, and not a sum.
+#[track_caller]
+pub fn assert_metric(exposition: &str, name: &str, labels: &[&str], want: f64) {
+    let got = samples(exposition, name, labels);
+    assert_eq!(got, [want], "{name} {labels:?}:\n{exposition}");
 }
 
 /// The app's `/metrics` exposition.
