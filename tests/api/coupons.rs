@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::{
-    assert_error, counts, coupon_app, create_coupon, forget_in_redis, issue, issued_events, json_of, metric_value,
-    micros, scrape, settled, time_of,
+    assert_error, assert_metric, counts, coupon_app, coupon_child_app, create_coupon, forget_in_redis, issue,
+    issued_events, json_of, micros, scrape, settled, time_of,
 };
 
 #[tokio::test]
@@ -274,7 +274,8 @@ async fn the_open_coupon_list_shows_only_coupons_whose_window_is_open() {
 
 #[tokio::test]
 async fn an_issued_coupon_is_stored_with_its_coupon_issued_event_and_counted_in_metrics() {
-    let app = coupon_app().await;
+    // A server process of its own: its counters moved for this test's requests only.
+    let app = coupon_child_app().await;
     let expires = Utc::now() + TimeDelta::days(10);
     let coupon = create_coupon(&app, 10, json!({"valid_days": null, "expires_at": expires})).await;
     let user = app.create_user("KR", 0).await;
@@ -301,9 +302,12 @@ async fn an_issued_coupon_is_stored_with_its_coupon_issued_event_and_counted_in_
     assert!(payload["occurred_at"].is_string());
 
     let metrics = scrape(&app).await;
-    let issued = metric_value(&metrics, "coupon_issue_total", &[r#"strategy="redis-lua""#, r#"outcome="issued""#]);
-    assert!(issued >= 1.0, "{metrics}");
-    assert!(metrics.contains(&format!(r#"coupon_remaining{{coupon_id="{coupon}"}}"#)), "{metrics}");
+    let outcomes = [("issued", 1.0), ("already_issued", 0.0), ("sold_out", 0.0), ("not_active", 0.0), ("error", 0.0)];
+    for (outcome, want) in outcomes {
+        let outcome = format!(r#"outcome="{outcome}""#);
+        assert_metric(&metrics, "coupon_issue_total", &[r#"strategy="redis-lua""#, &outcome], want);
+    }
+    assert_metric(&metrics, "coupon_remaining", &[&format!(r#"coupon_id="{coupon}""#)], 9.0);
 }
 
 #[tokio::test]

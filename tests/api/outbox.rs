@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{TestApp, assert_error, eventually, json_of, metric_value, scrape, spawn_app_with};
+use crate::support::{
+    TestApp, assert_error, assert_metric, await_metric, eventually, json_of, spawn_app_with, spawn_child_app_with,
+};
 
 /// One request the platform received.
 #[derive(Debug, Clone)]
@@ -80,10 +82,11 @@ impl Platform {
     }
 }
 
-/// An app delivering to `platform`, retrying after `backoff_ms` (doubling).
+/// An app delivering to `platform`, retrying after `backoff_ms` (doubling), as a child
+/// `jupang serve`: its delivery counters are this test's alone.
 async fn app_for(platform: &Platform, backoff_ms: u64) -> TestApp {
     let url = platform.url.clone();
-    spawn_app_with(move |vars| {
+    spawn_child_app_with(move |vars| {
         vars.insert("JUPANG_WORKERS".into(), "outbox".into());
         vars.insert("JUPANG_DATA_PLATFORM_URL".into(), url);
         vars.insert("JUPANG_OUTBOX_BACKOFF_MS".into(), backoff_ms.to_string());
@@ -146,9 +149,13 @@ async fn an_enqueued_event_is_delivered_with_its_envelope_and_idempotency_key() 
     let in_payload: DateTime<Utc> = envelope["payload"]["occurred_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(in_payload, occurred);
 
-    let metrics = scrape(&app).await;
-    assert!(metric_value(&metrics, "outbox_delivery_total", &[r#"outcome="delivered""#]) >= 1.0, "{metrics}");
-    assert!(metrics.lines().any(|l| l.starts_with("outbox_pending_events ")), "{metrics}");
+    // Counted just after the delivery is recorded: await the count, then it must be exact.
+    let metrics = await_metric(&app, "outbox_delivery_total", &[r#"outcome="delivered""#], 1.0).await;
+    for outcome in [r#"outcome="retry""#, r#"outcome="failed""#] {
+        assert_metric(&metrics, "outbox_delivery_total", &[outcome], 0.0);
+    }
+    // Nothing is pending any more, as the gauge shows at its next round.
+    await_metric(&app, "outbox_pending_events", &[], 0.0).await;
 }
 
 #[tokio::test]
@@ -203,11 +210,10 @@ async fn an_event_failing_four_times_ends_failed_and_redeliver_sends_it_again() 
     let received = platform.received_for(id);
     assert_eq!(received.len(), 5);
     assert_eq!(received[4].idempotency_key.as_deref(), Some(id.to_string().as_str()));
-    let metrics = scrape(&app).await;
-    for outcome in ["retry", "failed", "delivered"] {
-        let label = format!(r#"outcome="{outcome}""#);
-        assert!(metric_value(&metrics, "outbox_delivery_total", &[&label]) >= 1.0, "no {outcome} counted: {metrics}");
-    }
+    // Three retries, then failed; after the re-send, delivered: each counted once, exactly.
+    let metrics = await_metric(&app, "outbox_delivery_total", &[r#"outcome="delivered""#], 1.0).await;
+    assert_metric(&metrics, "outbox_delivery_total", &[r#"outcome="retry""#], 3.0);
+    assert_metric(&metrics, "outbox_delivery_total", &[r#"outcome="failed""#], 1.0);
 }
 
 #[tokio::test]

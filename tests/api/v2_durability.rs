@@ -13,11 +13,11 @@ use serde_json::json;
 use tokio::process::Child;
 
 use crate::support::{
-    TestApp, acknowledged, append_admission, burst,
+    TestApp, acknowledged, append_admission, assert_metric, await_metric, burst,
     child::{self, ChildServe, reconcile},
-    coupon_app, coupon_keys, create_coupon, eventually, issue, json_of, open_run, persisted,
+    coupon_app, coupon_child_app, coupon_keys, create_coupon, eventually, issue, json_of, open_run, persisted,
     proxy::{TcpProxy, upstream_of},
-    redis_conn, redis_counters, scrape, settled, spawn_app, spawn_app_with, stored,
+    redis_conn, redis_counters, settled, spawn_app, spawn_app_with, stored,
 };
 
 /// `jupang serve` as a child process on `app`'s database and Redis prefix, with the consumer on
@@ -163,7 +163,8 @@ async fn batches_failing_in_postgres_are_retried_until_they_commit_and_nothing_i
 
 #[tokio::test]
 async fn poison_entries_go_to_the_dead_letter_stream_after_max_deliveries_and_the_rest_is_persisted() {
-    let app = coupon_app().await;
+    // A server process of its own, so its dead-letter counter holds this test's entries only.
+    let app = coupon_child_app().await;
     let coupon = create_coupon(&app, 50, json!({})).await;
     let users = app.create_users(10, "KR", 0).await;
     let stream = coupon_keys(&app, coupon).stream;
@@ -191,8 +192,9 @@ async fn poison_entries_go_to_the_dead_letter_stream_after_max_deliveries_and_th
         assert_eq!(fields["dead.deliveries"], jupang::workers::stream::MAX_DELIVERIES.to_string(), "{fields:?}");
         assert_eq!(fields["dead.source_stream"], stream);
     }
-    let metrics = scrape(&app).await;
-    assert!(metrics.contains(r#"stream_dead_letter_total{sink="coupons"}"#), "{metrics}");
+    // Counted just after each entry is moved: await the count, then it must be exact.
+    let metrics = await_metric(&app, "stream_dead_letter_total", &[r#"sink="coupons""#], 2.0).await;
+    assert_metric(&metrics, "stream_dead_letter_total", &[r#"sink="orders""#], 0.0);
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
-    app::{TestApp, spawn_app_with},
+    app::{TestApp, spawn_app_with, spawn_child_app_with},
     http::json_of,
     stores::{redis_conn, redis_store},
 };
@@ -35,6 +35,11 @@ fn with_consumer(vars: &mut BTreeMap<String, String>) {
 /// what is issued reaches Postgres (await it with [`settled`]).
 pub async fn coupon_app() -> TestApp {
     spawn_app_with(with_consumer).await
+}
+
+/// [`coupon_app`] as a child `jupang serve`, with metrics of its own.
+pub async fn coupon_child_app() -> TestApp {
+    spawn_child_app_with(with_consumer).await
 }
 
 /// The Redis keys of a coupon of the app.

@@ -2,11 +2,15 @@
 //!
 //! The recorder is global to a process, and every in-process test app of the test binary shares
 //! it: a series whose labels other tests produce too (`payment_total{outcome="paid"}`) may have
-//! been moved by any of them, so `>= 1` proves nothing. A test therefore reads
-//! a series whose labels only it produces (ids are unique per test database, see
-//! [`super::app`]: `coupon_remaining{coupon_id="N"}` is one test's), and asserts exact values.
+//! been moved by any of them, so `>= 1` proves nothing. A test therefore reads either
+//!
+//! - a series whose labels only it produces (ids are unique per test database, see
+//!   [`super::app`]: `coupon_remaining{coupon_id="N"}` is one test's), or
+//! - a recorder of its own: a child `jupang serve` ([`super::app::spawn_child_app_with`]),
+//!
+//! and asserts exact values.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
 use super::app::TestApp;
 
@@ -46,4 +50,19 @@ pub async fn scrape(app: &TestApp) -> String {
     let res = app.get("/metrics").await;
     assert_eq!(res.status(), 200);
     res.text().await.expect("an exposition")
+}
+
+/// Waits (at most 10 s) until `name{labels}` is `want` in the app's exposition, asserts it is
+/// exactly that one sample, and returns the exposition. For what a background task records
+/// just after the effect the test saw (a delivery recorded in Postgres, then counted).
+pub async fn await_metric(app: &TestApp, name: &str, labels: &[&str], want: f64) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let exposition = scrape(app).await;
+        if metric_value(&exposition, name, labels) == want || tokio::time::Instant::now() >= deadline {
+            assert_metric(&exposition, name, labels, want);
+            return exposition;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

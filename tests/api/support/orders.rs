@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
-    app::{TestApp, spawn_app_with},
+    app::{TestApp, spawn_app_with, spawn_child_app_with},
     http::json_of,
     stock::settle,
 };
@@ -45,6 +45,14 @@ impl Strategy {
         spawn_app_with(|v| {
             v.insert("JUPANG_ORDER_STRATEGY".into(), self.as_str().into());
             customize(v);
+        })
+        .await
+    }
+
+    /// An app running this strategy as a child `jupang serve`, with metrics of its own.
+    pub async fn spawn_child(self) -> TestApp {
+        spawn_child_app_with(|v| {
+            v.insert("JUPANG_ORDER_STRATEGY".into(), self.as_str().into());
         })
         .await
     }
