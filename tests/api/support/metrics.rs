@@ -4,13 +4,16 @@
 //! it: a series whose labels other tests produce too (`payment_total{outcome="paid"}`) may have
 //! been moved by any of them, so `>= 1` proves nothing. A test therefore reads either
 //!
-//! - a series whose labels only it produces (ids are unique per test database, see
+//! - a series whose labels only it produces (coupon ids are unique per test database, see
 //!   [`super::app`]: `coupon_remaining{coupon_id="N"}` is one test's), or
-//! - a recorder of its own: a child `jupang serve` ([`super::app::spawn_child_app_with`]),
+//! - a recorder of its own: a child `jupang serve` ([`super::app::spawn_child_app_with`]), or
+//!   [`with_own_recorder`] around a future that records directly,
 //!
 //! and asserts exact values.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeSet, future::Future, pin::Pin, task::Poll, time::Duration};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use super::app::TestApp;
 
@@ -64,5 +67,30 @@ pub async fn await_metric(app: &TestApp, name: &str, labels: &[&str], want: f64)
             return exposition;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `future` with a Prometheus recorder of its own, and returns its output and what the
+/// recorder holds. Only what the future records itself, while it is polled, counts: not what
+/// tasks it spawns record, nor handles cached before.
+pub async fn with_own_recorder<F: Future>(future: F) -> (F::Output, String) {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let output = Recorded { future: Box::pin(future), recorder }.await;
+    (output, handle.render())
+}
+
+/// A future polled with its own recorder installed for the current thread.
+struct Recorded<F> {
+    future: Pin<Box<F>>,
+    recorder: PrometheusRecorder,
+}
+
+impl<F: Future> Future for Recorded<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        metrics::with_local_recorder(&this.recorder, || this.future.as_mut().poll(cx))
     }
 }
