@@ -3,9 +3,14 @@
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
+# Everything the build reaches: the workspace manifest and lock, the server (src), the Lua
+# scripts and migrations it embeds (include_str!, sqlx::migrate!), and the tool crates the
+# binary links. scripts/check-docker-context.sh builds exactly these files (CI, no Docker).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY lua ./lua
 COPY migrations ./migrations
+COPY tools ./tools
 # Cache mounts keep the registry and build artefacts between builds (BuildKit).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

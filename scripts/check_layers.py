@@ -7,9 +7,10 @@ Imports point downward only:
     app (the composition root) may import everything; config, metrics, telemetry and auth are
     leaves anyone may import; a leaf imports only leaves and domain.
 
-plus: store/redis never imports store/pg; no library module imports the tools (cli, loadgen,
-seed); the environment (std::env) is read only in config. The tools themselves are not checked
-(they are about to move into crates of their own).
+plus: store/redis never imports store/pg; no library module imports the binary's CLI (cli.rs,
+and the former in-library tools loadgen and seed, now crates under tools/); the environment
+(std::env) is read only in config, the CLI included. The CLI's own imports are not
+layer-checked: like app, it sits on top.
 
 Every `crate::`, `super::` and `self::` path is resolved to the module it names, in `use` trees
 (multi-line groups included) and in inline paths alike; comments and string literals are
@@ -23,7 +24,7 @@ import re
 import sys
 
 LEAVES = {"config", "metrics", "telemetry", "auth"}
-TOOLS = {"cli", "loadgen", "seed"}
+TOOLS = {"cli", "loadgen", "seed"}  # the binary's CLI, and the tools that were library modules
 ORDER = "http -> services -> admission -> store -> domain; workers -> services/admission/store"
 ALLOWED = {
     "domain": {"domain"},
@@ -168,11 +169,15 @@ def check(src):
             path = os.path.join(dirpath, f)
             here = module_path(src, path)
             own = layer(here)
-            if own in ("root", "app") or (here and here[0] in TOOLS):
-                continue
             text = open(path, encoding="utf-8").read()
             code = strip_code(text)
             line_of = lambda pos: code.count("\n", 0, pos) + 1
+            rel = os.path.relpath(path, os.path.dirname(src))
+            if here[:1] != ["config"]:
+                for m in re.finditer(r"\bstd\s*::\s*env\b(?!!)|\benv\s*::\s*(var|vars|var_os|set_var)\b", code):
+                    problems.append(f"{rel}:{line_of(m.start())}: the environment is read only in config (config::ToolEnv, config::log_filter)")
+            if own in ("root", "app") or (here and here[0] in TOOLS):
+                continue
             found = []  # (pos, absolute target)
             for m in re.finditer(r"\buse\s+([^;]*);", code):
                 for segs, pos in expand_use(m.group(1), m.start(1)):
@@ -185,7 +190,6 @@ def check(src):
                     continue
                 target = resolve([m.group(1)] + m.group(2).split("::")[1:], here)
                 found.append((m.start(), target))
-            rel = os.path.relpath(path, os.path.dirname(src))
             for pos, target in found:
                 top = target_top(target)
                 if top is None or top in ("lib", "main"):
@@ -198,9 +202,6 @@ def check(src):
                     problems.append(f"{where}: {own} may not import `{name}` (imports point downward: {ORDER})")
                 elif here[:2] == ["store", "redis"] and target[:2] == ["store", "pg"]:
                     problems.append(f"{where}: store/redis may not import `{name}` (store/pg uses redis types, not the other way round)")
-            if here[0] != "config":
-                for m in re.finditer(r"\bstd\s*::\s*env\b(?!!)|\benv\s*::\s*(var|vars|var_os|set_var)\b", code):
-                    problems.append(f"{rel}:{line_of(m.start())}: the environment is read only in config (config::ToolEnv, config::log_filter)")
     return problems
 
 

@@ -1,15 +1,19 @@
-//! The `jupang` command line: thin parsing that calls into the library.
+//! The `jupang` command line: thin parsing that calls into the server library (`serve`,
+//! `migrate`, `token`, `reconcile`) and the tool crates (`seed`: `jupang_seed`, `loadgen`:
+//! `jupang_loadgen`). A module of the binary: the server library contains no CLI.
 
-use std::{io::Write, path::PathBuf};
+use std::{io::Write, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-
-use crate::{
-    config::{Config, ConfigError},
-    http::auth::{JwtKeys, Role},
-    seed, store, telemetry,
+use jupang::{
+    admission::{coupons::reconcile as coupon_reconcile, orders},
+    auth::{JwtKeys, Role},
+    config::{Config, ToolEnv},
+    store, telemetry,
 };
+use jupang_loadgen::LoadgenArgs;
+use jupang_seed::SeedArgs;
 
 /// Jupang: flash-sale e-commerce backend.
 #[derive(Debug, Parser)]
@@ -30,7 +34,7 @@ enum Command {
     /// Mint JWTs for scripts and load tests.
     Token(TokenArgs),
     /// The built-in load generator and benchmark (open run, order rush, mixed, compare).
-    Loadgen(crate::loadgen::LoadgenArgs),
+    Loadgen(LoadgenArgs),
     /// Compare the V2 coupon state in Redis with Postgres, one line per coupon.
     Reconcile(ReconcileArgs),
 }
@@ -42,20 +46,6 @@ pub struct ReconcileArgs {
     /// to what the users set allows; never raise it).
     #[arg(long)]
     pub repair: bool,
-}
-
-/// Options of `jupang seed`.
-#[derive(Debug, Args)]
-pub struct SeedArgs {
-    /// Make sure users 1..=N exist (KR market).
-    #[arg(long, default_value_t = 100)]
-    pub users: i64,
-    /// Wallet balance (KRW) given to each user the seed creates.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub balance: i64,
-    /// Skip the demo catalog and coupon; only make the users.
-    #[arg(long)]
-    pub users_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -90,61 +80,51 @@ fn parse_range(s: &str) -> Result<(i64, i64), String> {
     Ok((a, b))
 }
 
-/// Reads one required variable for the subcommands that do not need the whole configuration.
-fn required(var: &str) -> anyhow::Result<String> {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| ConfigError { var: var.into(), reason: "is required".into() }.into())
-}
-
 impl Cli {
     /// Runs the chosen subcommand.
     pub async fn run(self) -> anyhow::Result<()> {
+        // The subcommands other than `serve` read only the few variables they need (blank counts
+        // as unset); `serve` reads everything through `Config::from_env`.
+        let env = ToolEnv::from_env();
         match self.command {
             Command::Serve => {
                 let config = Config::from_env()?;
                 telemetry::init(config.log_format);
-                Ok(crate::run(config).await?)
+                Ok(jupang::run(config).await?)
             }
             Command::Migrate => {
-                let pool = store::pg::connect(&required("DATABASE_URL")?, 2).await?;
+                let pool = store::pg::connect(&env.database_url()?, 2).await?;
                 store::pg::migrate(&pool).await?;
                 eprintln!("migrations applied");
                 Ok(())
             }
             Command::Seed(args) => {
-                let pool = store::pg::connect(&required("DATABASE_URL")?, 4).await?;
-                let report = seed::run(&pool, &args).await?;
+                let pool = jupang_seed::connect(&env.database_url()?, 4).await?;
+                let report = jupang_seed::run(&pool, &args).await?;
                 eprintln!("{report}");
                 Ok(())
             }
-            Command::Token(args) => token(args),
-            Command::Loadgen(args) => crate::loadgen::run(args).await,
-            Command::Reconcile(args) => reconcile(args).await,
+            Command::Token(args) => token(args, &env),
+            Command::Loadgen(args) => {
+                let tool_env = jupang_loadgen::Env {
+                    jwt_secret: env.optional("JUPANG_JWT_SECRET"),
+                    database_url: env.optional("DATABASE_URL"),
+                };
+                jupang_loadgen::run(args, &tool_env).await
+            }
+            Command::Reconcile(args) => reconcile(args, &env).await,
         }
     }
 }
 
-async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
-    let pool = store::pg::connect(&required("DATABASE_URL")?, 2).await?;
-    let url = required("REDIS_URL")?;
-    let prefix = std::env::var("JUPANG_REDIS_PREFIX").ok().filter(|p| !p.trim().is_empty());
-    let redis = store::redis::RedisStore::connect(&[url.trim()], prefix.as_deref().unwrap_or("jupang").trim()).await?;
-    let (reports, repaired) = crate::admission::coupons::reconcile::run(&pool, &redis, args.repair).await?;
-    print!("{}", crate::admission::coupons::reconcile::table(&reports));
+async fn reconcile(args: ReconcileArgs, env: &ToolEnv) -> anyhow::Result<()> {
+    let pool = store::pg::connect(&env.database_url()?, 2).await?;
+    let redis = store::redis::RedisStore::connect(&[env.redis_url()?.as_str()], &env.redis_prefix()).await?;
+    let (reports, repaired) = coupon_reconcile::run(&pool, &redis, args.repair).await?;
+    print!("{}", coupon_reconcile::table(&reports));
     // The order TTL plays no part in comparing counters; any value builds the stock store.
-    let stock = crate::admission::orders::hydrate::reconcile(
-        &pool,
-        crate::admission::orders::OrderAdmission::new(
-            pool.clone(),
-            &redis,
-            Default::default(),
-            std::time::Duration::from_secs(600),
-        )
-        .stock(),
-    )
-    .await?;
+    let engine = orders::OrderAdmission::new(pool.clone(), &redis, Default::default(), Duration::from_secs(600));
+    let stock = engine.reconcile().await?;
     println!("stock: {} hydrated option(s) checked, {} drifted", stock.checked, stock.drifted.len());
     for d in &stock.drifted {
         println!("  option {}: redis {} expected {} (stock - reserved - held)", d.option_id, d.redis, d.expected);
@@ -158,8 +138,8 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn token(args: TokenArgs) -> anyhow::Result<()> {
-    let keys = JwtKeys::new(required("JUPANG_JWT_SECRET")?.as_bytes());
+fn token(args: TokenArgs, env: &ToolEnv) -> anyhow::Result<()> {
+    let keys = JwtKeys::new(env.jwt_secret()?.as_bytes());
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,

@@ -13,13 +13,10 @@
 pub mod admission;
 pub mod app;
 pub mod auth;
-pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
-pub mod loadgen;
 pub mod metrics;
-pub mod seed;
 pub mod services;
 pub mod store;
 pub mod telemetry;

@@ -1,5 +1,8 @@
-//! `jupang`: the command line. Everything lives in the library; this only parses and exits.
+//! `jupang`: the command line. The server lives in the library, the seeder and the load
+//! generator in their own crates (tools/); this parses, dispatches and exits.
 #![forbid(unsafe_code)]
+
+mod cli;
 
 use clap::Parser;
 
@@ -12,7 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let _ = dotenvy::dotenv();
-    match jupang::cli::Cli::parse().run().await {
+    match cli::Cli::parse().run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line naming what was wrong (config errors name the variable).

@@ -4,18 +4,13 @@ use jupang::http::auth::{JwtKeys, Role};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{assert_error, json_of, spawn_app};
+use crate::support::{assert_error, json_of, spawn_app};
 
 #[tokio::test]
 async fn a_user_reads_its_own_balance_with_its_token() {
     let app = spawn_app().await;
     let user = app.create_user("KR", 5_000).await;
-    let res = app
-        .request(Method::GET, &format!("/api/users/{user}/balance"))
-        .bearer_auth(app.customer(user))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as(user, &format!("/api/users/{user}/balance")).await;
     let body = json_of(res, 200).await;
     assert_eq!(body, json!({"user_id": user, "balance": {"amount": 5000, "currency": "KRW"}}));
 }
@@ -58,12 +53,7 @@ async fn a_customer_reading_another_users_balance_is_403_forbidden() {
     let app = spawn_app().await;
     let me = app.create_user("KR", 0).await;
     let other = app.create_user("KR", 0).await;
-    let res = app
-        .request(Method::GET, &format!("/api/users/{other}/balance"))
-        .bearer_auth(app.customer(me))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as(me, &format!("/api/users/{other}/balance")).await;
     assert_error(res, 403, "FORBIDDEN").await;
 }
 

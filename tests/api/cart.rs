@@ -4,12 +4,12 @@ use chrono::{Duration, Utc};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::{
-    fixtures::{CouponSpec, add_to_cart, count, coupon, hold, option, product_in, stock_of},
-    helpers::{assert_error, json_of, spawn_app},
+use crate::support::{
+    CouponSpec, TestApp, add_to_cart, assert_error, count, coupon, hold, json_of, option, product_in, spawn_app,
+    stock_of,
 };
 
-async fn cart_quantity(app: &crate::helpers::TestApp, user_id: i64, option_id: i64) -> Option<i32> {
+async fn cart_quantity(app: &TestApp, user_id: i64, option_id: i64) -> Option<i32> {
     sqlx::query_scalar("SELECT quantity FROM cart_items WHERE user_id = $1 AND option_id = $2")
         .bind(user_id)
         .bind(option_id)
@@ -118,8 +118,8 @@ async fn the_cart_view_lists_names_in_the_requested_language_prices_quantities_a
     json_of(add_to_cart(&app, user, opts[0], 2).await, 201).await;
     json_of(add_to_cart(&app, user, opts[1], 1).await, 201).await;
     let path = format!("/api/users/{user}/cart");
-    let ko = json_of(app.request(Method::GET, &path).bearer_auth(app.customer(user)).send().await.unwrap(), 200).await;
-    assert_eq!(ko["items"][0]["name"], "테스트 상품");
+    let ko = json_of(app.get_as(user, &path).await, 200).await;
+    assert_eq!(ko["items"][0]["name"], "한국어 Test product");
     let res = app
         .request(Method::GET, &path)
         .bearer_auth(app.customer(user))

@@ -1,163 +1,23 @@
-//! The public catalog: listing and detail (seed 001 US-001, US-002; seed 000 US-001..003).
+//! The public catalog: listing, sorting, paging, search and detail (seed 001 US-001, US-002);
+//! markets and languages are in `catalog_markets`.
 
-use reqwest::Method;
-use serde_json::Value;
-
-use crate::helpers::{TestApp, assert_error, json_of, spawn_app};
-
-/// SQL fixtures: products inserted straight into the database.
-pub mod fixtures {
-    use sqlx::PgPool;
-
-    /// An option to insert: prices per currency (None: not sold there), stock and reservations.
-    #[derive(Clone, Copy)]
-    pub struct Opt {
-        pub krw: Option<i64>,
-        pub usd: Option<i64>,
-        pub stock: i32,
-        pub reserved: i32,
-    }
-
-    /// A KRW-and-USD option with stock and nothing reserved.
-    pub fn opt(krw: i64, stock: i32) -> Opt {
-        Opt { krw: Some(krw), usd: Some(krw / 10), stock, reserved: 0 }
-    }
-
-    /// Inserts a product with options; returns its id and its options' ids.
-    pub async fn product(db: &PgPool, name_en: &str, category: &str, on_sale: bool, opts: &[Opt]) -> (i64, Vec<i64>) {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO products (category, name_ko, name_en, description_ko, description_en, image_url, on_sale)
-             VALUES ($1, '한국어 ' || $2, $2, '설명 ' || $2, 'About ' || $2, 'https://img.jupang.example/p/x.jpg', $3)
-             RETURNING id",
-        )
-        .bind(category)
-        .bind(name_en)
-        .bind(on_sale)
-        .fetch_one(db)
-        .await
-        .unwrap();
-        let mut option_ids = Vec::new();
-        for (i, o) in opts.iter().enumerate() {
-            let option_id: i64 = sqlx::query_scalar(
-                "INSERT INTO product_options (product_id, name, stock, reserved) VALUES ($1, $2, $3, $4) RETURNING id",
-            )
-            .bind(id)
-            .bind(format!("opt-{i}"))
-            .bind(o.stock)
-            .bind(o.reserved)
-            .fetch_one(db)
-            .await
-            .unwrap();
-            for (currency, amount) in [("KRW", o.krw), ("USD", o.usd)] {
-                if let Some(amount) = amount {
-                    sqlx::query("INSERT INTO option_prices (option_id, currency, amount) VALUES ($1, $2, $3)")
-                        .bind(option_id)
-                        .bind(currency)
-                        .bind(amount)
-                        .execute(db)
-                        .await
-                        .unwrap();
-                }
-            }
-            option_ids.push(option_id);
-        }
-        (id, option_ids)
-    }
-
-    /// A plain on-sale product with one option priced `krw` (and a tenth of it in US cents).
-    pub async fn simple(db: &PgPool, name_en: &str, krw: i64, stock: i32) -> i64 {
-        product(db, name_en, "electronics", true, &[opt(krw, stock)]).await.0
-    }
-
-    /// Sets a product's creation time to `hours_ago` hours before now.
-    pub async fn created_hours_ago(db: &PgPool, product_id: i64, hours_ago: i32) {
-        sqlx::query("UPDATE products SET created_at = now() - make_interval(hours => $2) WHERE id = $1")
-            .bind(product_id)
-            .bind(hours_ago)
-            .execute(db)
-            .await
-            .unwrap();
-    }
-
-    /// Records a sale: an order of `status` in `market`, paid `hours_ago` hours ago (unpaid when
-    /// PENDING), of `quantity` units of the option.
-    pub async fn sale(db: &PgPool, option_id: i64, quantity: i32, status: &str, market: &str, hours_ago: i32) {
-        let currency = if market == "US" { "USD" } else { "KRW" };
-        let user: i64 =
-            sqlx::query_scalar("INSERT INTO users (name, market, currency) VALUES ('buyer', $1, $2) RETURNING id")
-                .bind(market)
-                .bind(currency)
-                .fetch_one(db)
-                .await
-                .unwrap();
-        let order = uuid::Uuid::now_v7();
-        let paid = status != "PENDING";
-        sqlx::query(
-            "INSERT INTO orders (id, user_id, market, currency, status, total_amount, final_amount, expires_at,
-                                 created_at, paid_at)
-             VALUES ($1, $2, $3, $4, $5, 100 * $6, 100 * $6, now() + interval '10 minutes',
-                     now() - make_interval(hours => $7),
-                     CASE WHEN $8 THEN now() - make_interval(hours => $7) END)",
-        )
-        .bind(order)
-        .bind(user)
-        .bind(market)
-        .bind(currency)
-        .bind(status)
-        .bind(i64::from(quantity))
-        .bind(hours_ago)
-        .bind(paid)
-        .execute(db)
-        .await
-        .unwrap();
-        sqlx::query(
-            "INSERT INTO order_items (order_id, product_id, option_id, product_name, option_name, unit_price,
-                                      quantity, subtotal)
-             SELECT $1, product_id, id, 'p', name, 100, $3, 100 * $3 FROM product_options WHERE id = $2",
-        )
-        .bind(order)
-        .bind(option_id)
-        .bind(quantity)
-        .execute(db)
-        .await
-        .unwrap();
-    }
-}
-
-use fixtures::{Opt, opt};
-
-/// GET a path with optional headers: `Accept-Language` and a bearer token.
-async fn get(app: &TestApp, path: &str, lang: Option<&str>, token: Option<&str>) -> reqwest::Response {
-    let mut req = app.request(Method::GET, path);
-    if let Some(lang) = lang {
-        req = req.header("accept-language", lang);
-    }
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    req.send().await.unwrap()
-}
-
-async fn list(app: &TestApp, query: &str) -> Value {
-    json_of(app.get(&format!("/api/products{query}")).await, 200).await
-}
-
-fn ids(page: &Value) -> Vec<i64> {
-    page["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect()
-}
+use crate::support::{
+    Opt, assert_error, created_hours_ago, json_of, krw_opt, opt, product, product_ids, products_page, sale, simple,
+    spawn_app,
+};
 
 #[tokio::test]
 async fn of_10_products_with_3_not_on_sale_only_the_7_on_sale_are_listed() {
     let app = spawn_app().await;
     let mut on_sale = Vec::new();
     for i in 0..10 {
-        let (id, _) = fixtures::product(&app.db, &format!("Product {i}"), "home", i >= 3, &[opt(1_000, 20)]).await;
+        let (id, _) = product(&app, &format!("Product {i}"), "home", i >= 3, &[opt(1_000, 20)]).await;
         if i >= 3 {
             on_sale.push(id);
         }
     }
-    let page = list(&app, "").await;
-    let mut listed = ids(&page);
+    let page = products_page(&app, "").await;
+    let mut listed = product_ids(&page);
     listed.sort();
     assert_eq!(listed, on_sale);
     assert_eq!(page["total"], 7);
@@ -171,7 +31,7 @@ async fn of_10_products_with_3_not_on_sale_only_the_7_on_sale_are_listed() {
 #[tokio::test]
 async fn the_detail_of_a_product_with_stock_10_shows_10_available() {
     let app = spawn_app().await;
-    let (id, options) = fixtures::product(&app.db, "P001", "food", true, &[opt(50_000, 10)]).await;
+    let (id, options) = product(&app, "P001", "food", true, &[opt(50_000, 10)]).await;
     let body = json_of(app.get(&format!("/api/products/{id}")).await, 200).await;
     assert_eq!(body["id"], id);
     assert_eq!(body["name"], "한국어 P001");
@@ -192,10 +52,10 @@ async fn the_detail_of_a_product_with_stock_10_shows_10_available() {
 async fn an_unknown_off_sale_or_unpriced_product_is_404_product_not_found() {
     let app = spawn_app().await;
     assert_error(app.get("/api/products/999999").await, 404, "PRODUCT_NOT_FOUND").await;
-    let (off_sale, _) = fixtures::product(&app.db, "Hidden", "home", false, &[opt(1_000, 5)]).await;
+    let (off_sale, _) = product(&app, "Hidden", "home", false, &[opt(1_000, 5)]).await;
     assert_error(app.get(&format!("/api/products/{off_sale}")).await, 404, "PRODUCT_NOT_FOUND").await;
-    let kr_only = Opt { krw: Some(9_000), usd: None, stock: 5, reserved: 0 };
-    let (kr, _) = fixtures::product(&app.db, "Kimchi", "food", true, &[kr_only]).await;
+    let kr_only = krw_opt(9_000, 5);
+    let (kr, _) = product(&app, "Kimchi", "food", true, &[kr_only]).await;
     json_of(app.get(&format!("/api/products/{kr}?market=KR")).await, 200).await;
     assert_error(app.get(&format!("/api/products/{kr}?market=US")).await, 404, "PRODUCT_NOT_FOUND").await;
 }
@@ -205,10 +65,10 @@ async fn stock_status_is_in_stock_at_10_low_stock_at_9_and_1_and_sold_out_at_0()
     let app = spawn_app().await;
     let mut expected = Vec::new();
     for (stock, status) in [(10, "IN_STOCK"), (9, "LOW_STOCK"), (1, "LOW_STOCK"), (0, "SOLD_OUT")] {
-        let id = fixtures::simple(&app.db, &format!("Stock {stock}"), 1_000, stock).await;
+        let id = simple(&app, &format!("Stock {stock}"), 1_000, stock).await;
         expected.push((id, stock, status));
     }
-    let page = list(&app, "").await;
+    let page = products_page(&app, "").await;
     for (id, stock, status) in expected {
         let item = page["items"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap();
         assert_eq!(item["stock_status"], status, "listing, stock {stock}");
@@ -225,12 +85,12 @@ async fn stock_status_is_in_stock_at_10_low_stock_at_9_and_1_and_sold_out_at_0()
 async fn reservations_reduce_availability_and_can_make_a_product_sold_out() {
     let app = spawn_app().await;
     let held = |stock, reserved| Opt { krw: Some(1_000), usd: None, stock, reserved };
-    let (low, _) = fixtures::product(&app.db, "Held", "home", true, &[held(12, 3)]).await;
-    let (gone, _) = fixtures::product(&app.db, "All held", "home", true, &[held(4, 4)]).await;
+    let (low, _) = product(&app, "Held", "home", true, &[held(12, 3)]).await;
+    let (gone, _) = product(&app, "All held", "home", true, &[held(4, 4)]).await;
     let detail = json_of(app.get(&format!("/api/products/{low}")).await, 200).await;
     assert_eq!(detail["options"][0]["available"], 9);
     assert_eq!(detail["stock_status"], "LOW_STOCK");
-    let page = list(&app, "").await;
+    let page = products_page(&app, "").await;
     let item = |id: i64| page["items"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap().clone();
     assert_eq!(item(low)["stock_status"], "LOW_STOCK");
     assert_eq!(item(gone)["stock_status"], "SOLD_OUT");
@@ -240,10 +100,8 @@ async fn reservations_reduce_availability_and_can_make_a_product_sold_out() {
 #[tokio::test]
 async fn a_product_sums_its_options_and_is_priced_at_its_cheapest_option() {
     let app = spawn_app().await;
-    let (id, _) =
-        fixtures::product(&app.db, "Sneakers", "fashion", true, &[opt(79_000, 5), opt(59_000, 0), opt(99_000, 5)])
-            .await;
-    let page = list(&app, "").await;
+    let (id, _) = product(&app, "Sneakers", "fashion", true, &[opt(79_000, 5), opt(59_000, 0), opt(99_000, 5)]).await;
+    let page = products_page(&app, "").await;
     assert_eq!(page["items"][0]["id"], id);
     assert_eq!(page["items"][0]["price"], serde_json::json!({"amount": 59000, "currency": "KRW"}));
     assert_eq!(page["items"][0]["stock_status"], "IN_STOCK", "5 + 0 + 5 = 10 available");
@@ -255,48 +113,48 @@ async fn a_product_sums_its_options_and_is_priced_at_its_cheapest_option() {
 #[tokio::test]
 async fn price_sorts_order_by_the_listed_price_with_ties_broken_by_id() {
     let app = spawn_app().await;
-    let mid_a = fixtures::simple(&app.db, "Mid A", 20_000, 10).await;
-    let cheap = fixtures::simple(&app.db, "Cheap", 5_000, 10).await;
-    let dear = fixtures::simple(&app.db, "Dear", 90_000, 10).await;
-    let mid_b = fixtures::simple(&app.db, "Mid B", 20_000, 10).await;
-    assert_eq!(ids(&list(&app, "?sort=price_asc").await), [cheap, mid_a, mid_b, dear]);
-    assert_eq!(ids(&list(&app, "?sort=price_desc").await), [dear, mid_a, mid_b, cheap]);
+    let mid_a = simple(&app, "Mid A", 20_000, 10).await;
+    let cheap = simple(&app, "Cheap", 5_000, 10).await;
+    let dear = simple(&app, "Dear", 90_000, 10).await;
+    let mid_b = simple(&app, "Mid B", 20_000, 10).await;
+    assert_eq!(product_ids(&products_page(&app, "?sort=price_asc").await), [cheap, mid_a, mid_b, dear]);
+    assert_eq!(product_ids(&products_page(&app, "?sort=price_desc").await), [dear, mid_a, mid_b, cheap]);
 }
 
 #[tokio::test]
 async fn newest_is_the_default_sort_and_orders_by_creation_time() {
     let app = spawn_app().await;
-    let old = fixtures::simple(&app.db, "Old", 1_000, 10).await;
-    let new = fixtures::simple(&app.db, "New", 1_000, 10).await;
-    let middle = fixtures::simple(&app.db, "Middle", 1_000, 10).await;
-    fixtures::created_hours_ago(&app.db, old, 48).await;
-    fixtures::created_hours_ago(&app.db, new, 1).await;
-    fixtures::created_hours_ago(&app.db, middle, 24).await;
-    assert_eq!(ids(&list(&app, "?sort=newest").await), [new, middle, old]);
-    assert_eq!(ids(&list(&app, "").await), [new, middle, old]);
+    let old = simple(&app, "Old", 1_000, 10).await;
+    let new = simple(&app, "New", 1_000, 10).await;
+    let middle = simple(&app, "Middle", 1_000, 10).await;
+    created_hours_ago(&app, old, 48).await;
+    created_hours_ago(&app, new, 1).await;
+    created_hours_ago(&app, middle, 24).await;
+    assert_eq!(product_ids(&products_page(&app, "?sort=newest").await), [new, middle, old]);
+    assert_eq!(product_ids(&products_page(&app, "").await), [new, middle, old]);
 }
 
 #[tokio::test]
 async fn popular_ranks_by_units_sold_in_paid_orders_of_the_market_over_the_last_3_days() {
     let app = spawn_app().await;
-    let (a, a_opt) = fixtures::product(&app.db, "A", "home", true, &[opt(1_000, 100)]).await;
-    let (b, b_opt) = fixtures::product(&app.db, "B", "home", true, &[opt(1_000, 100)]).await;
-    let (c, c_opt) = fixtures::product(&app.db, "C", "home", true, &[opt(1_000, 100)]).await;
-    let (d, d_opt) = fixtures::product(&app.db, "D", "home", true, &[opt(1_000, 100)]).await;
-    let unsold = fixtures::simple(&app.db, "Unsold", 1_000, 100).await;
+    let (a, a_opt) = product(&app, "A", "home", true, &[opt(1_000, 100)]).await;
+    let (b, b_opt) = product(&app, "B", "home", true, &[opt(1_000, 100)]).await;
+    let (c, c_opt) = product(&app, "C", "home", true, &[opt(1_000, 100)]).await;
+    let (d, d_opt) = product(&app, "D", "home", true, &[opt(1_000, 100)]).await;
+    let unsold = simple(&app, "Unsold", 1_000, 100).await;
     // A: 5 paid units; B: 3 paid + 2 fulfilled = 5, sold more recently than A; C: 4.
-    fixtures::sale(&app.db, a_opt[0], 5, "PAID", "KR", 10).await;
-    fixtures::sale(&app.db, b_opt[0], 3, "PAID", "KR", 20).await;
-    fixtures::sale(&app.db, b_opt[0], 2, "FULFILLED", "KR", 2).await;
-    fixtures::sale(&app.db, c_opt[0], 4, "PAID", "KR", 30).await;
+    sale(&app, a_opt[0], 5, "PAID", "KR", 10.0).await;
+    sale(&app, b_opt[0], 3, "PAID", "KR", 20.0).await;
+    sale(&app, b_opt[0], 2, "FULFILLED", "KR", 2.0).await;
+    sale(&app, c_opt[0], 4, "PAID", "KR", 30.0).await;
     // None of these count: too old, unpaid, refunded, or sold in the other market.
-    fixtures::sale(&app.db, d_opt[0], 50, "PAID", "KR", 24 * 4).await;
-    fixtures::sale(&app.db, d_opt[0], 50, "PENDING", "KR", 1).await;
-    fixtures::sale(&app.db, d_opt[0], 50, "REFUNDED", "KR", 1).await;
-    fixtures::sale(&app.db, d_opt[0], 50, "PAID", "US", 1).await;
-    assert_eq!(ids(&list(&app, "?sort=popular&market=KR").await), [b, a, c, d, unsold]);
+    sale(&app, d_opt[0], 50, "PAID", "KR", 96.0).await;
+    sale(&app, d_opt[0], 50, "PENDING", "KR", 1.0).await;
+    sale(&app, d_opt[0], 50, "REFUNDED", "KR", 1.0).await;
+    sale(&app, d_opt[0], 50, "PAID", "US", 1.0).await;
+    assert_eq!(product_ids(&products_page(&app, "?sort=popular&market=KR").await), [b, a, c, d, unsold]);
     // In the US market only D sold.
-    assert_eq!(ids(&list(&app, "?sort=popular&market=US").await)[0], d);
+    assert_eq!(product_ids(&products_page(&app, "?sort=popular&market=US").await)[0], d);
 }
 
 #[tokio::test]
@@ -304,15 +162,15 @@ async fn paging_reports_the_total_and_serves_later_pages_without_overlap() {
     let app = spawn_app().await;
     let mut all = Vec::new();
     for i in 0..5 {
-        all.push(fixtures::simple(&app.db, &format!("Item {i}"), 1_000 * (i + 1), 10).await);
+        all.push(simple(&app, &format!("Item {i}"), 1_000 * (i + 1), 10).await);
     }
-    let first = list(&app, "?sort=price_asc&size=2").await;
-    let second = list(&app, "?sort=price_asc&size=2&page=2").await;
-    let third = list(&app, "?sort=price_asc&size=2&page=3").await;
+    let first = products_page(&app, "?sort=price_asc&size=2").await;
+    let second = products_page(&app, "?sort=price_asc&size=2&page=2").await;
+    let third = products_page(&app, "?sort=price_asc&size=2&page=3").await;
     assert_eq!((first["total"].as_i64(), second["total"].as_i64()), (Some(5), Some(5)));
     assert_eq!((second["page"].as_i64(), second["size"].as_i64()), (Some(2), Some(2)));
-    assert_eq!([ids(&first), ids(&second), ids(&third)].concat(), all);
-    let beyond = list(&app, "?size=2&page=9").await;
+    assert_eq!([product_ids(&first), product_ids(&second), product_ids(&third)].concat(), all);
+    let beyond = products_page(&app, "?size=2&page=9").await;
     assert_eq!(beyond["items"], serde_json::json!([]));
     assert_eq!(beyond["total"], 5);
 }
@@ -320,102 +178,44 @@ async fn paging_reports_the_total_and_serves_later_pages_without_overlap() {
 #[tokio::test]
 async fn search_matches_korean_and_english_names_case_insensitively() {
     let app = spawn_app().await;
-    let headphones = fixtures::simple(&app.db, "Wireless Headphones", 1_000, 10).await;
-    let mouse = fixtures::simple(&app.db, "Wireless Mouse", 1_000, 10).await;
-    fixtures::simple(&app.db, "Desk Lamp", 1_000, 10).await;
-    let mut found = ids(&list(&app, "?q=wIrElEsS").await);
+    let headphones = simple(&app, "Wireless Headphones", 1_000, 10).await;
+    let mouse = simple(&app, "Wireless Mouse", 1_000, 10).await;
+    simple(&app, "Desk Lamp", 1_000, 10).await;
+    let mut found = product_ids(&products_page(&app, "?q=wIrElEsS").await);
     found.sort();
     assert_eq!(found, [headphones, mouse]);
     // Fixture Korean names are "한국어 <English name>".
-    assert_eq!(list(&app, "?q=%ED%95%9C%EA%B5%AD%EC%96%B4%20desk").await["total"], 1);
-    assert_eq!(list(&app, "?q=nothing-like-this").await["total"], 0);
+    assert_eq!(products_page(&app, "?q=%ED%95%9C%EA%B5%AD%EC%96%B4%20desk").await["total"], 1);
+    assert_eq!(products_page(&app, "?q=nothing-like-this").await["total"], 0);
 }
 
 #[tokio::test]
 async fn search_takes_like_wildcards_literally() {
     let app = spawn_app().await;
-    let sale = fixtures::simple(&app.db, "50% Off Bundle", 1_000, 10).await;
-    fixtures::simple(&app.db, "500 Sheets", 1_000, 10).await;
-    fixtures::simple(&app.db, "Snake_case Mug", 1_000, 10).await;
-    fixtures::simple(&app.db, "Nice Cup", 1_000, 10).await;
-    assert_eq!(ids(&list(&app, "?q=50%25").await), [sale]);
-    assert_eq!(list(&app, "?q=%25").await["total"], 1);
-    assert_eq!(list(&app, "?q=e_c").await["total"], 1, "`_` matches itself, not any character");
+    let sale = simple(&app, "50% Off Bundle", 1_000, 10).await;
+    simple(&app, "500 Sheets", 1_000, 10).await;
+    simple(&app, "Snake_case Mug", 1_000, 10).await;
+    simple(&app, "Nice Cup", 1_000, 10).await;
+    assert_eq!(product_ids(&products_page(&app, "?q=50%25").await), [sale]);
+    assert_eq!(products_page(&app, "?q=%25").await["total"], 1);
+    assert_eq!(products_page(&app, "?q=e_c").await["total"], 1, "`_` matches itself, not any character");
 }
 
 #[tokio::test]
 async fn the_category_filter_lists_only_that_category() {
     let app = spawn_app().await;
-    let (food, _) = fixtures::product(&app.db, "Rice", "food", true, &[opt(1_000, 10)]).await;
-    fixtures::product(&app.db, "Lamp", "home", true, &[opt(1_000, 10)]).await;
-    let page = list(&app, "?category=food").await;
-    assert_eq!(ids(&page), [food]);
+    let (food, _) = product(&app, "Rice", "food", true, &[opt(1_000, 10)]).await;
+    product(&app, "Lamp", "home", true, &[opt(1_000, 10)]).await;
+    let page = products_page(&app, "?category=food").await;
+    assert_eq!(product_ids(&page), [food]);
     assert_eq!(page["items"][0]["category"], "food");
-    assert_eq!(list(&app, "?category=toys").await["total"], 0);
-}
-
-#[tokio::test]
-async fn the_market_parameter_chooses_the_currency_and_hides_products_not_priced_there() {
-    let app = spawn_app().await;
-    let both = fixtures::simple(&app.db, "Both", 50_000, 10).await;
-    let kr_only = Opt { krw: Some(9_000), usd: None, stock: 10, reserved: 0 };
-    let (kimchi, _) = fixtures::product(&app.db, "Kimchi", "food", true, &[kr_only]).await;
-    let kr = list(&app, "?market=KR&sort=price_asc").await;
-    assert_eq!(ids(&kr), [kimchi, both]);
-    assert_eq!(kr["items"][1]["price"], serde_json::json!({"amount": 50000, "currency": "KRW"}));
-    let us = list(&app, "?market=us").await;
-    assert_eq!(ids(&us), [both]);
-    assert_eq!(us["items"][0]["price"], serde_json::json!({"amount": 5000, "currency": "USD"}));
-    let detail = json_of(app.get(&format!("/api/products/{both}?market=US")).await, 200).await;
-    assert_eq!(detail["options"][0]["price"]["currency"], "USD");
-}
-
-#[tokio::test]
-async fn without_a_market_parameter_the_callers_market_wins_over_the_language() {
-    let app = spawn_app().await;
-    fixtures::simple(&app.db, "Both", 50_000, 10).await;
-    let us_user = app.create_user("US", 0).await;
-    let kr_user = app.create_user("KR", 0).await;
-    let page = json_of(get(&app, "/api/products", Some("ko-KR"), Some(&app.customer(us_user))).await, 200).await;
-    assert_eq!(page["items"][0]["price"]["currency"], "USD");
-    let page = json_of(get(&app, "/api/products", Some("en-US"), Some(&app.customer(kr_user))).await, 200).await;
-    assert_eq!(page["items"][0]["price"]["currency"], "KRW");
-    // An explicit parameter beats the caller's market.
-    let page = json_of(get(&app, "/api/products?market=KR", None, Some(&app.customer(us_user))).await, 200).await;
-    assert_eq!(page["items"][0]["price"]["currency"], "KRW");
-}
-
-#[tokio::test]
-async fn without_market_or_caller_accept_language_implies_the_market_else_kr() {
-    let app = spawn_app().await;
-    let id = fixtures::simple(&app.db, "Both", 50_000, 10).await;
-    let currency = |v: Value| v["items"][0]["price"]["currency"].clone();
-    assert_eq!(currency(json_of(get(&app, "/api/products", Some("en-US,en;q=0.9"), None).await, 200).await), "USD");
-    assert_eq!(currency(json_of(get(&app, "/api/products", Some("ko"), None).await, 200).await), "KRW");
-    assert_eq!(currency(json_of(get(&app, "/api/products", None, None).await, 200).await), "KRW");
-    // A token of a user without a profile (staff) falls through to the language.
-    let staff = app.customer(987_654);
-    assert_eq!(currency(json_of(get(&app, "/api/products", Some("en"), Some(&staff)).await, 200).await), "USD");
-    let detail = json_of(get(&app, &format!("/api/products/{id}"), Some("en"), None).await, 200).await;
-    assert_eq!(detail["price"]["currency"], "USD");
-}
-
-#[tokio::test]
-async fn product_text_follows_accept_language_whatever_the_market() {
-    let app = spawn_app().await;
-    let id = fixtures::simple(&app.db, "Lamp", 50_000, 10).await;
-    let detail = json_of(get(&app, &format!("/api/products/{id}?market=KR"), Some("en"), None).await, 200).await;
-    assert_eq!((detail["name"].as_str(), detail["description"].as_str()), (Some("Lamp"), Some("About Lamp")));
-    assert_eq!(detail["price"]["currency"], "KRW");
-    let page = json_of(get(&app, "/api/products?market=US", Some("ko"), None).await, 200).await;
-    assert_eq!(page["items"][0]["name"], "한국어 Lamp");
-    assert_eq!(page["items"][0]["price"]["currency"], "USD");
+    assert_eq!(products_page(&app, "?category=toys").await["total"], 0);
 }
 
 #[tokio::test]
 async fn bad_query_parameters_are_400_validation_error_naming_the_parameter() {
     let app = spawn_app().await;
-    fixtures::simple(&app.db, "Lamp", 50_000, 10).await;
+    simple(&app, "Lamp", 50_000, 10).await;
     for (query, field) in [
         ("page=0", "page"),
         ("page=-1", "page"),
@@ -432,15 +232,15 @@ async fn bad_query_parameters_are_400_validation_error_naming_the_parameter() {
     assert_eq!(body["details"]["field"], "product_id");
     let body = assert_error(app.get("/api/products/1?market=EU").await, 400, "VALIDATION_ERROR").await;
     assert_eq!(body["details"]["field"], "market");
-    assert_eq!(list(&app, "?size=100").await["size"], 100);
+    assert_eq!(products_page(&app, "?size=100").await["size"], 100);
 }
 
 #[tokio::test]
 async fn the_catalog_is_served_under_api_v1_too() {
     let app = spawn_app().await;
-    let id = fixtures::simple(&app.db, "Lamp", 50_000, 10).await;
+    let id = simple(&app, "Lamp", 50_000, 10).await;
     let page = json_of(app.get("/api/v1/products").await, 200).await;
-    assert_eq!(ids(&page), [id]);
+    assert_eq!(product_ids(&page), [id]);
     json_of(app.get(&format!("/api/v1/products/{id}")).await, 200).await;
 }
 

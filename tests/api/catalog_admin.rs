@@ -4,7 +4,7 @@ use jupang::http::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, json_of, spawn_app};
+use crate::support::{TestApp, assert_error, json_of, spawn_app};
 
 /// A change that makes the valid [`body`] invalid.
 type Mutation = fn(&mut Value);

@@ -8,9 +8,10 @@ use std::{
 use jupang::http::auth::{JwtKeys, Role};
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::{
+use crate::support::{
+    JWT_SECRET,
     child::{self, ChildServe},
-    helpers::{JWT_SECRET, json_of, spawn_app, spawn_app_with, unique},
+    json_of, spawn_app, spawn_app_with, unique,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_jupang");

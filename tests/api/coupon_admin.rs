@@ -1,18 +1,14 @@
 //! Coupon campaign administration: create, the role gate, edit rules, counters.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use jupang::http::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::{
-    coupon_support::{coupon_app, coupon_body, create_coupon, create_users, issue, manager, settled},
-    helpers::{TestApp, assert_error, json_of},
+use crate::support::{
+    TestApp, assert_error, count, coupon_app, coupon_body, create_coupon, issue, json_of, manager, micros, product,
+    settled, time_of,
 };
-
-async fn coupon_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM coupons").fetch_one(&app.db).await.unwrap()
-}
 
 async fn patch(app: &TestApp, coupon: i64, body: Value) -> reqwest::Response {
     app.send_json(Method::PATCH, &format!("/api/admin/coupons/{coupon}"), Some(&manager(app)), &body).await
@@ -29,12 +25,7 @@ async fn row(app: &TestApp, coupon: i64) -> Value {
 #[tokio::test]
 async fn a_marketing_manager_creates_a_coupon_that_reads_back_as_given() {
     let app = coupon_app().await;
-    let product: i64 = sqlx::query_scalar(
-        "INSERT INTO products (category, name_ko, name_en) VALUES ('shoes', '운동화', 'Sneakers') RETURNING id",
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
+    let (product, _) = product(&app, "Sneakers", "shoes", true, &[]).await;
     let body = coupon_body(1000, json!({"product_ids": [product], "categories": ["shoes"], "currency": "KRW"}));
     let res = app.send_json(Method::POST, "/api/admin/coupons", Some(&manager(&app)), &body).await;
     let id = json_of(res, 201).await["id"].as_i64().unwrap();
@@ -46,9 +37,7 @@ async fn a_marketing_manager_creates_a_coupon_that_reads_back_as_given() {
     assert_eq!((c["total_quantity"].clone(), c["remaining_quantity"].clone()), (json!(1000), json!(1000)));
     assert_eq!((c["valid_days"].clone(), c["expires_at"].clone()), (json!(7), Value::Null));
     assert_eq!((c["product_ids"].clone(), c["categories"].clone()), (json!([product]), json!(["shoes"])));
-    let starts = DateTime::parse_from_rfc3339(c["issue_starts_at"].as_str().unwrap()).unwrap();
-    let given = DateTime::parse_from_rfc3339(body["issue_starts_at"].as_str().unwrap()).unwrap();
-    assert_eq!(starts, chrono::SubsecRound::trunc_subsecs(given, 6));
+    assert_eq!(time_of(&c["issue_starts_at"]), micros(time_of(&body["issue_starts_at"])));
     assert_eq!(row(&app, id).await["currency"], "KRW");
 }
 
@@ -62,7 +51,7 @@ async fn coupon_administration_is_gated_to_marketing_managers_and_ops_admins() {
         let res = app.send_json(Method::POST, path, Some(&app.token(5, &[role])), &body).await;
         assert_error(res, 403, "FORBIDDEN").await;
     }
-    assert_eq!(coupon_count(&app).await, 0);
+    assert_eq!(count(&app, "coupons").await, 0);
     let id = json_of(app.send_json(Method::POST, path, Some(&app.token(6, &[Role::OpsAdmin])), &body).await, 201).await
         ["id"]
         .as_i64()
@@ -107,7 +96,7 @@ async fn creating_a_coupon_with_a_bad_field_returns_400_naming_it_and_stores_not
         let err = assert_error(res, 400, "VALIDATION_ERROR").await;
         assert_eq!(err["details"]["field"], field, "{overrides}: {err}");
     }
-    assert_eq!(coupon_count(&app).await, 0);
+    assert_eq!(count(&app, "coupons").await, 0);
 }
 
 #[tokio::test]
@@ -132,7 +121,7 @@ async fn before_issuing_starts_any_field_may_be_edited() {
 async fn once_issuing_started_raising_the_total_and_ending_the_window_are_allowed() {
     let app = coupon_app().await;
     let coupon = create_coupon(&app, 2, json!({})).await;
-    let [a, b, c] = create_users(&app, 3, "KR").await[..] else { unreachable!() };
+    let [a, b, c] = app.create_users(3, "KR", 0).await[..] else { unreachable!() };
     json_of(issue(&app, coupon, a).await, 201).await;
     json_of(issue(&app, coupon, b).await, 201).await;
 
@@ -141,8 +130,8 @@ async fn once_issuing_started_raising_the_total_and_ending_the_window_are_allowe
     // "End it now": by the time the request arrives that moment is already a little past.
     let asked = Utc::now();
     let ended = json_of(patch(&app, coupon, json!({"issue_ends_at": asked})).await, 200).await;
-    let end = DateTime::parse_from_rfc3339(ended["issue_ends_at"].as_str().unwrap()).unwrap().to_utc();
-    assert!(end >= asked.trunc6() && end <= Utc::now(), "ended at {end}, asked {asked}");
+    let end = time_of(&ended["issue_ends_at"]);
+    assert!(end >= micros(asked) && end <= Utc::now(), "ended at {end}, asked {asked}");
     assert_error(issue(&app, coupon, c).await, 400, "COUPON_NOT_ACTIVE").await;
     assert_eq!(json_of(app.get(&format!("/api/coupons/{coupon}")).await, 200).await["remaining_quantity"], 1);
 }
@@ -175,7 +164,7 @@ async fn once_issuing_started_other_edits_return_400_coupon_update_not_allowed_a
 async fn stats_count_issued_persisted_used_and_remaining() {
     let app = coupon_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let users = create_users(&app, 3, "KR").await;
+    let users = app.create_users(3, "KR", 0).await;
     for u in &users {
         json_of(issue(&app, coupon, *u).await, 201).await;
     }
@@ -197,14 +186,4 @@ async fn stats_count_issued_persisted_used_and_remaining() {
     );
     let res = app.request(Method::GET, "/api/admin/coupons/424242/stats").bearer_auth(manager(&app)).send().await;
     assert_error(res.unwrap(), 404, "COUPON_NOT_FOUND").await;
-}
-
-trait Trunc6 {
-    fn trunc6(self) -> Self;
-}
-
-impl Trunc6 for DateTime<Utc> {
-    fn trunc6(self) -> Self {
-        chrono::SubsecRound::trunc_subsecs(self, 6)
-    }
 }

@@ -2,17 +2,16 @@
 //! from double-clicking users, for fewer coupons than users. Exactly the coupon's quantity is
 //! issued, one per user, and every issue has its event (api.md "Coupons"; seed 004 NFR-1).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use rand::seq::SliceRandom;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::{sync::Barrier, task::JoinSet};
-use uuid::Uuid;
 
-use crate::{
-    coupon_support::{counts, create_coupon, create_users, issue, issued_events, manager, settled},
-    helpers::{TestApp, assert_error, json_of, spawn_app_with},
+use crate::support::{
+    Shot, TestApp, acknowledged, assert_error, counts, create_coupon, issue, issued_events, json_of, manager,
+    redis_conn, settled, spawn_app_with, stored,
 };
 
 const COUPONS: i64 = 50;
@@ -28,13 +27,13 @@ async fn app_with(strategy: &str) -> TestApp {
     .await
 }
 
-/// Fires every request at once (all tasks wait at a barrier, then send) and returns
-/// `(user, status, body)` of each final answer. A 409 `CONCURRENCY_CONFLICT` is the contract's
+/// Fires every request at once (all tasks wait at a barrier, then send) and returns the final
+/// answer of each. A 409 `CONCURRENCY_CONFLICT` is the contract's
 /// retryable answer when a V1 design's lock waits run out under load, and 503 `OVERLOADED` when
 /// no Postgres connection came within the acquire timeout (a busy machine running the suite);
 /// like a real client, the request is then sent again (a few times at most, after any
 /// `Retry-After`), so the burst checks exactness, not the machine's speed.
-async fn burst(app: &TestApp, coupon: i64, users: &[i64]) -> Vec<(i64, u16, Value)> {
+async fn burst(app: &TestApp, coupon: i64, users: &[i64]) -> Vec<Shot> {
     let barrier = Arc::new(Barrier::new(users.len()));
     let mut tasks = JoinSet::new();
     for &user in users {
@@ -51,7 +50,7 @@ async fn burst(app: &TestApp, coupon: i64, users: &[i64]) -> Vec<(i64, u16, Valu
                 let res = request.try_clone().expect("a cloneable request").send().await.expect("request");
                 let status = res.status().as_u16();
                 let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                let body = res.json::<Value>().await.expect("a JSON body");
+                let body = res.json::<serde_json::Value>().await.expect("a JSON body");
                 let retryable = matches!(
                     (status, body["code"].as_str()),
                     (409, Some("CONCURRENCY_CONFLICT")) | (503, Some("OVERLOADED"))
@@ -62,7 +61,7 @@ async fn burst(app: &TestApp, coupon: i64, users: &[i64]) -> Vec<(i64, u16, Valu
                     tokio::time::sleep(Duration::from_secs(retry_after.unwrap_or(0))).await;
                     continue;
                 }
-                return (user, status, body);
+                return Shot { user, status, body };
             }
         });
     }
@@ -73,32 +72,16 @@ async fn burst(app: &TestApp, coupon: i64, users: &[i64]) -> Vec<(i64, u16, Valu
 async fn exactly_the_quantity_is_issued_once_per_user(strategy: &str) {
     let app = app_with(strategy).await;
     let coupon = create_coupon(&app, COUPONS, json!({})).await;
-    let users = create_users(&app, USERS as i64, "KR").await;
+    let users = app.create_users(USERS, "KR", 0).await;
     let mut requests: Vec<i64> = users.iter().chain(&users[..DOUBLE_CLICKERS]).copied().collect();
     requests.shuffle(&mut rand::rng());
 
     let answers = burst(&app, coupon, &requests).await;
 
-    let mut issued: HashMap<i64, String> = HashMap::new();
-    for (user, status, body) in &answers {
-        match (status, body["code"].as_str()) {
-            (201, _) => {
-                let id = body["user_coupon_id"].as_str().unwrap().to_owned();
-                assert!(issued.insert(*user, id).is_none(), "{strategy}: user {user} was issued twice");
-            }
-            (400, Some("ALREADY_ISSUED" | "COUPON_SOLD_OUT")) => {}
-            _ => panic!("{strategy}: unexpected answer {status} {body}"),
-        }
-    }
+    let issued = acknowledged(&answers, false);
     assert_eq!(issued.len() as i64, COUPONS, "{strategy}: 201 answers");
     settled(&app).await;
-    let stored: Vec<(i64, Uuid)> = sqlx::query_as("SELECT user_id, id FROM user_coupons WHERE coupon_id = $1")
-        .bind(coupon)
-        .fetch_all(&app.db)
-        .await
-        .unwrap();
-    let stored: HashMap<i64, String> = stored.into_iter().map(|(u, id)| (u, id.to_string())).collect();
-    assert_eq!(stored, issued, "{strategy}: what was acknowledged is exactly what is stored");
+    assert_eq!(stored(&app.db, coupon).await, issued, "{strategy}: what was acknowledged is exactly what is stored");
     assert_eq!(counts(&app, coupon).await, (COUPONS as i32, COUPONS), "{strategy}: counter and rows");
     assert_eq!(issued_events(&app, coupon).await, COUPONS, "{strategy}: one coupon.issued event per issue");
     let evented: i64 = sqlx::query_scalar(
@@ -113,12 +96,7 @@ async fn exactly_the_quantity_is_issued_once_per_user(strategy: &str) {
 
     // A 201 coupon is usable by the user's very next request.
     let (winner, id) = issued.iter().next().unwrap();
-    let res = app
-        .request(Method::GET, &format!("/api/users/{winner}/coupons?status=AVAILABLE"))
-        .bearer_auth(app.customer(*winner))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as(*winner, &format!("/api/users/{winner}/coupons?status=AVAILABLE")).await;
     assert_eq!(json_of(res, 200).await["items"][0]["user_coupon_id"], id.as_str());
 }
 
@@ -146,11 +124,10 @@ async fn redis_lua_issues_exactly_the_quantity_once_per_user_under_a_burst() {
 async fn redis_lock_releases_its_lock_after_each_issue() {
     let app = app_with("redis-lock").await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let users = create_users(&app, 20, "KR").await;
+    let users = app.create_users(20, "KR", 0).await;
     burst(&app, coupon, &users).await;
-    let mut conn = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap().get_connection().unwrap();
     let key = format!("{}:{}:{coupon}", app.redis_prefix, jupang::services::coupons::LOCK_KEY_PREFIX);
-    let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut conn).unwrap();
+    let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut redis_conn()).unwrap();
     assert!(!exists, "{key} still held after every request answered");
     assert_eq!(counts(&app, coupon).await, (10, 10));
 }
@@ -160,7 +137,7 @@ async fn every_design_applies_the_rules_in_order_window_duplicate_stock() {
     for strategy in ["db-pessimistic", "db-optimistic", "redis-lock", "redis-lua"] {
         let app = app_with(strategy).await;
         let coupon = create_coupon(&app, 1, json!({})).await;
-        let [first, second] = create_users(&app, 2, "KR").await[..] else { unreachable!() };
+        let [first, second] = app.create_users(2, "KR", 0).await[..] else { unreachable!() };
         let body = json_of(issue(&app, coupon, first).await, 201).await;
         assert_eq!(body["status"], "AVAILABLE", "{strategy}");
         assert_error(issue(&app, coupon, first).await, 400, "ALREADY_ISSUED").await;

@@ -7,20 +7,16 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    coupon_support::{counts, coupon_app, create_coupon, create_users, forget_in_redis, issue, issued_events, settled},
-    helpers::{assert_error, json_of, metric_value},
+use crate::support::{
+    assert_error, assert_metric, counts, coupon_app, coupon_child_app, create_coupon, forget_in_redis, issue,
+    issued_events, json_of, micros, scrape, settled, time_of,
 };
-
-fn time(v: &Value) -> DateTime<Utc> {
-    v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).expect("an RFC 3339 time").to_utc()
-}
 
 #[tokio::test]
 async fn issuing_with_95_of_100_issued_succeeds_and_the_issued_count_becomes_96() {
     let app = coupon_app().await;
     let coupon = create_coupon(&app, 100, json!({})).await;
-    let earlier = create_users(&app, 95, "KR").await;
+    let earlier = app.create_users(95, "KR", 0).await;
     sqlx::query(
         "INSERT INTO user_coupons (id, coupon_id, user_id, issued_at, expires_at)
          SELECT uuid_generate_v7(), $1, u, now(), now() + interval '7 days' FROM unnest($2::bigint[]) u",
@@ -32,7 +28,7 @@ async fn issuing_with_95_of_100_issued_succeeds_and_the_issued_count_becomes_96(
     .unwrap();
     sqlx::query("UPDATE coupons SET issued_quantity = 95 WHERE id = $1").bind(coupon).execute(&app.db).await.unwrap();
     // Written behind the issuer's back: Redis hydrates the coupon again from the database.
-    forget_in_redis(&app, coupon).await;
+    forget_in_redis(&app, coupon);
     let user1 = app.create_user("KR", 0).await;
 
     let body = json_of(issue(&app, coupon, user1).await, 201).await;
@@ -41,7 +37,7 @@ async fn issuing_with_95_of_100_issued_succeeds_and_the_issued_count_becomes_96(
     assert_eq!(body["user_id"], user1);
     assert_eq!(body["status"], "AVAILABLE");
     Uuid::parse_str(body["user_coupon_id"].as_str().unwrap()).expect("a UUID");
-    assert_eq!(time(&body["expires_at"]) - time(&body["issued_at"]), TimeDelta::days(7));
+    assert_eq!(time_of(&body["expires_at"]) - time_of(&body["issued_at"]), TimeDelta::days(7));
     assert_eq!(counts(&app, coupon).await, (96, 96));
     let detail = json_of(app.get(&format!("/api/coupons/{coupon}")).await, 200).await;
     assert_eq!(detail["remaining_quantity"], 4);
@@ -51,7 +47,7 @@ async fn issuing_with_95_of_100_issued_succeeds_and_the_issued_count_becomes_96(
 async fn issuing_a_sold_out_coupon_returns_400_coupon_sold_out_and_changes_nothing() {
     let app = coupon_app().await;
     let coupon = create_coupon(&app, 1, json!({})).await;
-    let [first, late] = create_users(&app, 2, "KR").await[..] else { unreachable!() };
+    let [first, late] = app.create_users(2, "KR", 0).await[..] else { unreachable!() };
     json_of(issue(&app, coupon, first).await, 201).await;
 
     let body = assert_error(issue(&app, coupon, late).await, 400, "COUPON_SOLD_OUT").await;
@@ -145,7 +141,7 @@ async fn owned_coupons_with_one_expired_and_one_used_list_one_available() {
 #[tokio::test]
 async fn another_customer_cannot_read_a_users_coupons() {
     let app = coupon_app().await;
-    let [owner, other] = create_users(&app, 2, "KR").await[..] else { unreachable!() };
+    let [owner, other] = app.create_users(2, "KR", 0).await[..] else { unreachable!() };
     let res =
         app.request(Method::GET, &format!("/api/users/{owner}/coupons")).bearer_auth(app.customer(other)).send().await;
     assert_error(res.unwrap(), 403, "FORBIDDEN").await;
@@ -176,7 +172,7 @@ async fn issuing_after_the_window_closed_returns_400_coupon_not_active() {
     .execute(&app.db)
     .await
     .unwrap();
-    forget_in_redis(&app, coupon).await;
+    forget_in_redis(&app, coupon);
     let user = app.create_user("KR", 0).await;
     assert_error(issue(&app, coupon, user).await, 400, "COUPON_NOT_ACTIVE").await;
     assert_eq!(counts(&app, coupon).await, (0, 0));
@@ -195,7 +191,7 @@ async fn an_unknown_coupon_is_404_coupon_not_found() {
 async fn issuing_needs_a_token_and_only_for_the_tokens_own_user() {
     let app = coupon_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let [me, other] = create_users(&app, 2, "KR").await[..] else { unreachable!() };
+    let [me, other] = app.create_users(2, "KR", 0).await[..] else { unreachable!() };
     let path = format!("/api/coupons/{coupon}/issue");
     let anonymous = app.send_json(Method::POST, &path, None, &json!({ "user_id": me })).await;
     assert_error(anonymous, 401, "UNAUTHENTICATED").await;
@@ -252,7 +248,7 @@ async fn the_open_coupon_list_shows_only_coupons_whose_window_is_open() {
     assert_eq!(item["total_quantity"], 50);
     assert_eq!(item["remaining_quantity"], 49);
     assert_eq!(item["market"], "KR");
-    assert_eq!(time(&item["expires_at"]), expires.trunc_subsecs_micros());
+    assert_eq!(time_of(&item["expires_at"]), micros(expires));
     assert!(item["valid_days"].is_null() && item["product_ids"].is_null() && item["categories"].is_null());
     for key in [
         "name",
@@ -278,12 +274,13 @@ async fn the_open_coupon_list_shows_only_coupons_whose_window_is_open() {
 
 #[tokio::test]
 async fn an_issued_coupon_is_stored_with_its_coupon_issued_event_and_counted_in_metrics() {
-    let app = coupon_app().await;
+    // A server process of its own: its counters moved for this test's requests only.
+    let app = coupon_child_app().await;
     let expires = Utc::now() + TimeDelta::days(10);
     let coupon = create_coupon(&app, 10, json!({"valid_days": null, "expires_at": expires})).await;
     let user = app.create_user("KR", 0).await;
     let body = json_of(issue(&app, coupon, user).await, 201).await;
-    assert_eq!(time(&body["expires_at"]), expires.trunc_subsecs_micros(), "a fixed expiry is the coupon's");
+    assert_eq!(time_of(&body["expires_at"]), micros(expires), "a fixed expiry is the coupon's");
     settled(&app).await;
 
     let (id, status, issued_at): (Uuid, String, DateTime<Utc>) =
@@ -294,7 +291,7 @@ async fn an_issued_coupon_is_stored_with_its_coupon_issued_event_and_counted_in_
             .await
             .unwrap();
     assert_eq!((id.to_string(), status.as_str()), (body["user_coupon_id"].as_str().unwrap().to_owned(), "AVAILABLE"));
-    assert_eq!(issued_at, time(&body["issued_at"]), "the answered time is the stored one");
+    assert_eq!(issued_at, time_of(&body["issued_at"]), "the answered time is the stored one");
     let payload: Value = sqlx::query_scalar("SELECT payload FROM outbox_events WHERE type = 'coupon.issued'")
         .fetch_one(&app.db)
         .await
@@ -304,21 +301,13 @@ async fn an_issued_coupon_is_stored_with_its_coupon_issued_event_and_counted_in_
     assert_eq!(payload["user_coupon_id"], body["user_coupon_id"]);
     assert!(payload["occurred_at"].is_string());
 
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    let issued = metric_value(&metrics, "coupon_issue_total", &[r#"strategy="redis-lua""#, r#"outcome="issued""#]);
-    assert!(issued >= 1.0, "{metrics}");
-    assert!(metrics.contains(&format!(r#"coupon_remaining{{coupon_id="{coupon}"}}"#)), "{metrics}");
-}
-
-/// Truncation to what Postgres stores (microseconds).
-trait Micros {
-    fn trunc_subsecs_micros(self) -> Self;
-}
-
-impl Micros for DateTime<Utc> {
-    fn trunc_subsecs_micros(self) -> Self {
-        chrono::SubsecRound::trunc_subsecs(self, 6)
+    let metrics = scrape(&app).await;
+    let outcomes = [("issued", 1.0), ("already_issued", 0.0), ("sold_out", 0.0), ("not_active", 0.0), ("error", 0.0)];
+    for (outcome, want) in outcomes {
+        let outcome = format!(r#"outcome="{outcome}""#);
+        assert_metric(&metrics, "coupon_issue_total", &[r#"strategy="redis-lua""#, &outcome], want);
     }
+    assert_metric(&metrics, "coupon_remaining", &[&format!(r#"coupon_id="{coupon}""#)], 9.0);
 }
 
 #[tokio::test]

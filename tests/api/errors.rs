@@ -4,7 +4,7 @@ use jupang::http::auth::Role;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::support::{assert_error, spawn_app};
 
 #[tokio::test]
 async fn malformed_json_is_400_validation_error_and_changes_nothing() {

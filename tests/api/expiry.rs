@@ -1,15 +1,10 @@
 //! Expiry of unpaid orders (seed 001 US-011): the sweep, its worker, and several sweepers at once.
 
-use std::time::{Duration as StdDuration, Instant};
-
 use chrono::{Duration, Utc};
 
-use crate::{
-    fixtures::{
-        balance_of, cancel, for_each_strategy, option, order_request, pay, placed, send_all, set_expiry, status_of,
-        stock_of, stock_store, sweep,
-    },
-    helpers::json_of,
+use crate::support::{
+    balance_of, cancel, eventually, for_each_strategy, json_of, option, order_request, pay, placed, send_all,
+    set_expiry, status_of, stock_of, stock_store, sweep,
 };
 
 for_each_strategy! {
@@ -67,11 +62,7 @@ for_each_strategy! {
         let user = app.create_user("KR", 0).await;
         let opt = option(&app, 1_000, 10).await;
         let order = placed(&app, user, &[(opt, 4)]).await;
-        let deadline = Instant::now() + StdDuration::from_secs(15);
-        while status_of(&app, &order).await != "EXPIRED" {
-            assert!(Instant::now() < deadline, "the worker did not expire the order in time");
-            tokio::time::sleep(StdDuration::from_millis(100)).await;
-        }
+        eventually(15, "the worker expires the order", || async { status_of(&app, &order).await == "EXPIRED" }).await;
         assert_eq!(stock_of(&app, opt).await, (10, 0));
     }
 

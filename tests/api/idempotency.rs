@@ -10,9 +10,9 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    fixtures,
-    helpers::{TestApp, assert_error, json_of, spawn_app},
+use crate::support::{
+    TestApp, assert_error, balance_of, count, json_of, option, order_request, pay_request, placed, send_all, spawn_app,
+    stock_of,
 };
 
 fn path(user: i64) -> String {
@@ -27,10 +27,6 @@ async fn charge_with_key(app: &TestApp, user: i64, key: &str, body: &Value) -> R
         .send()
         .await
         .unwrap()
-}
-
-async fn balance_of(app: &TestApp, user: i64) -> i64 {
-    sqlx::query_scalar("SELECT balance FROM users WHERE id = $1").bind(user).fetch_one(&app.db).await.unwrap()
 }
 
 async fn charges_of(app: &TestApp, user: i64) -> i64 {
@@ -298,27 +294,26 @@ async fn an_attempt_whose_claim_was_taken_over_cannot_complete() {
 async fn a_retried_order_with_the_same_key_reserves_once_and_replays_the_same_order() {
     let app = spawn_app().await;
     let user = app.create_user("KR", 0).await;
-    let option = fixtures::option(&app, 10_000, 10).await;
-    let send = || fixtures::order_request(&app, user, &[(option, 3)]).header("Idempotency-Key", "order-1").send();
+    let opt = option(&app, 10_000, 10).await;
+    let send = || order_request(&app, user, &[(opt, 3)]).header("Idempotency-Key", "order-1").send();
     let first = send().await.unwrap();
     let (status, _, body) = parts(first).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, replayed, again) = parts(send().await.unwrap()).await;
     assert_eq!((status, replayed.as_deref(), &again), (StatusCode::CREATED, Some("true"), &body));
-    assert_eq!(fixtures::count(&app, "orders").await, 1);
-    assert_eq!(fixtures::stock_of(&app, option).await, (10, 3), "reserved once");
+    assert_eq!(count(&app, "orders").await, 1);
+    assert_eq!(stock_of(&app, opt).await, (10, 3), "reserved once");
 }
 
 #[tokio::test]
 async fn concurrent_payments_with_one_key_charge_once_and_all_succeed_or_wait() {
     let app = spawn_app().await;
     let user = app.create_user("KR", 100_000).await;
-    let option = fixtures::option(&app, 30_000, 10).await;
-    let order = fixtures::placed(&app, user, &[(option, 1)]).await;
-    let requests =
-        (0..10).map(|_| fixtures::pay_request(&app, user, &order, None).header("Idempotency-Key", "pay-1")).collect();
+    let opt = option(&app, 30_000, 10).await;
+    let order = placed(&app, user, &[(opt, 1)]).await;
+    let requests = (0..10).map(|_| pay_request(&app, user, &order, None).header("Idempotency-Key", "pay-1")).collect();
     let mut bodies = Vec::new();
-    for res in fixtures::send_all(requests).await {
+    for res in send_all(requests).await {
         let (status, _, body) = parts(res).await;
         match status.as_u16() {
             200 => bodies.push(body),
@@ -328,9 +323,8 @@ async fn concurrent_payments_with_one_key_charge_once_and_all_succeed_or_wait() 
     }
     assert!(!bodies.is_empty());
     assert!(bodies.iter().all(|b| b == &bodies[0]), "every 200 is the same answer");
-    assert_eq!(fixtures::balance_of(&app, user).await, 70_000, "charged once");
+    assert_eq!(balance_of(&app, user).await, 70_000, "charged once");
     let (status, replayed, body) =
-        parts(fixtures::pay_request(&app, user, &order, None).header("Idempotency-Key", "pay-1").send().await.unwrap())
-            .await;
+        parts(pay_request(&app, user, &order, None).header("Idempotency-Key", "pay-1").send().await.unwrap()).await;
     assert_eq!((status, replayed.as_deref(), &body), (StatusCode::OK, Some("true"), &bodies[0]));
 }

@@ -4,25 +4,11 @@ use jupang::http::auth::Role;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, json_of, spawn_app};
+use crate::support::{Opt, TestApp, assert_error, count, json_of, product, spawn_app, stock_of};
 
 /// A product with one option holding `stock`, of which `reserved` is held by orders.
 async fn option_with(app: &TestApp, stock: i32, reserved: i32) -> i64 {
-    let product: i64 = sqlx::query_scalar(
-        "INSERT INTO products (category, name_ko, name_en) VALUES ('fashion', '셔츠', 'Shirt') RETURNING id",
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    sqlx::query_scalar(
-        "INSERT INTO product_options (product_id, name, stock, reserved) VALUES ($1, 'M', $2, $3) RETURNING id",
-    )
-    .bind(product)
-    .bind(stock)
-    .bind(reserved)
-    .fetch_one(&app.db)
-    .await
-    .unwrap()
+    product(app, "Shirt", "fashion", true, &[Opt { krw: None, usd: None, stock, reserved }]).await.1[0]
 }
 
 fn manager(app: &TestApp) -> String {
@@ -31,18 +17,6 @@ fn manager(app: &TestApp) -> String {
 
 async fn adjust(app: &TestApp, token: &str, option: i64, body: &Value) -> Response {
     app.send_json(Method::POST, &format!("/api/admin/inventory/{option}/adjust"), Some(token), body).await
-}
-
-async fn stock_of(app: &TestApp, option: i64) -> (i32, i32) {
-    sqlx::query_as("SELECT stock, reserved FROM product_options WHERE id = $1")
-        .bind(option)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
-async fn count(app: &TestApp, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&app.db).await.unwrap()
 }
 
 async fn audit(app: &TestApp, token: &str, query: &str) -> Response {

@@ -3,12 +3,11 @@
 
 use std::process::Stdio;
 
+use jupang_loadgen::token::{CUSTOMER, Minter, OPS_ADMIN};
+use reqwest::Method;
 use serde_json::Value;
 
-use crate::{
-    coupon_support::coupon_app,
-    helpers::{JWT_SECRET, TestApp, spawn_app},
-};
+use crate::support::{JWT_SECRET, TestApp, coupon_app, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jupang");
 
@@ -126,7 +125,7 @@ async fn an_open_run_at_a_fixed_rate_issues_min_people_coupons_once_each_and_pos
 #[tokio::test]
 async fn an_open_run_fails_its_verdict_and_exits_non_zero_when_postgres_never_holds_the_issues() {
     let app = coupon_app().await;
-    jupang::seed::ensure_users(&app.db, 100, 0).await.unwrap();
+    jupang_seed::ensure_users(&app.db, 100, 0).await.unwrap();
     // The load generator watches another database than the server writes to.
     let elsewhere = spawn_app().await;
     let target = app.base.clone();
@@ -286,4 +285,24 @@ async fn a_mixed_run_exercises_every_route_of_the_mix_without_a_server_error() {
     let stored: i64 =
         sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'PAID'").fetch_one(&app.db).await.unwrap();
     assert_eq!(stored, paid);
+}
+
+// The load generator mints its tokens itself (it does not link the server library): the server
+// must take them with the subject and the roles they name.
+#[tokio::test]
+async fn the_load_generators_tokens_are_accepted_with_their_subject_and_roles() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    let minter = Minter::new(JWT_SECRET.as_bytes());
+    let status = |path: String, token: String| {
+        let app = &app;
+        async move { app.request(Method::GET, &path).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    let customer = || minter.mint(user, &[CUSTOMER], 60);
+    assert_eq!(status(format!("/api/users/{user}/balance"), customer()).await, 200);
+    assert_eq!(status(format!("/api/users/{}/balance", user + 1), customer()).await, 403, "only its own subject");
+    assert_eq!(status("/api/admin/outbox".into(), customer()).await, 403, "a customer is no admin");
+    assert_eq!(status("/api/admin/outbox".into(), minter.mint(900_000_001, &[OPS_ADMIN], 60)).await, 200);
+    let foreign = Minter::new(b"another-secret-0123456789").mint(user, &[CUSTOMER], 60);
+    assert_eq!(status(format!("/api/users/{user}/balance"), foreign).await, 401, "signed with the server's secret");
 }

@@ -1,19 +1,17 @@
 //! The one integration-test binary: real Postgres, real Redis, real HTTP.
 
-mod child;
-mod fixtures;
-mod helpers;
-mod proxy;
+mod support;
 
 mod auth;
 mod cart;
 mod catalog;
 mod catalog_admin;
+mod catalog_markets;
 mod cli;
 mod coupon_admin;
 mod coupon_concurrency;
-mod coupon_support;
 mod coupons;
+mod dashboard;
 mod errors;
 mod expiry;
 mod idempotency;
@@ -32,6 +30,7 @@ mod stream_codec;
 mod stream_consumer;
 mod v2_coupons;
 mod v2_durability;
+mod v2_order_settlement;
 mod v2_orders;
 mod v2_stock;
 mod wallet;

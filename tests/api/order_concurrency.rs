@@ -2,16 +2,12 @@
 //! no overselling, no double charge, expiry and payment never both win, no deadlocks.
 
 use chrono::{Duration, Utc};
-use reqwest::Method;
-
-use crate::{
-    fixtures::{
-        balance_of, count, for_each_strategy, option, order_request, pay_request, placed, send_all, set_expiry,
-        status_of, stock_of, stock_store,
-    },
-    helpers::{TestApp, json_of},
-};
 use jupang::workers::expiry::sweep;
+
+use crate::support::{
+    TestApp, balance_of, cancel_request, count, for_each_strategy, json_of, option, order_request, pay_request, placed,
+    send_all, set_expiry, status_of, stock_of, stock_store,
+};
 
 async fn error_code(res: reqwest::Response) -> (u16, String) {
     let status = res.status().as_u16();
@@ -54,10 +50,7 @@ for_each_strategy! {
     async fn fifty_simultaneous_single_unit_orders_on_a_stock_of_10_create_exactly_10(strategy: Strategy) {
         let app = strategy.spawn().await;
         let opt = option(&app, 1_000, 10).await;
-        let mut users = Vec::new();
-        for _ in 0..50 {
-            users.push(app.create_user("KR", 0).await);
-        }
+        let users = app.create_users(50, "KR", 0).await;
         let responses = send_all(users.iter().map(|u| order_request(&app, *u, &[(opt, 1)])).collect()).await;
         let mut created = 0;
         for res in responses {
@@ -123,10 +116,7 @@ for_each_strategy! {
         for _ in 0..5 {
             opts.push(option(&app, 1_000, 1_000).await);
         }
-        let mut users = Vec::new();
-        for _ in 0..30 {
-            users.push(app.create_user("KR", 1_000_000).await);
-        }
+        let users = app.create_users(30, "KR", 1_000_000).await;
         // Each order lists the options in a different rotation and direction.
         let orders: Vec<Vec<(i64, i64)>> = (0..30)
             .map(|i| {
@@ -161,7 +151,7 @@ for_each_strategy! {
                 if i % 2 == 0 {
                     pay_request(&app, *u, id, None)
                 } else {
-                    app.request(Method::POST, &format!("/api/orders/{id}/cancel")).bearer_auth(app.customer(*u))
+                    cancel_request(&app, *u, id)
                 }
             })
             .collect();

@@ -4,12 +4,9 @@ use jupang::http::auth::Role;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::{
-    fixtures::{
-        add_to_cart, count, events, for_each_strategy, option, order_cart, order_items, placed, product_in, settle,
-        status_of, stock_of,
-    },
-    helpers::{TestApp, assert_error, json_of},
+use crate::support::{
+    TestApp, add_to_cart, assert_error, count, events, for_each_strategy, json_of, option, order_cart, order_items,
+    pay, placed, product_in, settle, status_of, stock_of,
 };
 
 async fn nothing_ordered(app: &TestApp) {
@@ -30,7 +27,7 @@ for_each_strategy! {
         assert_eq!(
             body["items"],
             json!([{
-                "product_option_id": opt, "product_id": body["items"][0]["product_id"], "name": "테스트 상품",
+                "product_option_id": opt, "product_id": body["items"][0]["product_id"], "name": "한국어 Test product",
                 "option_name": "option 0", "quantity": 3,
                 "unit_price": {"amount": 12000, "currency": "KRW"}, "subtotal": {"amount": 36000, "currency": "KRW"},
             }])
@@ -179,12 +176,7 @@ for_each_strategy! {
         json_of(get(app.token(99, &[Role::CsAgent])).await.unwrap(), 200).await;
         json_of(get(app.token(98, &[Role::OpsAdmin])).await.unwrap(), 200).await;
         assert_error(get(app.customer(stranger)).await.unwrap(), 404, "ORDER_NOT_FOUND").await;
-        let missing = app
-            .request(Method::GET, &format!("/api/orders/{}", uuid::Uuid::now_v7()))
-            .bearer_auth(app.customer(user))
-            .send()
-            .await
-            .unwrap();
+        let missing = app.get_as(user, &format!("/api/orders/{}", uuid::Uuid::now_v7())).await;
         assert_error(missing, 404, "ORDER_NOT_FOUND").await;
     }
 
@@ -198,7 +190,7 @@ for_each_strategy! {
         let second = placed(&app, user, &[(opt, 2)]).await;
         let third = placed(&app, user, &[(opt, 3)]).await;
         placed(&app, other, &[(opt, 1)]).await;
-        json_of(crate::fixtures::pay(&app, user, &second, None).await, 200).await;
+        json_of(pay(&app, user, &second, None).await, 200).await;
 
         let list = |q: &str| {
             let req = app.request(Method::GET, &format!("/api/users/{user}/orders{q}")).bearer_auth(app.customer(user));
@@ -220,12 +212,7 @@ for_each_strategy! {
         assert_eq!(page2["items"].as_array().unwrap().len(), 1);
         assert_eq!(page2["items"][0]["order_id"], first.as_str());
 
-        let bad = app
-            .request(Method::GET, &format!("/api/users/{user}/orders?status=SHIPPED"))
-            .bearer_auth(app.customer(user))
-            .send()
-            .await
-            .unwrap();
+        let bad = app.get_as(user, &format!("/api/users/{user}/orders?status=SHIPPED")).await;
         assert_eq!(assert_error(bad, 400, "VALIDATION_ERROR").await["details"]["field"], "status");
         let foreign =
             app.request(Method::GET, &format!("/api/users/{user}/orders")).bearer_auth(app.customer(other)).send().await;

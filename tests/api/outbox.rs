@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_error, json_of, metric_value, spawn_app_with};
+use crate::support::{
+    TestApp, assert_error, assert_metric, await_metric, eventually, json_of, spawn_app_with, spawn_child_app_with,
+};
 
 /// One request the platform received.
 #[derive(Debug, Clone)]
@@ -80,10 +82,11 @@ impl Platform {
     }
 }
 
-/// An app delivering to `platform`, retrying after `backoff_ms` (doubling).
+/// An app delivering to `platform`, retrying after `backoff_ms` (doubling), as a child
+/// `jupang serve`: its delivery counters are this test's alone.
 async fn app_for(platform: &Platform, backoff_ms: u64) -> TestApp {
     let url = platform.url.clone();
-    spawn_app_with(move |vars| {
+    spawn_child_app_with(move |vars| {
         vars.insert("JUPANG_WORKERS".into(), "outbox".into());
         vars.insert("JUPANG_DATA_PLATFORM_URL".into(), url);
         vars.insert("JUPANG_OUTBOX_BACKOFF_MS".into(), backoff_ms.to_string());
@@ -146,9 +149,13 @@ async fn an_enqueued_event_is_delivered_with_its_envelope_and_idempotency_key() 
     let in_payload: DateTime<Utc> = envelope["payload"]["occurred_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(in_payload, occurred);
 
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metric_value(&metrics, "outbox_delivery_total", &[r#"outcome="delivered""#]) >= 1.0, "{metrics}");
-    assert!(metrics.lines().any(|l| l.starts_with("outbox_pending_events ")), "{metrics}");
+    // Counted just after the delivery is recorded: await the count, then it must be exact.
+    let metrics = await_metric(&app, "outbox_delivery_total", &[r#"outcome="delivered""#], 1.0).await;
+    for outcome in [r#"outcome="retry""#, r#"outcome="failed""#] {
+        assert_metric(&metrics, "outbox_delivery_total", &[outcome], 0.0);
+    }
+    // Nothing is pending any more, as the gauge shows at its next round.
+    await_metric(&app, "outbox_pending_events", &[], 0.0).await;
 }
 
 #[tokio::test]
@@ -203,11 +210,10 @@ async fn an_event_failing_four_times_ends_failed_and_redeliver_sends_it_again() 
     let received = platform.received_for(id);
     assert_eq!(received.len(), 5);
     assert_eq!(received[4].idempotency_key.as_deref(), Some(id.to_string().as_str()));
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    for outcome in ["retry", "failed", "delivered"] {
-        let label = format!(r#"outcome="{outcome}""#);
-        assert!(metric_value(&metrics, "outbox_delivery_total", &[&label]) >= 1.0, "no {outcome} counted: {metrics}");
-    }
+    // Three retries, then failed; after the re-send, delivered: each counted once, exactly.
+    let metrics = await_metric(&app, "outbox_delivery_total", &[r#"outcome="delivered""#], 1.0).await;
+    assert_metric(&metrics, "outbox_delivery_total", &[r#"outcome="retry""#], 3.0);
+    assert_metric(&metrics, "outbox_delivery_total", &[r#"outcome="failed""#], 1.0);
 }
 
 #[tokio::test]
@@ -216,21 +222,12 @@ async fn a_failing_or_hanging_platform_never_holds_back_other_events_or_requests
     let app = app_for(&platform, 10).await;
     let hanging = enqueue(&app.db, EventType::OrderCreated, json!({"test_mode": "hang"})).await;
     let failing = enqueue(&app.db, EventType::OrderCreated, json!({"test_mode": "fail"})).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while platform.received_for(hanging).is_empty() {
-        assert!(Instant::now() < deadline, "the hanging event was never sent");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(10, "the hanging event is sent", || async { !platform.received_for(hanging).is_empty() }).await;
 
     let started = Instant::now();
     let ok = enqueue(&app.db, EventType::CouponUsed, json!({"coupon_id": 1})).await;
     let user = app.create_user("KR", 100).await;
-    let res = app
-        .request(Method::GET, &format!("/api/users/{user}/balance"))
-        .bearer_auth(app.customer(user))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as(user, &format!("/api/users/{user}/balance")).await;
     assert_eq!(res.status(), 200);
     await_status(&app.db, ok, "DELIVERED", Duration::from_secs(3)).await;
     assert!(started.elapsed() < Duration::from_secs(3), "delivery waited for the hanging platform");

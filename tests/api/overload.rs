@@ -15,16 +15,16 @@ use std::{
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
-use tokio::task::JoinHandle;
 
-use crate::{
-    coupon_support::{counts, create_coupon, create_users},
-    helpers::{TestApp, assert_error, json_of, spawn_app_with},
+use crate::support::{
+    InFlight, TestApp, answers, assert_error, assert_metric, counts, create_coupon, fire, json_of, scrape,
+    spawn_child_app_with,
 };
 
-/// An app issuing with `db-pessimistic` (a Postgres path) plus the given variables.
+/// An app issuing with `db-pessimistic` (a Postgres path) plus the given variables, as a child
+/// `jupang serve`: what it sheds is counted in metrics of its own.
 async fn v1_app(vars: &[(&str, &str)]) -> TestApp {
-    spawn_app_with(|v: &mut BTreeMap<String, String>| {
+    spawn_child_app_with(|v: &mut BTreeMap<String, String>| {
         v.insert("JUPANG_ISSUE_STRATEGY".into(), "db-pessimistic".into());
         for (k, val) in vars {
             v.insert((*k).into(), (*val).into());
@@ -78,16 +78,8 @@ fn issue_request(app: &TestApp, coupon_id: i64, user_id: i64) -> RequestBuilder 
 }
 
 /// Sends each user's issue request on its own task; they run while the test goes on.
-fn fire(app: &TestApp, coupon_id: i64, users: &[i64]) -> Vec<JoinHandle<reqwest::Result<Response>>> {
-    users.iter().map(|&u| tokio::spawn(issue_request(app, coupon_id, u).send())).collect()
-}
-
-async fn answers(handles: Vec<JoinHandle<reqwest::Result<Response>>>) -> Vec<Response> {
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.expect("request task").expect("an answer"));
-    }
-    out
+fn fire_issues(app: &TestApp, coupon_id: i64, users: &[i64]) -> InFlight {
+    fire(users.iter().map(|&u| issue_request(app, coupon_id, u)))
 }
 
 /// Asserts 503 `OVERLOADED` with `Retry-After: 1`.
@@ -105,34 +97,19 @@ async fn holders(app: &TestApp, coupon_id: i64) -> Vec<i64> {
         .unwrap()
 }
 
-/// The value of a counter series in `/metrics` (0 when it does not exist yet).
-async fn counter(app: &TestApp, name: &str, labels: &[&str]) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|lbl| l.contains(lbl)))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
 #[tokio::test]
 async fn requests_beyond_the_in_flight_limit_get_503_overloaded_with_retry_after() {
     let app = v1_app(&[("JUPANG_MAX_IN_FLIGHT", "3")]).await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let users = create_users(&app, 6, "KR").await;
+    let users = app.create_users(6, "KR", 0).await;
     let (admitted, extra) = users.split_at(3);
-    let route = r#"route="/api/coupons/{coupon_id}/issue""#;
-    let shed_before = counter(&app, "http_requests_shed_total", &[r#"reason="in_flight""#]).await;
-    let route_503_before = counter(&app, "http_requests_total", &[route, r#"status="503""#]).await;
 
     let mut lock = CouponsLocked::take(&app).await;
-    let in_flight = fire(&app, coupon, admitted);
+    let in_flight = fire_issues(&app, coupon, admitted);
     lock.wait_for_waiters(3).await;
 
     let started = Instant::now();
-    let shed: Vec<_> = extra
-        .iter()
-        .map(|&u| tokio::spawn(issue_request(&app, coupon, u).header("accept-language", "en").send()))
-        .collect();
+    let shed = fire(extra.iter().map(|&u| issue_request(&app, coupon, u).header("accept-language", "en")));
     for res in answers(shed).await {
         assert_eq!(res.headers()["content-type"], "application/json");
         let retry_after = res.headers().get("retry-after").cloned();
@@ -144,8 +121,12 @@ async fn requests_beyond_the_in_flight_limit_get_503_overloaded_with_retry_after
     // The operational routes still answer a saturated process.
     assert_eq!(app.get("/health").await.status(), 200);
     assert_eq!(app.get("/ready").await.status(), 200);
-    assert!(counter(&app, "http_requests_shed_total", &[r#"reason="in_flight""#]).await >= shed_before + 3.0);
-    assert!(counter(&app, "http_requests_total", &[route, r#"status="503""#]).await >= route_503_before + 3.0);
+    // Counted by this process only, which served nothing else: exactly the three shed.
+    let metrics = scrape(&app).await;
+    assert_metric(&metrics, "http_requests_shed_total", &[r#"reason="in_flight""#], 3.0);
+    assert_metric(&metrics, "http_requests_shed_total", &[r#"reason="db_pool""#], 0.0);
+    let issue_503 = [r#"route="/api/coupons/{coupon_id}/issue""#, r#"method="POST""#, r#"status="503""#];
+    assert_metric(&metrics, "http_requests_total", &issue_503, 3.0);
     lock.wait_for_waiters(3).await;
 
     lock.release().await;
@@ -160,19 +141,22 @@ async fn requests_beyond_the_in_flight_limit_get_503_overloaded_with_retry_after
 async fn a_burst_that_exhausts_the_postgres_pool_gets_503_overloaded_not_500() {
     let app = v1_app(&[("JUPANG_DB_POOL_SIZE", "2"), ("JUPANG_DB_ACQUIRE_TIMEOUT_MS", "200")]).await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let users = create_users(&app, 5, "KR").await;
+    let users = app.create_users(5, "KR", 0).await;
     let (holding, extra) = users.split_at(2);
 
     let mut lock = CouponsLocked::take(&app).await;
-    let in_flight = fire(&app, coupon, holding);
+    let in_flight = fire_issues(&app, coupon, holding);
     // Both pooled connections now wait on the lock: the pool is exhausted.
     lock.wait_for_waiters(2).await;
 
     let started = Instant::now();
-    for res in answers(fire(&app, coupon, extra)).await {
+    for res in answers(fire_issues(&app, coupon, extra)).await {
         assert_overloaded(res).await;
     }
     assert!(started.elapsed() < Duration::from_secs(5), "failed fast: {:?}", started.elapsed());
+    let metrics = scrape(&app).await;
+    assert_metric(&metrics, "http_requests_shed_total", &[r#"reason="db_pool""#], 3.0);
+    assert_metric(&metrics, "http_requests_shed_total", &[r#"reason="in_flight""#], 0.0);
     lock.wait_for_waiters(2).await;
 
     lock.release().await;
@@ -187,7 +171,7 @@ async fn a_burst_that_exhausts_the_postgres_pool_gets_503_overloaded_not_500() {
 async fn a_request_running_past_the_request_timeout_gets_503_timeout_and_changes_nothing() {
     let app = v1_app(&[("JUPANG_REQUEST_TIMEOUT_MS", "500")]).await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let user = create_users(&app, 1, "KR").await[0];
+    let user = app.create_users(1, "KR", 0).await[0];
 
     let lock = CouponsLocked::take(&app).await;
     let started = Instant::now();

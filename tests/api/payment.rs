@@ -5,12 +5,10 @@ use jupang::http::auth::Role;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::{
-    fixtures::{
-        CouponSpec, balance_of, cancel, count, coupon, coupon_state, events, for_each_strategy, held_fixed, hold,
-        option, pay, placed, product_in, set_expiry, status_of, stock_of, sweep,
-    },
-    helpers::{TestApp, assert_error, json_of, metric_value},
+use crate::support::{
+    CouponSpec, TestApp, assert_error, assert_metric, balance_of, cancel, count, coupon, coupon_state, events,
+    for_each_strategy, held_fixed, hold, json_of, option, pay, placed, product_in, scrape, set_expiry, status_of,
+    stock_of, sweep,
 };
 
 /// A KR user with `balance` and a PENDING order of `qty` x `price` (stock 10): (user, option, order).
@@ -323,12 +321,14 @@ for_each_strategy! {
     }
 
     #[tokio::test]
-    async fn payment_outcomes_are_counted_in_metrics(strategy: Strategy) {
-        let app = strategy.spawn().await;
+    async fn payment_and_order_outcomes_are_counted_in_metrics(strategy: Strategy) {
+        // A server process of its own: its counters moved for this test's requests only.
+        let app = strategy.spawn_child().await;
         let (user, _, order) = pending(&app, 100, 1_000, 1).await;
         assert_error(pay(&app, user, &order, None).await, 400, "INSUFFICIENT_BALANCE").await;
-        let text = app.get("/metrics").await.text().await.unwrap();
-        assert!(metric_value(&text, "payment_total", &[r#"outcome="insufficient_balance""#]) >= 1.0, "{text}");
-        assert!(metric_value(&text, "order_create_total", &[r#"outcome="created""#]) >= 1.0, "{text}");
+        let text = scrape(&app).await;
+        assert_metric(&text, "payment_total", &[r#"outcome="insufficient_balance""#], 1.0);
+        assert_metric(&text, "payment_total", &[r#"outcome="paid""#], 0.0);
+        assert_metric(&text, "order_create_total", &[r#"outcome="created""#], 1.0);
     }
 }

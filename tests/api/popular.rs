@@ -3,69 +3,15 @@
 use jupang::http::auth::Role;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_error, json_of, spawn_app};
+use crate::support::{Opt, TestApp, assert_error, json_of, product, sale, spawn_app};
 
-/// A product on sale with one option priced in both currencies; returns (product, option).
-async fn product(app: &TestApp, name: &str, category: &str, krw: i64, usd: i64) -> (i64, i64) {
-    let product: i64 =
-        sqlx::query_scalar("INSERT INTO products (category, name_ko, name_en) VALUES ($1, $2, $3) RETURNING id")
-            .bind(category)
-            .bind(format!("{name}-ko"))
-            .bind(format!("{name}-en"))
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    let option: i64 = sqlx::query_scalar(
-        "INSERT INTO product_options (product_id, name, stock) VALUES ($1, 'one', 1000) RETURNING id",
-    )
-    .bind(product)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    sqlx::query("INSERT INTO option_prices (option_id, currency, amount) VALUES ($1, 'KRW', $2), ($1, 'USD', $3)")
-        .bind(option)
-        .bind(krw)
-        .bind(usd)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    (product, option)
-}
-
-/// An order of `quantity` units of one product, in `status`, paid `hours_ago` (when paid at all).
-async fn order(app: &TestApp, user: i64, market: &str, item: (i64, i64), quantity: i32, status: &str, hours_ago: f64) {
-    let currency = if market == "US" { "USD" } else { "KRW" };
-    let paid = matches!(status, "PAID" | "FULFILLED" | "REFUNDED");
-    let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO orders (id, user_id, market, currency, status, total_amount, final_amount, expires_at, created_at, paid_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6, now(), now() - make_interval(secs => $7 * 3600),
-                 CASE WHEN $8 THEN now() - make_interval(secs => $7 * 3600) END)",
-    )
-    .bind(id)
-    .bind(user)
-    .bind(market)
-    .bind(currency)
-    .bind(status)
-    .bind(1_000 * quantity as i64)
-    .bind(hours_ago)
-    .bind(paid)
-    .execute(&app.db)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO order_items (order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal)
-         VALUES ($1, $2, $3, 'p', 'o', 1000, $4, 1000 * $4)",
-    )
-    .bind(id)
-    .bind(item.0)
-    .bind(item.1)
-    .bind(quantity)
-    .execute(&app.db)
-    .await
-    .unwrap();
+/// A "food" product on sale with one option priced in both currencies and 1,000 in stock;
+/// returns (product, option).
+async fn food(app: &TestApp, name: &str, krw: i64, usd: i64) -> (i64, i64) {
+    let priced = Opt { krw: Some(krw), usd: Some(usd), stock: 1_000, reserved: 0 };
+    let (product, options) = product(app, name, "food", true, &[priced]).await;
+    (product, options[0])
 }
 
 async fn run_job(app: &TestApp) -> Value {
@@ -95,11 +41,10 @@ fn ids(body: &Value) -> Vec<i64> {
 #[tokio::test]
 async fn the_top_five_are_ranked_by_quantity_sold_with_their_details() {
     let app = spawn_app().await;
-    let user = app.create_user("KR", 0).await;
     let mut products = Vec::new();
     for (i, qty) in [2, 6, 1, 5, 3, 4].into_iter().enumerate() {
-        let p = product(&app, &format!("p{i}"), "food", 1_000 * (i as i64 + 1), 99).await;
-        order(&app, user, "KR", p, qty, "PAID", 5.0).await;
+        let p = food(&app, &format!("p{i}"), 1_000 * (i as i64 + 1), 99).await;
+        sale(&app, p.1, qty, "PAID", "KR", 5.0).await;
         products.push(p.0);
     }
     let job = run_job(&app).await;
@@ -108,7 +53,7 @@ async fn the_top_five_are_ranked_by_quantity_sold_with_their_details() {
     assert_eq!(ids(&body), [products[1], products[3], products[5], products[4], products[0]]);
     let first = &body["items"][0];
     assert_eq!(first["rank"], 1);
-    assert_eq!(first["name"], "p1-ko");
+    assert_eq!(first["name"], "한국어 p1");
     assert_eq!(first["category"], "food");
     assert_eq!(first["price"], json!({"amount": 2000, "currency": "KRW"}));
     assert_eq!(first["sold_quantity"], 6);
@@ -120,14 +65,13 @@ async fn the_top_five_are_ranked_by_quantity_sold_with_their_details() {
 #[tokio::test]
 async fn quantities_add_up_across_orders_and_ties_go_to_the_more_recent_sale() {
     let app = spawn_app().await;
-    let user = app.create_user("KR", 0).await;
-    let older = product(&app, "older", "food", 100, 1).await;
-    let newer = product(&app, "newer", "food", 100, 1).await;
-    let summed = product(&app, "summed", "food", 100, 1).await;
-    order(&app, user, "KR", newer, 3, "PAID", 2.0).await;
-    order(&app, user, "KR", older, 3, "PAID", 30.0).await;
-    order(&app, user, "KR", summed, 2, "PAID", 1.0).await;
-    order(&app, user, "KR", summed, 2, "FULFILLED", 50.0).await;
+    let older = food(&app, "older", 100, 1).await;
+    let newer = food(&app, "newer", 100, 1).await;
+    let summed = food(&app, "summed", 100, 1).await;
+    sale(&app, newer.1, 3, "PAID", "KR", 2.0).await;
+    sale(&app, older.1, 3, "PAID", "KR", 30.0).await;
+    sale(&app, summed.1, 2, "PAID", "KR", 1.0).await;
+    sale(&app, summed.1, 2, "FULFILLED", "KR", 50.0).await;
     run_job(&app).await;
     let body = top(&app, "", "ko").await;
     assert_eq!(ids(&body), [summed.0, newer.0, older.0]);
@@ -137,16 +81,15 @@ async fn quantities_add_up_across_orders_and_ties_go_to_the_more_recent_sale() {
 #[tokio::test]
 async fn only_paid_or_fulfilled_orders_of_the_last_three_days_count() {
     let app = spawn_app().await;
-    let user = app.create_user("KR", 0).await;
-    let inside = product(&app, "inside", "food", 100, 1).await;
-    let outside = product(&app, "outside", "food", 100, 1).await;
-    let unpaid = product(&app, "unpaid", "food", 100, 1).await;
-    order(&app, user, "KR", inside, 1, "PAID", 71.0).await; // 2 days 23 hours ago
-    order(&app, user, "KR", outside, 50, "PAID", 73.0).await; // 3 days 1 hour ago
-    order(&app, user, "KR", unpaid, 10, "PENDING", 1.0).await;
-    order(&app, user, "KR", unpaid, 10, "CANCELLED", 1.0).await;
-    order(&app, user, "KR", unpaid, 10, "EXPIRED", 1.0).await;
-    order(&app, user, "KR", unpaid, 10, "REFUNDED", 1.0).await;
+    let inside = food(&app, "inside", 100, 1).await;
+    let outside = food(&app, "outside", 100, 1).await;
+    let unpaid = food(&app, "unpaid", 100, 1).await;
+    sale(&app, inside.1, 1, "PAID", "KR", 71.0).await; // 2 days 23 hours ago
+    sale(&app, outside.1, 50, "PAID", "KR", 73.0).await; // 3 days 1 hour ago
+    sale(&app, unpaid.1, 10, "PENDING", "KR", 1.0).await;
+    sale(&app, unpaid.1, 10, "CANCELLED", "KR", 1.0).await;
+    sale(&app, unpaid.1, 10, "EXPIRED", "KR", 1.0).await;
+    sale(&app, unpaid.1, 10, "REFUNDED", "KR", 1.0).await;
     run_job(&app).await;
     assert_eq!(ids(&top(&app, "?market=KR", "ko").await), [inside.0]);
 }
@@ -155,17 +98,16 @@ async fn only_paid_or_fulfilled_orders_of_the_last_three_days_count() {
 async fn each_market_has_its_own_ranking_priced_in_its_currency() {
     let app = spawn_app().await;
     let kr_user = app.create_user("KR", 0).await;
-    let us_user = app.create_user("US", 0).await;
-    let kimchi = product(&app, "kimchi", "food", 9_900, 799).await;
-    let bagel = product(&app, "bagel", "food", 3_000, 250).await;
-    order(&app, kr_user, "KR", kimchi, 5, "PAID", 3.0).await;
-    order(&app, us_user, "US", bagel, 2, "PAID", 3.0).await;
-    order(&app, us_user, "US", kimchi, 1, "PAID", 3.0).await;
+    let kimchi = food(&app, "kimchi", 9_900, 799).await;
+    let bagel = food(&app, "bagel", 3_000, 250).await;
+    sale(&app, kimchi.1, 5, "PAID", "KR", 3.0).await;
+    sale(&app, bagel.1, 2, "PAID", "US", 3.0).await;
+    sale(&app, kimchi.1, 1, "PAID", "US", 3.0).await;
     run_job(&app).await;
     assert_eq!(ids(&top(&app, "?market=KR", "ko").await), [kimchi.0]);
     let us = top(&app, "?market=US", "en-US").await;
     assert_eq!(ids(&us), [bagel.0, kimchi.0]);
-    assert_eq!(us["items"][0]["name"], "bagel-en");
+    assert_eq!(us["items"][0]["name"], "bagel");
     assert_eq!(us["items"][0]["price"], json!({"amount": 250, "currency": "USD"}));
     // Without ?market= an English reader gets the US market, a signed-in user its own market.
     assert_eq!(ids(&top(&app, "", "en").await), [bagel.0, kimchi.0]);
@@ -177,7 +119,7 @@ async fn each_market_has_its_own_ranking_priced_in_its_currency() {
         .await
         .unwrap();
     let mine = json_of(res, 200).await;
-    assert_eq!((ids(&mine), mine["items"][0]["name"].as_str()), (vec![kimchi.0], Some("kimchi-en")));
+    assert_eq!((ids(&mine), mine["items"][0]["name"].as_str()), (vec![kimchi.0], Some("kimchi")));
     let bad = app.get("/api/products/top?market=JP").await;
     assert_eq!(assert_error(bad, 400, "VALIDATION_ERROR").await["details"]["field"], "market");
 }
@@ -188,7 +130,7 @@ async fn nothing_sold_gives_an_empty_list_even_when_an_older_snapshot_had_items(
     let never = top(&app, "", "ko").await;
     assert_eq!(never, json!({"generated_at": null, "items": []}));
     // Yesterday's snapshot listed a product; today nothing sold in the window.
-    let p = product(&app, "old", "food", 100, 1).await;
+    let p = food(&app, "old", 100, 1).await;
     sqlx::raw_sql(&format!(
         "INSERT INTO popularity_snapshot_runs (snapshot_date, market, window_start, generated_at)
          VALUES ((now() AT TIME ZONE 'UTC')::date - 1, 'KR', now() - interval '4 days', now() - interval '1 day');
@@ -210,13 +152,12 @@ async fn nothing_sold_gives_an_empty_list_even_when_an_older_snapshot_had_items(
 #[tokio::test]
 async fn running_the_job_again_replaces_the_days_snapshot() {
     let app = spawn_app().await;
-    let user = app.create_user("KR", 0).await;
-    let a = product(&app, "a", "food", 100, 1).await;
-    let b = product(&app, "b", "food", 100, 1).await;
-    order(&app, user, "KR", a, 2, "PAID", 1.0).await;
+    let a = food(&app, "a", 100, 1).await;
+    let b = food(&app, "b", 100, 1).await;
+    sale(&app, a.1, 2, "PAID", "KR", 1.0).await;
     run_job(&app).await;
     assert_eq!(ids(&top(&app, "", "ko").await), [a.0]);
-    order(&app, user, "KR", b, 5, "PAID", 0.5).await;
+    sale(&app, b.1, 5, "PAID", "KR", 0.5).await;
     run_job(&app).await;
     run_job(&app).await;
     assert_eq!(ids(&top(&app, "", "ko").await), [b.0, a.0]);

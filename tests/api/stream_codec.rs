@@ -24,7 +24,7 @@ use jupang::{
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, json_of, spawn_app_with};
+use crate::support::{TestApp, json_of, spawn_app_with};
 
 /// An app with no workers, so no consumer acknowledges and trims what the test reads.
 async fn quiet_app() -> (TestApp, RedisStore) {

@@ -11,7 +11,7 @@ use jupang::{
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::support::{TestApp, eventually, redis_conn, redis_store, spawn_app};
 
 /// Writes the `n` field of each entry into `sink_rows`; an entry with a `poison` field is refused.
 #[derive(Clone)]
@@ -43,10 +43,6 @@ impl StreamSink for RowSink {
     }
 }
 
-fn redis() -> redis::Connection {
-    redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap().get_connection().unwrap()
-}
-
 async fn setup() -> (TestApp, RowSink) {
     let app = spawn_app().await;
     sqlx::raw_sql("CREATE TABLE sink_rows (n BIGINT PRIMARY KEY)").execute(&app.db).await.unwrap();
@@ -63,10 +59,7 @@ fn settings(claim_idle_ms: u64) -> ConsumerSettings {
 
 async fn start(app: &TestApp, sink: &RowSink, settings: ConsumerSettings) -> CancellationToken {
     let token = CancellationToken::new();
-    let redis = jupang::store::redis::RedisStore::connect(&[&std::env::var("REDIS_URL").unwrap()], &app.redis_prefix)
-        .await
-        .unwrap();
-    tokio::spawn(consumer::run(sink.clone(), app.db.clone(), redis, settings, token.clone()));
+    tokio::spawn(consumer::run(sink.clone(), app.db.clone(), redis_store(app).await, settings, token.clone()));
     token
 }
 
@@ -74,61 +67,40 @@ async fn rows(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM sink_rows").fetch_one(&app.db).await.unwrap()
 }
 
-/// Polls `check` every 20 ms until it holds or `secs` pass.
-async fn eventually<F: Future<Output = bool>>(secs: u64, mut check: impl FnMut() -> F) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
 #[tokio::test]
 async fn the_consumer_persists_every_entry_once_acknowledges_them_and_trims_the_stream() {
     let (app, sink) = setup().await;
-    let mut r = redis();
+    let mut r = redis_conn();
     for n in 0..1_200 {
         let _: String = redis::cmd("XADD").arg(&sink.stream).arg("*").arg("n").arg(n).query(&mut r).unwrap();
     }
     let stop = start(&app, &sink, settings(30_000)).await;
-    assert!(eventually(10, || async { rows(&app).await == 1_200 }).await, "rows: {}", rows(&app).await);
-    let redis_store =
-        jupang::store::redis::RedisStore::connect(&[&std::env::var("REDIS_URL").unwrap()], &app.redis_prefix)
-            .await
-            .unwrap();
-    assert!(eventually(5, || async { consumer::backlog(&sink, &redis_store).await.unwrap() == 0 }).await);
-    assert!(
-        eventually(5, || async {
-            let len: u64 = redis::cmd("XLEN").arg(&sink.stream).query(&mut redis()).unwrap();
-            len == 0
-        })
-        .await,
-        "acknowledged entries are trimmed"
-    );
+    eventually(10, "1,200 rows persisted", || async { rows(&app).await == 1_200 }).await;
+    let redis = redis_store(&app).await;
+    eventually(5, "no backlog", || async { consumer::backlog(&sink, &redis).await.unwrap() == 0 }).await;
+    eventually(5, "acknowledged entries are trimmed", || async {
+        let len: u64 = redis::cmd("XLEN").arg(&sink.stream).query(&mut redis_conn()).unwrap();
+        len == 0
+    })
+    .await;
     stop.cancel();
 }
 
 #[tokio::test]
 async fn a_poison_entry_is_dead_lettered_after_max_deliveries_and_the_rest_is_persisted() {
     let (app, sink) = setup().await;
-    let mut r = redis();
+    let mut r = redis_conn();
     for n in 0..10 {
         let _: String = redis::cmd("XADD").arg(&sink.stream).arg("*").arg("n").arg(n).query(&mut r).unwrap();
     }
     let bad: String = redis::cmd("XADD").arg(&sink.stream).arg("*").arg("poison").arg("1").query(&mut r).unwrap();
     let stop = start(&app, &sink, settings(30_000)).await;
     let dead = format!("{}:dead", sink.stream);
-    assert!(
-        eventually(10, || async {
-            let len: u64 = redis::cmd("XLEN").arg(&dead).query(&mut redis()).unwrap();
-            len == 1
-        })
-        .await,
-        "the poison entry reaches the dead-letter stream"
-    );
+    eventually(10, "the poison entry reaches the dead-letter stream", || async {
+        let len: u64 = redis::cmd("XLEN").arg(&dead).query(&mut redis_conn()).unwrap();
+        len == 1
+    })
+    .await;
     assert_eq!(rows(&app).await, 10);
     let moved: Vec<(String, Vec<(String, String)>)> =
         redis::cmd("XRANGE").arg(&dead).arg("-").arg("+").query(&mut r).unwrap();
@@ -144,7 +116,7 @@ async fn a_poison_entry_is_dead_lettered_after_max_deliveries_and_the_rest_is_pe
 #[tokio::test]
 async fn entries_of_a_consumer_that_died_are_claimed_after_the_idle_threshold() {
     let (app, sink) = setup().await;
-    let mut r = redis();
+    let mut r = redis_conn();
     let _: () =
         redis::cmd("XGROUP").arg("CREATE").arg(&sink.stream).arg(GROUP).arg("0").arg("MKSTREAM").query(&mut r).unwrap();
     for n in 0..5 {
@@ -161,6 +133,6 @@ async fn entries_of_a_consumer_that_died_are_claimed_after_the_idle_threshold() 
         .query(&mut r)
         .unwrap();
     let stop = start(&app, &sink, settings(300)).await;
-    assert!(eventually(10, || async { rows(&app).await == 5 }).await, "rows: {}", rows(&app).await);
+    eventually(10, "the 5 claimed entries persisted", || async { rows(&app).await == 5 }).await;
     stop.cancel();
 }

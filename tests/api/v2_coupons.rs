@@ -3,38 +3,34 @@
 
 use std::collections::HashSet;
 
-use jupang::Application;
+use chrono::{TimeDelta, Utc};
 use rand::seq::SliceRandom;
 use reqwest::Method;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{
-    coupon_support::{
-        acknowledged, coupon_app, create_coupon, create_users, issue, manager, open_run, persisted, redis_counters,
-        settled, stored,
-    },
-    fixtures::{coupon_state, option, pay, placed},
-    helpers::{TestApp, json_of, spawn_app, spawn_app_with},
+use crate::support::{
+    TestApp, acknowledged, append_admission, assert_error, assert_metric, coupon_app, coupon_state, create_coupon,
+    issue, json_of, manager, open_run, option, pay, persisted, placed, redis_conn, redis_counters, scrape, settled,
+    sibling, spawn_app, spawn_app_with, stored,
 };
 
-/// 8,000 users, 2,000 of whom double-click, in random order.
-async fn crowd(app: &TestApp, users: i64, double_clickers: usize) -> Vec<i64> {
-    let users = create_users(app, users, "KR").await;
+/// `users` new users, `double_clickers` of whom ask twice, in random order.
+async fn crowd(app: &TestApp, users: usize, double_clickers: usize) -> Vec<i64> {
+    let users = app.create_users(users, "KR", 0).await;
     let mut requests: Vec<i64> = users.iter().chain(&users[..double_clickers]).copied().collect();
     requests.shuffle(&mut rand::rng());
     requests
 }
 
-/// Another process on the same database and Redis prefix as `app`, serving and running its
-/// workers until the returned token is cancelled (or dropped with the test).
-async fn sibling(app: &TestApp, workers: &str) -> (String, CancellationToken) {
-    let mut vars: std::collections::BTreeMap<String, String> = crate::helpers::test_vars();
-    vars.insert("DATABASE_URL".into(), app.config.database_url.expose().to_owned());
-    vars.insert("JUPANG_REDIS_PREFIX".into(), app.redis_prefix.clone());
-    vars.insert("JUPANG_WORKERS".into(), workers.into());
-    let built = Application::build(jupang::Config::from_vars(vars).unwrap()).await.expect("build the sibling");
+/// A second instance on `app`'s database and Redis prefix running `workers`, serving until the
+/// returned token is cancelled (or dropped with the test); returns its base URL.
+async fn serving_sibling(app: &TestApp, workers: &str) -> (String, CancellationToken) {
+    let built = sibling(app, |v| {
+        v.insert("JUPANG_WORKERS".into(), workers.into());
+    })
+    .await;
     let base = format!("http://{}", built.local_addr());
     let token = built.shutdown_token();
     tokio::spawn(built.run_until_stopped());
@@ -61,7 +57,7 @@ async fn an_open_run_of_10000_requests_for_1000_coupons_issues_exactly_1000_once
 #[tokio::test]
 async fn two_instances_sharing_one_sale_issue_exactly_the_quantity_once_per_user() {
     let app = coupon_app().await;
-    let (other, _stop) = sibling(&app, "consumer").await;
+    let (other, _stop) = serving_sibling(&app, "consumer").await;
     let coupon = create_coupon(&app, 300, json!({})).await;
     let requests = crowd(&app, 1_000, 300).await;
 
@@ -98,7 +94,7 @@ async fn a_coupon_issued_a_moment_ago_pays_an_order_before_the_consumer_runs_and
     assert_eq!(coupon_state(&app, uc).await, ("USED".to_owned(), true, Some(order.parse().unwrap())));
     assert_eq!(persisted(&app.db, coupon).await, (1, 1, 1));
     // The consumer, started later, finds the entry already persisted and adds nothing.
-    let (_, stop) = sibling(&app, "consumer").await;
+    let (_, stop) = serving_sibling(&app, "consumer").await;
     settled(&app).await;
     assert_eq!(persisted(&app.db, coupon).await, (1, 1, 1), "persisted exactly once");
     assert_eq!(coupon_state(&app, uc).await.0, "USED", "the consumer's insert did not touch the used coupon");
@@ -111,12 +107,7 @@ async fn a_users_coupon_list_includes_a_coupon_issued_a_moment_ago() {
     let coupon = create_coupon(&app, 10, json!({})).await;
     let user = app.create_user("KR", 0).await;
     let uc = json_of(issue(&app, coupon, user).await, 201).await["user_coupon_id"].clone();
-    let res = app
-        .request(Method::GET, &format!("/api/users/{user}/coupons?status=AVAILABLE"))
-        .bearer_auth(app.customer(user))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as(user, &format!("/api/users/{user}/coupons?status=AVAILABLE")).await;
     let page = json_of(res, 200).await;
     assert_eq!((page["total"].clone(), page["items"][0]["user_coupon_id"].clone()), (json!(1), uc));
     assert_eq!(persisted(&app.db, coupon).await, (1, 1, 1), "persisted on read");
@@ -126,7 +117,7 @@ async fn a_users_coupon_list_includes_a_coupon_issued_a_moment_ago() {
 async fn the_coupon_views_and_stats_show_live_redis_counters_before_postgres_catches_up() {
     let app = spawn_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    for user in create_users(&app, 3, "KR").await {
+    for user in app.create_users(3, "KR", 0).await {
         json_of(issue(&app, coupon, user).await, 201).await;
     }
     let detail = json_of(app.get(&format!("/api/coupons/{coupon}")).await, 200).await;
@@ -139,20 +130,20 @@ async fn the_coupon_views_and_stats_show_live_redis_counters_before_postgres_cat
         stats,
         json!({"coupon_id": coupon, "total_quantity": 10, "issued": 3, "persisted": 0, "used": 0, "remaining": 7})
     );
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    // The gauge is process-wide and other tests' coupons share ids: only its presence is certain.
-    assert!(metrics.contains(&format!("coupon_remaining{{coupon_id=\"{coupon}\"}}")), "{metrics}");
+    // The gauge is process-wide, but coupon ids are unique per test database: this series is
+    // this test's alone, so its value is exact.
+    assert_metric(&scrape(&app).await, "coupon_remaining", &[&format!(r#"coupon_id="{coupon}""#)], 7.0);
 }
 
 #[tokio::test]
 async fn raising_the_total_of_a_running_sale_lets_exactly_that_many_more_in() {
     let app = spawn_app().await;
     let coupon = create_coupon(&app, 2, json!({})).await;
-    let users = create_users(&app, 6, "KR").await;
+    let users = app.create_users(6, "KR", 0).await;
     for u in &users[..2] {
         json_of(issue(&app, coupon, *u).await, 201).await;
     }
-    crate::helpers::assert_error(issue(&app, coupon, users[2]).await, 400, "COUPON_SOLD_OUT").await;
+    assert_error(issue(&app, coupon, users[2]).await, 400, "COUPON_SOLD_OUT").await;
 
     let path = format!("/api/admin/coupons/{coupon}");
     let raised = app.send_json(Method::PATCH, &path, Some(&manager(&app)), &json!({"total_quantity": 5})).await;
@@ -169,7 +160,7 @@ async fn raising_the_total_of_a_running_sale_lets_exactly_that_many_more_in() {
     assert_eq!(answers, [201, 201, 201, 400]);
     // A total below what was admitted is refused even though Postgres has persisted nothing.
     let lower = app.send_json(Method::PATCH, &path, Some(&manager(&app)), &json!({"total_quantity": 4})).await;
-    crate::helpers::assert_error(lower, 400, "COUPON_UPDATE_NOT_ALLOWED").await;
+    assert_error(lower, 400, "COUPON_UPDATE_NOT_ALLOWED").await;
     assert_eq!(redis_counters(&app, coupon), (0, 5));
 }
 
@@ -181,41 +172,23 @@ async fn two_instances_hydrating_the_same_coupons_at_once_count_every_holder_onc
     .await;
     // Coupons made under V1 (not hydrated), each with 30 persisted holders and 20 admissions in
     // its stream not yet persisted.
-    let users = create_users(&app, 50, "KR").await;
+    let users = app.create_users(50, "KR", 0).await;
     let mut coupons = Vec::new();
-    let mut conn = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap().get_connection().unwrap();
     for _ in 0..8 {
         let coupon = create_coupon(&app, 100, json!({})).await;
         for u in &users[..30] {
             json_of(issue(&app, coupon, *u).await, 201).await;
         }
-        let stream = jupang::store::redis::keys::CouponKeys::new(&app.redis_prefix, coupon).stream;
         for u in &users[30..] {
-            let now = chrono::Utc::now();
-            let _: String = redis::cmd("XADD")
-                .arg(&stream)
-                .arg("*")
-                .arg("user_coupon_id")
-                .arg(Uuid::now_v7().to_string())
-                .arg("coupon_id")
-                .arg(coupon)
-                .arg("user_id")
-                .arg(u)
-                .arg("issued_at")
-                .arg(now.to_rfc3339())
-                .arg("expires_at")
-                .arg((now + chrono::TimeDelta::days(7)).to_rfc3339())
-                .query(&mut conn)
-                .unwrap();
+            let now = Utc::now();
+            append_admission(&app, coupon, *u, now, now + TimeDelta::days(7));
         }
         coupons.push(coupon);
     }
-    let build = || async {
-        let mut vars = crate::helpers::test_vars();
-        vars.insert("DATABASE_URL".into(), app.config.database_url.expose().to_owned());
-        vars.insert("JUPANG_REDIS_PREFIX".into(), app.redis_prefix.clone());
-        vars.insert("JUPANG_ISSUE_STRATEGY".into(), "db-pessimistic".into());
-        Application::build(jupang::Config::from_vars(vars).unwrap()).await.unwrap()
+    let build = || {
+        sibling(&app, |v| {
+            v.insert("JUPANG_ISSUE_STRATEGY".into(), "db-pessimistic".into());
+        })
     };
     let (a, b) = (build().await, build().await);
 
@@ -233,10 +206,9 @@ async fn two_instances_hydrating_the_same_coupons_at_once_count_every_holder_onc
 async fn issuing_still_works_after_redis_forgets_its_scripts() {
     let app = spawn_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let [a, b] = create_users(&app, 2, "KR").await[..] else { unreachable!() };
+    let [a, b] = app.create_users(2, "KR", 0).await[..] else { unreachable!() };
     json_of(issue(&app, coupon, a).await, 201).await;
-    let mut conn = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap().get_connection().unwrap();
-    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut redis_conn()).unwrap();
     json_of(issue(&app, coupon, b).await, 201).await;
     assert_eq!(redis_counters(&app, coupon), (8, 2));
 }

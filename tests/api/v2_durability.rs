@@ -2,42 +2,23 @@
 //! sale, a consumer whose batches fail, a poison entry, and the reconciler's repairs. In every
 //! case each coupon acknowledged with 201 ends up in Postgres exactly once.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
 };
 
+use chrono::Utc;
 use rand::seq::SliceRandom;
-use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use serde_json::json;
+use tokio::process::Child;
 
-use crate::{
-    child::{self, ChildServe},
-    coupon_support::{
-        Shot, acknowledged, coupon_app, create_coupon, create_users, issue, open_run, persisted, redis_counters,
-        settled, stored,
-    },
-    helpers::{TestApp, json_of, spawn_app, spawn_app_with},
+use crate::support::{
+    TestApp, acknowledged, append_admission, assert_metric, await_metric, burst,
+    child::{self, ChildServe, reconcile},
+    coupon_app, coupon_child_app, coupon_keys, create_coupon, eventually, issue, json_of, open_run, persisted,
     proxy::{TcpProxy, upstream_of},
+    redis_conn, redis_counters, settled, spawn_app, spawn_app_with, stored,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_jupang");
-
-fn redis_conn() -> redis::Connection {
-    redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap().get_connection().unwrap()
-}
-
-/// Polls `check` every 20 ms until it holds, failing the test after `secs`.
-async fn eventually<F: Future<Output = bool>>(secs: u64, what: &str, mut check: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "not within {secs} s: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// `jupang serve` as a child process on `app`'s database and Redis prefix, with the consumer on
 /// and a short claim threshold. Returns the child and its base URL once it logs its address.
@@ -51,7 +32,7 @@ async fn serve(app: &TestApp) -> (Child, String) {
 async fn two_serve_processes_sharing_one_sale_issue_exactly_the_quantity_once_per_user() {
     let app = coupon_app().await;
     let coupon = create_coupon(&app, 300, json!({})).await;
-    let users = create_users(&app, 1_000, "KR").await;
+    let users = app.create_users(1_000, "KR", 0).await;
     // 1,000 people, 300 of whom double-click, spread over two real `jupang serve` processes.
     let requests: Vec<i64> = users.iter().chain(&users[..300]).copied().collect();
     let ((mut first, a), (mut second, b)) = (serve(&app).await, serve(&app).await);
@@ -71,46 +52,14 @@ async fn two_serve_processes_sharing_one_sale_issue_exactly_the_quantity_once_pe
 async fn a_process_killed_mid_burst_loses_no_acknowledged_coupon_and_never_issues_beyond_the_quantity() {
     let app = spawn_app().await;
     let coupon = create_coupon(&app, 1_000, json!({})).await;
-    let users = create_users(&app, 2_500, "KR").await;
+    let users = app.create_users(2_500, "KR", 0).await;
     let (mut first, base) = serve(&app).await;
 
     // The burst runs on; once 400 answers are in, the process is killed without warning.
     let answered = Arc::new(AtomicUsize::new(0));
     let mut order = users.clone();
     order.shuffle(&mut rand::rng());
-    let burst = {
-        let (client, answered) = (app.client.clone(), answered.clone());
-        let requests: Vec<_> = order
-            .iter()
-            .map(|&u| {
-                let req = client
-                    .post(format!("{base}/api/coupons/{coupon}/issue"))
-                    .bearer_auth(app.customer(u))
-                    .json(&json!({ "user_id": u }));
-                (u, req)
-            })
-            .collect();
-        tokio::spawn(async move {
-            let gate = Arc::new(tokio::sync::Semaphore::new(100));
-            let mut tasks = tokio::task::JoinSet::new();
-            for (user, req) in requests {
-                let (permit, answered) = (gate.clone().acquire_owned().await.unwrap(), answered.clone());
-                tasks.spawn(async move {
-                    let _permit = permit;
-                    let shot = match req.send().await {
-                        Ok(res) => {
-                            let status = res.status().as_u16();
-                            Shot { user, status, body: res.json().await.unwrap_or(Value::Null) }
-                        }
-                        Err(_) => Shot { user, status: 0, body: Value::Null },
-                    };
-                    answered.fetch_add(1, Ordering::Relaxed);
-                    shot
-                });
-            }
-            tasks.join_all().await
-        })
-    };
+    let burst = burst(&app, &[base], coupon, &order, 100, answered.clone());
     eventually(30, "400 answers", || async { answered.load(Ordering::Relaxed) >= 400 }).await;
     first.kill().await.unwrap();
     let before_kill = burst.await.unwrap();
@@ -153,7 +102,7 @@ async fn with_postgres_gone_issuing_keeps_answering_and_the_backlog_drains_once_
     .await;
     let db = sqlx::PgPool::connect(&direct).await.unwrap();
     let coupon = create_coupon(&app, 500, json!({})).await;
-    let users = create_users(&app, 1_000, "KR").await;
+    let users = app.create_users(1_000, "KR", 0).await;
     // The sale has begun: users and the coupon are cached, as they are during an open run.
     json_of(issue(&app, coupon, users[0]).await, 201).await;
 
@@ -188,13 +137,13 @@ async fn batches_failing_in_postgres_are_retried_until_they_commit_and_nothing_i
     .await
     .unwrap();
     let coupon = create_coupon(&app, 50, json!({})).await;
-    let users = create_users(&app, 20, "KR").await;
+    let users = app.create_users(20, "KR", 0).await;
     let shots = open_run(&app, std::slice::from_ref(&app.base), coupon, &users, 20).await;
     let issued = acknowledged(&shots, false);
     assert_eq!(issued.len(), 20);
 
     // The consumer has read them all and keeps failing: delivered, unacknowledged, not stored.
-    let stream = jupang::store::redis::keys::CouponKeys::new(&app.redis_prefix, coupon).stream;
+    let stream = coupon_keys(&app, coupon).stream;
     eventually(10, "all 20 delivered", || async {
         let pending: (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
             .arg(&stream)
@@ -214,31 +163,17 @@ async fn batches_failing_in_postgres_are_retried_until_they_commit_and_nothing_i
 
 #[tokio::test]
 async fn poison_entries_go_to_the_dead_letter_stream_after_max_deliveries_and_the_rest_is_persisted() {
-    let app = coupon_app().await;
+    // A server process of its own, so its dead-letter counter holds this test's entries only.
+    let app = coupon_child_app().await;
     let coupon = create_coupon(&app, 50, json!({})).await;
-    let users = create_users(&app, 10, "KR").await;
-    let stream = jupang::store::redis::keys::CouponKeys::new(&app.redis_prefix, coupon).stream;
+    let users = app.create_users(10, "KR", 0).await;
+    let stream = coupon_keys(&app, coupon).stream;
     let mut conn = redis_conn();
     let mut issued =
         acknowledged(&open_run(&app, std::slice::from_ref(&app.base), coupon, &users[..5], 5).await, false);
     // Malformed, and well-formed but naming a user who does not exist.
     let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("user_id").arg("oops").query(&mut conn).unwrap();
-    let now = chrono::Utc::now().to_rfc3339();
-    let _: String = redis::cmd("XADD")
-        .arg(&stream)
-        .arg("*")
-        .arg("user_coupon_id")
-        .arg(uuid::Uuid::now_v7().to_string())
-        .arg("coupon_id")
-        .arg(coupon)
-        .arg("user_id")
-        .arg(987_654_321)
-        .arg("issued_at")
-        .arg(&now)
-        .arg("expires_at")
-        .arg(&now)
-        .query(&mut conn)
-        .unwrap();
+    append_admission(&app, coupon, 987_654_321, Utc::now(), Utc::now());
     issued.extend(acknowledged(&open_run(&app, std::slice::from_ref(&app.base), coupon, &users[5..], 5).await, false));
 
     let dead = format!("{stream}:dead");
@@ -257,37 +192,20 @@ async fn poison_entries_go_to_the_dead_letter_stream_after_max_deliveries_and_th
         assert_eq!(fields["dead.deliveries"], jupang::store::redis::streams::MAX_DELIVERIES.to_string(), "{fields:?}");
         assert_eq!(fields["dead.source_stream"], stream);
     }
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains(r#"stream_dead_letter_total{sink="coupons"}"#), "{metrics}");
-}
-
-/// `jupang reconcile [args]` on `app`'s stores; returns stdout.
-pub(crate) async fn reconcile(app: &TestApp, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("reconcile")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("DATABASE_URL", app.config.database_url.expose())
-        .env("REDIS_URL", std::env::var("REDIS_URL").unwrap())
-        .env("JUPANG_REDIS_PREFIX", &app.redis_prefix)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    // Counted just after each entry is moved: await the count, then it must be exact.
+    let metrics = await_metric(&app, "stream_dead_letter_total", &[r#"sink="coupons""#], 2.0).await;
+    assert_metric(&metrics, "stream_dead_letter_total", &[r#"sink="orders""#], 0.0);
 }
 
 #[tokio::test]
 async fn reconcile_reports_drift_per_coupon_and_repairs_only_in_the_safe_direction() {
     let app = coupon_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
-    let users = create_users(&app, 4, "KR").await;
+    let users = app.create_users(4, "KR", 0).await;
     acknowledged(&open_run(&app, std::slice::from_ref(&app.base), coupon, &users, 4).await, false);
     settled(&app).await;
     // Redis lost a holder and counts three too many as remaining (as after a lost second of AOF).
-    let k = jupang::store::redis::keys::CouponKeys::new(&app.redis_prefix, coupon);
+    let k = coupon_keys(&app, coupon);
     let mut conn = redis_conn();
     let _: () = redis::pipe().srem(&k.users, users[0]).incr(&k.remaining, 3).query(&mut conn).unwrap();
 
@@ -314,7 +232,7 @@ async fn reconcile_reports_drift_per_coupon_and_repairs_only_in_the_safe_directi
         "{again}"
     );
     // The repaired counters let exactly six more in.
-    let more = create_users(&app, 8, "KR").await;
+    let more = app.create_users(8, "KR", 0).await;
     let issued = acknowledged(&open_run(&app, std::slice::from_ref(&app.base), coupon, &more, 8).await, false);
     assert_eq!(issued.len(), 6);
 }

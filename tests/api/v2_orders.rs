@@ -1,82 +1,21 @@
 //! V2 orders (`JUPANG_ORDER_STRATEGY=redis-lua`) over real HTTP, Redis and Postgres: the Redis
-//! counters admit, the sink persists, settlement reaches both stores exactly once (stock
-//! adjustments, hydration and reconciliation are in `v2_stock`). The shared
-//! order tests (orders, payment, expiry, order_concurrency) also run under redis-lua; these are
-//! the promises specific to the design. Postgres is read raw here (no settling) wherever the
-//! point is what has or has not reached it yet.
+//! counters admit, the sink persists (settlement is in `v2_order_settlement`; stock adjustments,
+//! hydration and reconciliation in `v2_stock`). The shared order tests (orders, payment,
+//! expiry, order_concurrency) also run under redis-lua; these are the promises specific to the
+//! design. Postgres is read raw here (no settling) wherever the point is what has or has not
+//! reached it yet.
 
-use std::{
-    collections::HashMap,
-    time::{Duration as StdDuration, Instant},
-};
+use std::collections::HashMap;
 
-use chrono::{Duration, Utc};
-use jupang::{
-    admission::orders::OrderAdmission,
-    store::{
-        pg::{admitted_orders::OrderSink, payment},
-        redis::{RedisStore, streams::StreamSink},
-    },
-};
-use reqwest::Method;
+use chrono::Utc;
+use jupang::store::redis::streams::{PersistError, StreamSink};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    fixtures::{
-        Strategy, avail_of, cancel, count, events, option, order_request, pay, placed, send_all, settle, status_of,
-        stock_of, stock_store, stream_entries, sweep,
-    },
-    helpers::{TestApp, assert_error, json_of},
+use crate::support::{
+    Strategy, assert_error, avail_of, count, events, eventually, json_of, option, order_request, order_sink,
+    order_state, persist, placed, raw_orders, raw_stock, redis_store, send_all, settle, stock_of, stream_entries, v2,
 };
-
-pub(crate) async fn v2() -> TestApp {
-    Strategy::RedisLua.spawn().await
-}
-
-/// (stock, reserved) straight from Postgres, without settling the stream first.
-pub(crate) async fn raw_stock(app: &TestApp, option_id: i64) -> (i32, i32) {
-    sqlx::query_as("SELECT stock, reserved FROM product_options WHERE id = $1")
-        .bind(option_id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
-/// Orders in Postgres, without settling the stream first.
-async fn raw_orders(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&app.db).await.unwrap()
-}
-
-/// A second engine over the app's stores, as another instance would have.
-pub(crate) async fn engine(app: &TestApp) -> OrderAdmission {
-    let redis = RedisStore::connect(&[std::env::var("REDIS_URL").unwrap().as_str()], &app.redis_prefix).await.unwrap();
-    OrderAdmission::new(app.db.clone(), &redis, Default::default(), app.config.order_ttl)
-}
-
-pub(crate) async fn redis_cmd<T: redis::FromRedisValue>(cmd: &mut redis::Cmd) -> T {
-    let client = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    cmd.query_async(&mut conn).await.unwrap()
-}
-
-async fn order_state(app: &TestApp, order_id: &str) -> Option<String> {
-    let key = stock_store(app).await.keys().order(order_id.parse().unwrap());
-    redis_cmd(redis::cmd("HGET").arg(key).arg("state")).await
-}
-
-async fn users(app: &TestApp, n: usize, balance: i64) -> Vec<i64> {
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO users (name, market, currency, balance) SELECT 't', 'KR', 'KRW', $2 FROM generate_series(1, $1) \
-         RETURNING id",
-    )
-    .bind(n as i64)
-    .bind(balance)
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    ids
-}
 
 #[tokio::test]
 async fn a_v2_order_takes_its_units_from_the_redis_counter_and_reaches_postgres_only_through_the_sink() {
@@ -93,12 +32,9 @@ async fn a_v2_order_takes_its_units_from_the_redis_counter_and_reaches_postgres_
     let entries = stream_entries(&app).await;
     assert_eq!(entries.len(), 1, "an acknowledged order always has its stream entry");
     assert_eq!(entries[0].field("order_id"), body["order_id"].as_str());
-    let sink = OrderSink::new(stock_store(&app).await.keys().stream());
     for _ in 0..2 {
         // The second delivery (a redelivery after a crash before XACK) must change nothing.
-        let mut tx = app.db.begin().await.unwrap();
-        sink.persist(&mut tx, &entries).await.unwrap();
-        tx.commit().await.unwrap();
+        persist(&app, &entries).await;
         assert_eq!(raw_orders(&app).await, 1);
         assert_eq!(raw_stock(&app, opt).await, (10, 3));
         assert_eq!(count(&app, "order_items").await, 1);
@@ -107,15 +43,8 @@ async fn a_v2_order_takes_its_units_from_the_redis_counter_and_reaches_postgres_
     let (status, reservation, created): (String, String, chrono::DateTime<Utc>) =
         sqlx::query_as("SELECT status, reservation, created_at FROM orders").fetch_one(&app.db).await.unwrap();
     assert_eq!((status.as_str(), reservation.as_str()), ("PENDING", "redis"));
-    let read = json_of(
-        app.request(Method::GET, &format!("/api/orders/{}", body["order_id"].as_str().unwrap()))
-            .bearer_auth(app.customer(user))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let read =
+        json_of(app.get_as(user, &format!("/api/orders/{}", body["order_id"].as_str().unwrap())).await, 200).await;
     assert_eq!(read["items"], body["items"], "what was answered is what was persisted");
     assert_eq!(read["created_at"], body["created_at"]);
     assert_eq!(
@@ -153,7 +82,7 @@ async fn orders_for_another_market_or_an_unknown_option_are_refused_before_redis
 async fn three_hundred_simultaneous_orders_on_a_stock_of_50_admit_exactly_50() {
     let app = v2().await;
     let opt = option(&app, 1_000, 50).await;
-    let buyers = users(&app, 300, 0).await;
+    let buyers = app.create_users(300, "KR", 0).await;
     let responses = send_all(buyers.iter().map(|u| order_request(&app, *u, &[(opt, 1)])).collect()).await;
     let mut created = 0;
     for res in responses {
@@ -177,7 +106,7 @@ async fn simultaneous_multi_item_orders_take_all_their_lines_or_none() {
     let app = v2().await;
     let a = option(&app, 1_000, 30).await;
     let b = option(&app, 1_000, 15).await;
-    let buyers = users(&app, 80, 0).await;
+    let buyers = app.create_users(80, "KR", 0).await;
     // 40 want one of each, 20 only A, 20 two of B: more than either option holds.
     let wants: Vec<Vec<(i64, i64)>> = (0..80)
         .map(|i| match i % 4 {
@@ -209,144 +138,6 @@ async fn simultaneous_multi_item_orders_take_all_their_lines_or_none() {
 }
 
 #[tokio::test]
-async fn an_order_paid_before_it_was_persisted_is_persisted_once_and_paid() {
-    let app = v2().await;
-    let user = app.create_user("KR", 100_000).await;
-    let opt = option(&app, 30_000, 10).await;
-    let order = placed(&app, user, &[(opt, 1)]).await;
-    assert_eq!(raw_orders(&app).await, 0, "no consumer runs");
-    let body = json_of(pay(&app, user, &order, None).await, 200).await;
-    assert_eq!((body["status"].as_str(), body["balance_after"]["amount"].as_i64()), (Some("PAID"), Some(70_000)));
-    assert_eq!(raw_orders(&app).await, 1);
-    assert_eq!(raw_stock(&app, opt).await, (9, 0), "reserved by the persistence, confirmed by the payment");
-    assert_eq!(order_state(&app, &order).await.as_deref(), Some("paid"), "never releasable again");
-    assert_eq!(avail_of(&app, opt).await, Some(9));
-    // The consumer catching up later changes nothing.
-    settle(&app).await;
-    assert_eq!((raw_orders(&app).await, raw_stock(&app, opt).await), (1, (9, 0)));
-    assert_eq!(events(&app, "order.created").await.len(), 1);
-    assert_eq!(status_of(&app, &order).await, "PAID");
-    // A sweep long after the expiry finds nothing to release.
-    assert_eq!(sweep(&app, Utc::now() + Duration::hours(2)).await, 0);
-    assert_eq!(avail_of(&app, opt).await, Some(9));
-}
-
-#[tokio::test]
-async fn an_order_not_yet_persisted_is_readable_listed_and_cancellable_by_its_owner() {
-    let app = v2().await;
-    let user = app.create_user("KR", 0).await;
-    let stranger = app.create_user("KR", 0).await;
-    let opt = option(&app, 1_000, 10).await;
-    let order = placed(&app, user, &[(opt, 4)]).await;
-    let get =
-        |who: i64| app.request(Method::GET, &format!("/api/orders/{order}")).bearer_auth(app.customer(who)).send();
-    assert_error(get(stranger).await.unwrap(), 404, "ORDER_NOT_FOUND").await;
-    assert_eq!(json_of(get(user).await.unwrap(), 200).await["status"], "PENDING");
-    let second = placed(&app, user, &[(opt, 1)]).await;
-    let list = app.request(Method::GET, &format!("/api/users/{user}/orders")).bearer_auth(app.customer(user)).send();
-    let list = json_of(list.await.unwrap(), 200).await;
-    let ids: Vec<&str> = list["items"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [second.as_str(), order.as_str()], "the latest orders are listed at once, newest first");
-    assert_eq!(json_of(cancel(&app, user, &second).await, 200).await["status"], "CANCELLED");
-    assert_eq!(avail_of(&app, opt).await, Some(6));
-    assert_eq!(raw_stock(&app, opt).await, (10, 4));
-}
-
-#[tokio::test]
-async fn expiry_releases_a_v2_order_in_both_places_exactly_once() {
-    let app = v2().await;
-    let user = app.create_user("KR", 100_000).await;
-    let opt = option(&app, 1_000, 10).await;
-    let order = placed(&app, user, &[(opt, 4)]).await;
-    assert_eq!(sweep(&app, Utc::now()).await, 0, "not due yet");
-    assert_eq!(avail_of(&app, opt).await, Some(6));
-    // Due, and never persisted by a consumer: the sweeper persists it and expires it.
-    assert_eq!(sweep(&app, Utc::now() + Duration::hours(1)).await, 1);
-    assert_eq!(status_of(&app, &order).await, "EXPIRED");
-    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 0), Some(10)));
-    assert_eq!(order_state(&app, &order).await.as_deref(), Some("released"));
-    // Every further attempt to release it is a no-op.
-    assert_eq!(sweep(&app, Utc::now() + Duration::hours(2)).await, 0);
-    let id: Uuid = order.parse().unwrap();
-    assert!(!stock_store(&app).await.release(id, &[(opt, 4)]).await.unwrap());
-    assert_error(cancel(&app, user, &order).await, 400, "ORDER_NOT_CANCELLABLE").await;
-    assert_error(pay(&app, user, &order, None).await, 400, "ORDER_EXPIRED").await;
-    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 0), Some(10)));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cancels_and_sweeps_racing_over_the_same_orders_release_each_exactly_once() {
-    let app = v2().await;
-    let opt = option(&app, 1_000, 20).await;
-    let buyers = users(&app, 20, 0).await;
-    let mut orders = Vec::new();
-    for u in &buyers {
-        orders.push(placed(&app, *u, &[(opt, 1)]).await);
-    }
-    assert_eq!(avail_of(&app, opt).await, Some(0));
-    settle(&app).await;
-    let stock = stock_store(&app).await;
-    let later = Utc::now() + Duration::hours(1);
-    let sweepers: Vec<_> = (0..4)
-        .map(|_| {
-            let (db, stock) = (app.db.clone(), stock.clone());
-            tokio::spawn(async move { jupang::workers::expiry::sweep(&db, &stock, later).await })
-        })
-        .collect();
-    let cancels = send_all(
-        buyers
-            .iter()
-            .zip(&orders)
-            .map(|(u, o)| app.request(Method::POST, &format!("/api/orders/{o}/cancel")).bearer_auth(app.customer(*u)))
-            .collect(),
-    )
-    .await;
-    for s in sweepers {
-        s.await.unwrap().expect("sweep");
-    }
-    for res in cancels {
-        let status = res.status().as_u16();
-        assert!(status == 200 || status == 400, "{status}");
-    }
-    for o in &orders {
-        let s = status_of(&app, o).await;
-        assert!(s == "CANCELLED" || s == "EXPIRED", "{s}");
-    }
-    assert_eq!(avail_of(&app, opt).await, Some(20), "each unit returned once, none twice");
-    assert_eq!(raw_stock(&app, opt).await, (20, 0));
-}
-
-#[tokio::test]
-async fn a_release_lost_after_its_commit_is_repaired_by_the_next_sweep() {
-    let app = v2().await;
-    let user = app.create_user("KR", 0).await;
-    let opt = option(&app, 1_000, 10).await;
-    let order = placed(&app, user, &[(opt, 3)]).await;
-    settle(&app).await;
-    // Cancelled in Postgres, and the process "dies" before the Redis step.
-    payment::cancel(&app.db, order.parse().unwrap(), |_| true, Utc::now()).await.unwrap();
-    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 0), Some(7)), "under-counts: safe");
-    assert_eq!(sweep(&app, Utc::now()).await, 0, "not due: the repair waits for the order's expiry");
-    assert_eq!(sweep(&app, Utc::now() + Duration::hours(1)).await, 0, "nothing left to expire");
-    assert_eq!(avail_of(&app, opt).await, Some(10), "the sweeper settled what Postgres had settled");
-    assert_eq!(status_of(&app, &order).await, "CANCELLED");
-}
-
-#[tokio::test]
-async fn refunding_a_paid_v2_order_returns_its_units_to_both_places_once() {
-    let app = v2().await;
-    let user = app.create_user("KR", 100_000).await;
-    let opt = option(&app, 10_000, 10).await;
-    let order = placed(&app, user, &[(opt, 2)]).await;
-    json_of(pay(&app, user, &order, None).await, 200).await;
-    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((8, 0), Some(8)));
-    assert_eq!(json_of(cancel(&app, user, &order).await, 200).await["status"], "REFUNDED");
-    assert_eq!((raw_stock(&app, opt).await, avail_of(&app, opt).await), ((10, 0), Some(10)));
-    assert!(!stock_store(&app).await.restock(order.parse().unwrap(), &[(opt, 2)]).await.unwrap(), "once only");
-    assert_eq!(avail_of(&app, opt).await, Some(10));
-}
-
-#[tokio::test]
 async fn the_consumer_worker_persists_admissions_in_the_background() {
     let app = Strategy::RedisLua
         .spawn_with(|v| {
@@ -354,21 +145,16 @@ async fn the_consumer_worker_persists_admissions_in_the_background() {
         })
         .await;
     let opt = option(&app, 1_000, 10).await;
-    for u in users(&app, 5, 0).await {
+    for u in app.create_users(5, "KR", 0).await {
         placed(&app, u, &[(opt, 1)]).await;
     }
-    let deadline = Instant::now() + StdDuration::from_secs(15);
-    while raw_orders(&app).await < 5 {
-        assert!(Instant::now() < deadline, "the consumer did not persist the orders in time");
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
+    eventually(15, "the consumer persists the orders", || async { raw_orders(&app).await == 5 }).await;
     assert_eq!(raw_stock(&app, opt).await, (10, 5));
-    let sink = OrderSink::new(stock_store(&app).await.keys().stream());
-    let redis = RedisStore::connect(&[std::env::var("REDIS_URL").unwrap().as_str()], &app.redis_prefix).await.unwrap();
-    while jupang::workers::consumer::backlog(&sink, &redis).await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "the consumer did not acknowledge the orders in time");
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
+    let (sink, redis) = (order_sink(&app).await, redis_store(&app).await);
+    eventually(15, "the consumer acknowledges the orders", || async {
+        jupang::workers::consumer::backlog(&sink, &redis).await.unwrap() == 0
+    })
+    .await;
     assert_eq!(sink.name(), "orders");
 }
 
@@ -387,21 +173,19 @@ async fn the_sink_names_entries_it_can_never_persist_and_persists_the_others() {
     let lines = unknown_option.fields["lines"].replace(&format!("\"option_id\":{opt}"), "\"option_id\":987654");
     unknown_option.fields.insert("lines".into(), lines);
     unknown_option.fields.insert("order_id".into(), Uuid::now_v7().to_string());
-    let sink = OrderSink::new(stock_store(&app).await.keys().stream());
+    let sink = order_sink(&app).await;
     for (batch, bad) in [
         (vec![good.clone(), entries[1].clone()], &entries[1].id),
         (vec![good.clone(), unknown_option.clone()], &unknown_option.id),
     ] {
         let mut tx = app.db.begin().await.unwrap();
         match sink.persist(&mut tx, &batch).await {
-            Err(jupang::store::redis::streams::PersistError::Poison { ids, .. }) => {
+            Err(PersistError::Poison { ids, .. }) => {
                 assert_eq!(&ids, std::slice::from_ref(bad))
             }
             other => panic!("expected poison, got {other:?}"),
         }
     }
-    let mut tx = app.db.begin().await.unwrap();
-    sink.persist(&mut tx, &[good]).await.unwrap();
-    tx.commit().await.unwrap();
+    persist(&app, &[good]).await;
     assert_eq!((raw_orders(&app).await, raw_stock(&app, opt).await), (1, (10, 1)));
 }

@@ -6,13 +6,10 @@ use jupang::{Application, admission::orders::hydrate, http::auth::Role, store::p
 use reqwest::Method;
 use serde_json::json;
 
-use crate::{
-    fixtures::{
-        Strategy, avail_of, cancel, count, option, pay, placed, product_in, settle, status_of, stock_of, stock_store,
-        stream_entries, sweep,
-    },
-    helpers::{TestApp, assert_error, json_of},
-    v2_orders::{engine, raw_stock, redis_cmd, v2},
+use crate::support::{
+    Strategy, TestApp, assert_error, assert_metric, avail_of, cancel, child::reconcile, count, engine, json_of, option,
+    pay, placed, product_in, raw_stock, redis_cmd, settle, status_of, stock_of, stock_store, stream_entries, sweep, v2,
+    with_own_recorder,
 };
 
 async fn adjust(app: &TestApp, option_id: i64, delta: i64) -> reqwest::Response {
@@ -98,18 +95,21 @@ async fn reconciliation_finds_no_drift_when_the_counters_agree_and_reports_the_d
     settle(&app).await;
     placed(&app, user, &[(b, 4)]).await; // not persisted
     let stock = stock_store(&app).await;
-    let drift = hydrate::reconcile(&app.db, &stock).await.unwrap();
+    // A recorder of its own around each call: the gauge it shows is that reconciliation's.
+    let (drift, metrics) = with_own_recorder(hydrate::reconcile(&app.db, &stock)).await;
+    let drift = drift.unwrap();
     assert_eq!((drift.checked, drift.drifted.len(), drift.total()), (2, 0, 0), "{drift:?}");
+    assert_metric(&metrics, "reconcile_drift", &[r#"kind="stock""#], 0.0);
     let _: i64 = redis_cmd(redis::cmd("INCRBY").arg(stock.keys().avail(b)).arg(3)).await;
-    let drift = hydrate::reconcile(&app.db, &stock).await.unwrap();
+    let (drift, metrics) = with_own_recorder(hydrate::reconcile(&app.db, &stock)).await;
+    let drift = drift.unwrap();
     assert_eq!(drift.drifted.len(), 1);
+    assert_metric(&metrics, "reconcile_drift", &[r#"kind="stock""#], 3.0);
     assert_eq!((drift.drifted[0].option_id, drift.drifted[0].redis, drift.drifted[0].expected), (b, 8, 5));
     // The operator's view of the same drift.
-    let report = crate::v2_durability::reconcile(&app, &[]).await;
+    let report = reconcile(&app, &[]).await;
     assert!(report.contains("stock: 2 hydrated option(s) checked, 1 drifted"), "{report}");
     assert!(report.contains(&format!("option {b}: redis 8 expected 5")), "{report}");
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.lines().any(|l| l.starts_with(r#"reconcile_drift{kind="stock"}"#)), "{metrics}");
 }
 
 #[tokio::test]

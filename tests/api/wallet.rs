@@ -6,7 +6,7 @@ use jupang::http::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, json_of, spawn_app, spawn_app_with};
+use crate::support::{TestApp, assert_error, balance_of, count, json_of, spawn_app, spawn_app_with};
 
 fn charge_path(user: i64) -> String {
     format!("/api/users/{user}/balance/charge")
@@ -18,20 +18,8 @@ async fn charge(app: &TestApp, user: i64, amount: i64) -> Value {
     json_of(res, 200).await
 }
 
-async fn balance_of(app: &TestApp, user: i64) -> i64 {
-    sqlx::query_scalar("SELECT balance FROM users WHERE id = $1").bind(user).fetch_one(&app.db).await.unwrap()
-}
-
-async fn tx_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM balance_transactions").fetch_one(&app.db).await.unwrap()
-}
-
 async fn history(app: &TestApp, user: i64, query: &str) -> reqwest::Response {
-    app.request(Method::GET, &format!("/api/users/{user}/balance/transactions{query}"))
-        .bearer_auth(app.customer(user))
-        .send()
-        .await
-        .unwrap()
+    app.get_as(user, &format!("/api/users/{user}/balance/transactions{query}")).await
 }
 
 #[tokio::test]
@@ -39,12 +27,7 @@ async fn a_logged_in_customer_sees_its_current_balance_in_won() {
     // Seed 001 US-004: the current balance of the logged-in user, in KRW.
     let app = spawn_app().await;
     let user = app.create_user("KR", 100_000).await;
-    let res = app
-        .request(Method::GET, &format!("/api/users/{user}/balance"))
-        .bearer_auth(app.customer(user))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as(user, &format!("/api/users/{user}/balance")).await;
     assert_eq!(json_of(res, 200).await, json!({"user_id": user, "balance": {"amount": 100000, "currency": "KRW"}}));
 }
 
@@ -66,12 +49,7 @@ async fn a_charge_adds_to_the_balance_and_records_a_charge_transaction() {
     .await
     .unwrap();
     assert_eq!(row, ("CHARGE".to_owned(), 50_000, 150_000, "KRW".to_owned()));
-    let balance = app
-        .request(Method::GET, &format!("/api/users/{user}/balance"))
-        .bearer_auth(app.customer(user))
-        .send()
-        .await
-        .unwrap();
+    let balance = app.get_as(user, &format!("/api/users/{user}/balance")).await;
     assert_eq!(json_of(balance, 200).await["balance"]["amount"], 150_000);
 }
 
@@ -118,7 +96,7 @@ async fn charge_returns_400_validation_error_naming_the_field_and_changes_nothin
         .unwrap();
     assert_eq!(assert_error(malformed, 400, "VALIDATION_ERROR").await["details"]["field"], "body");
     assert_eq!(balance_of(&app, user).await, 7_000);
-    assert_eq!(tx_count(&app).await, 0);
+    assert_eq!(count(&app, "balance_transactions").await, 0);
 }
 
 #[tokio::test]
@@ -152,7 +130,7 @@ async fn a_customer_charging_another_users_wallet_is_403_forbidden_and_nothing_c
         .await;
     assert_error(res, 403, "FORBIDDEN").await;
     assert_eq!((balance_of(&app, me).await, balance_of(&app, other).await), (0, 500));
-    assert_eq!(tx_count(&app).await, 0);
+    assert_eq!(count(&app, "balance_transactions").await, 0);
 }
 
 #[tokio::test]
@@ -170,7 +148,7 @@ async fn charging_an_unknown_user_is_404_user_not_found() {
     let admin = app.token(1, &[Role::OpsAdmin]);
     let res = app.send_json(Method::POST, &charge_path(424_242), Some(&admin), &json!({"amount": 100})).await;
     assert_error(res, 404, "USER_NOT_FOUND").await;
-    assert_eq!(tx_count(&app).await, 0);
+    assert_eq!(count(&app, "balance_transactions").await, 0);
 }
 
 #[tokio::test]
@@ -247,11 +225,6 @@ async fn the_history_of_an_unknown_user_is_404_and_of_another_user_403() {
     let app = spawn_app().await;
     let me = app.create_user("KR", 0).await;
     assert_error(history(&app, 777_777, "").await, 404, "USER_NOT_FOUND").await;
-    let res = app
-        .request(Method::GET, &format!("/api/users/{}/balance/transactions", me + 1))
-        .bearer_auth(app.customer(me))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as(me, &format!("/api/users/{}/balance/transactions", me + 1)).await;
     assert_error(res, 403, "FORBIDDEN").await;
 }

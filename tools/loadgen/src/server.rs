@@ -13,7 +13,6 @@ use anyhow::Context;
 use tokio::process::{Child, Command};
 
 use super::{client::Target, setup::wait_ready};
-use crate::config::IssueStrategy;
 
 /// How long a child may take to become ready (it connects, preloads caches, hydrates).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,7 +45,7 @@ fn tail(path: &Path, lines: usize) -> String {
 
 impl ChildServer {
     /// Starts `bin serve` with `strategy` (or the inherited one), and waits until it is ready.
-    pub async fn start(bin: &Path, strategy: Option<IssueStrategy>, label: &str) -> anyhow::Result<ChildServer> {
+    pub async fn start(bin: &Path, strategy: Option<&str>, label: &str) -> anyhow::Result<ChildServer> {
         let mut last_error = None;
         for _ in 0..3 {
             let port = free_port()?;
@@ -60,7 +59,7 @@ impl ChildServer {
                 .stderr(out)
                 .kill_on_drop(true);
             if let Some(s) = strategy {
-                cmd.env("JUPANG_ISSUE_STRATEGY", s.as_str());
+                cmd.env("JUPANG_ISSUE_STRATEGY", s);
             }
             let child = cmd.spawn().with_context(|| format!("cannot start {} serve", bin.display()))?;
             let pid = child.id().context("the child has no pid")?;

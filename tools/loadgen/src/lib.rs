@@ -7,6 +7,13 @@
 //! alive connections through the [`engine`], records latency in HDR histograms corrected for
 //! coordinated omission ([`histogram`]), and ends with a correctness [`verdict`]: the exit
 //! status is non-zero when it fails.
+//!
+//! A crate of its own, run by the `jupang` binary's `loadgen` subcommand. It drives the server
+//! only over HTTP and does not link the server library (the binary depends on both, and Cargo
+//! forbids the cycle): it mints its tokens itself ([`token`]) and names strategies by their
+//! contract strings.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod client;
 pub mod compare;
@@ -19,6 +26,7 @@ pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod setup;
+pub mod token;
 pub mod verdict;
 
 use std::time::Duration;
@@ -51,13 +59,23 @@ enum Scenario {
     Compare(compare::CompareArgs),
 }
 
+/// What the load generator needs from the environment; the `jupang` binary reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `JUPANG_JWT_SECRET`, the server's token key: required, the generator signs its own tokens.
+    pub jwt_secret: Option<String>,
+    /// `DATABASE_URL`, the server's database: when set, users are made there and Postgres
+    /// convergence is checked.
+    pub database_url: Option<String>,
+}
+
 /// Runs a scenario, prints its report, and fails when its verdict does.
-pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
+pub async fn run(args: LoadgenArgs, env: &Env) -> anyhow::Result<()> {
     match args.scenario {
-        Scenario::OpenRun(a) => open_run::run(a).await,
-        Scenario::OrderRush(a) => order_rush::run(a).await,
-        Scenario::Mixed(a) => mixed::run(a).await,
-        Scenario::Compare(a) => compare::run(a).await,
+        Scenario::OpenRun(a) => open_run::run(a, env).await,
+        Scenario::OrderRush(a) => order_rush::run(a, env).await,
+        Scenario::Mixed(a) => mixed::run(a, env).await,
+        Scenario::Compare(a) => compare::run(a, env).await,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Everything a scenario prepares before the clock starts: users (through `jupang seed`'s code
-//! when `DATABASE_URL` is set), tokens signed with `JUPANG_JWT_SECRET`, and a fresh sale or
+//! when `DATABASE_URL` is set), tokens signed with `JUPANG_JWT_SECRET` ([`crate::token`]), and a fresh sale or
 //! product created through the admin API. None of this is on the hot path, so the ordinary
 //! `reqwest` client does the admin calls.
 
@@ -11,8 +11,11 @@ use hyper::header::HeaderValue;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use super::client::Target;
-use crate::http::auth::{JwtKeys, Role};
+use crate::{
+    Env,
+    client::Target,
+    token::{CUSTOMER, Minter, OPS_ADMIN},
+};
 
 /// The admin token's subject: a staff id no customer uses (no profile, so no market).
 const ADMIN_ID: i64 = 900_000_001;
@@ -23,7 +26,7 @@ pub const USER_BALANCE: i64 = 1_000_000;
 
 /// Keys, tokens, the admin client and (optionally) Postgres.
 pub struct Setup {
-    keys: JwtKeys,
+    keys: Minter,
     admin: String,
     http: reqwest::Client,
     /// Postgres, when `DATABASE_URL` is set: users are ensured and convergence is checked.
@@ -31,16 +34,16 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// Reads `JUPANG_JWT_SECRET` (required) and `DATABASE_URL` (optional).
-    pub async fn from_env() -> anyhow::Result<Setup> {
-        let secret = std::env::var("JUPANG_JWT_SECRET")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
+    /// Uses `JUPANG_JWT_SECRET` (required) and `DATABASE_URL` (optional).
+    pub async fn new(env: &Env) -> anyhow::Result<Setup> {
+        let secret = env
+            .jwt_secret
+            .as_deref()
             .context("JUPANG_JWT_SECRET is required: the load generator signs its own tokens")?;
-        let keys = JwtKeys::new(secret.as_bytes());
-        let admin = keys.mint(ADMIN_ID, &[Role::OpsAdmin], TOKEN_TTL_SECS);
-        let db = match std::env::var("DATABASE_URL").ok().filter(|s| !s.trim().is_empty()) {
-            Some(url) => Some(crate::store::pg::connect(&url, 4).await.context("DATABASE_URL")?),
+        let keys = Minter::new(secret.as_bytes());
+        let admin = keys.mint(ADMIN_ID, &[OPS_ADMIN], TOKEN_TTL_SECS);
+        let db = match &env.database_url {
+            Some(url) => Some(jupang_seed::connect(url, 4).await.context("DATABASE_URL")?),
             None => None,
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
@@ -51,7 +54,7 @@ impl Setup {
     /// `jupang seed --users n` does. Without `DATABASE_URL` they are assumed to exist.
     pub async fn ensure_users(&self, n: u32) -> anyhow::Result<()> {
         if let Some(db) = &self.db {
-            crate::seed::ensure_users(db, n.into(), USER_BALANCE).await?;
+            jupang_seed::ensure_users(db, n.into(), USER_BALANCE).await?;
         }
         Ok(())
     }
@@ -60,7 +63,7 @@ impl Setup {
     pub fn customer_tokens(&self, n: u32) -> Vec<HeaderValue> {
         (1..=i64::from(n))
             .map(|u| {
-                let token = self.keys.mint(u, &[Role::Customer], TOKEN_TTL_SECS);
+                let token = self.keys.mint(u, &[CUSTOMER], TOKEN_TTL_SECS);
                 HeaderValue::from_str(&format!("Bearer {token}")).expect("a JWT is a valid header value")
             })
             .collect()

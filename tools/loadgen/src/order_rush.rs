@@ -14,7 +14,7 @@ use hyper::{Method, Uri, body::Bytes, header::HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Common, LoadArgs, emit,
+    Common, Env, LoadArgs, emit,
     engine::{self, Answer, Call, Workload, retry_of},
     report::LoadReport,
     schedule,
@@ -140,12 +140,12 @@ impl Workload for Buyers {
 }
 
 /// `jupang loadgen order-rush`.
-pub async fn run(args: OrderRushArgs) -> anyhow::Result<()> {
+pub async fn run(args: OrderRushArgs, env: &Env) -> anyhow::Result<()> {
     anyhow::ensure!(args.buyers >= 1 && args.stock >= 1, "--buyers and --stock must be at least 1");
     anyhow::ensure!(args.price >= 0, "--price must not be negative");
     let target = args.common.target()?;
     let pacing = args.load.pacing()?;
-    let setup = Setup::from_env().await?;
+    let setup = Setup::new(env).await?;
     setup.ensure_users(args.buyers).await?;
     let (product, option) = setup.create_product(&target, "loadgen", args.stock, args.price).await?;
     let rush = Arc::new(Rush {

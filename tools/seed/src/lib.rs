@@ -1,12 +1,44 @@
 //! `jupang seed`: demo data. Idempotent: running it twice changes nothing the second time.
+//!
+//! A crate of its own, used by the `jupang` binary's `seed` subcommand and by the load
+//! generator. It does not link the server library (the binary depends on both, and Cargo
+//! forbids the cycle), so it writes its fixture rows with its own SQL; the API tests prove the
+//! server serves them as it serves products created through its own admin API.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod catalog;
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
-use sqlx::PgPool;
+use anyhow::Context;
+use clap::Args;
+use sqlx::{PgPool, postgres::PgPoolOptions};
 
-use crate::cli::SeedArgs;
+/// Options of `jupang seed`.
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// Make sure users 1..=N exist (KR market).
+    #[arg(long, default_value_t = 100)]
+    pub users: i64,
+    /// Wallet balance (KRW) given to each user the seed creates.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub balance: i64,
+    /// Skip the demo catalog and coupon; only make the users.
+    #[arg(long)]
+    pub users_only: bool,
+}
+
+/// Opens a small Postgres pool for a tool (a connection waits at most 5 s).
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .context("cannot connect to Postgres (DATABASE_URL)")
+}
 
 /// What a seed run did.
 #[derive(Debug, Default)]

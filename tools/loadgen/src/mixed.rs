@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Common, LoadArgs, emit,
+    Common, Env, LoadArgs, emit,
     engine::{self, Answer, Call, Workload, retry_of},
     report::LoadReport,
     setup::Setup,
@@ -210,11 +210,11 @@ impl Workload for Shopper {
 }
 
 /// `jupang loadgen mixed`.
-pub async fn run(args: MixedArgs) -> anyhow::Result<()> {
+pub async fn run(args: MixedArgs, env: &Env) -> anyhow::Result<()> {
     anyhow::ensure!(args.users >= 1 && args.products >= 1, "--users and --products must be at least 1");
     let target = args.common.target()?;
     let pacing = args.load.pacing()?;
-    let setup = Setup::from_env().await?;
+    let setup = Setup::new(env).await?;
     setup.ensure_users(args.users).await?;
     let mut products = Vec::new();
     for _ in 0..args.products {

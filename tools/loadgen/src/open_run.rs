@@ -16,7 +16,7 @@ use hyper::{Method, Uri, body::Bytes, header::HeaderValue};
 use serde::Serialize;
 
 use super::{
-    Common, LoadArgs,
+    Common, Env, LoadArgs,
     client::Target,
     emit,
     engine::{self, Answer, Call, RunOptions, Workload, retry_of},
@@ -275,10 +275,10 @@ pub async fn execute(
 }
 
 /// `jupang loadgen open-run`.
-pub async fn run(args: OpenRunArgs) -> anyhow::Result<()> {
+pub async fn run(args: OpenRunArgs, env: &Env) -> anyhow::Result<()> {
     let target = args.common.target()?;
     let pacing = args.load.pacing()?;
-    let setup = Setup::from_env().await?;
+    let setup = Setup::new(env).await?;
     let prepared = Prepared::new(&setup, args.people, args.coupons, args.double_click_ratio, args.retries).await?;
     let options = args.common.options(pacing, "open-run");
     let report = execute(&setup, &target, &prepared, options, args.common.converge_timeout()).await?;

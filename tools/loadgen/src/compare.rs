@@ -11,7 +11,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{
-    emit,
+    Env, emit,
     engine::RunOptions,
     open_run::{self, OpenRunReport, Prepared},
     report::LoadReport,
@@ -19,7 +19,6 @@ use super::{
     server::ChildServer,
     setup::Setup,
 };
-use crate::config::IssueStrategy;
 
 /// Options of `jupang loadgen compare`.
 #[derive(Debug, Clone, Args)]
@@ -37,8 +36,8 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// Strategies to compare, comma-separated (default: all four).
-    #[arg(long, value_delimiter = ',', default_value = "db-pessimistic,db-optimistic,redis-lock,redis-lua")]
-    strategies: Vec<IssueStrategy>,
+    #[arg(long, value_delimiter = ',', default_value = "db-pessimistic,db-optimistic,redis-lock,redis-lua", value_parser = parse_strategy)]
+    strategies: Vec<&'static str>,
     /// The `jupang` binary to serve with (default: this one).
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -60,6 +59,17 @@ pub struct CompareArgs {
     /// Retries of retryable answers (409 CONCURRENCY_CONFLICT, 503 OVERLOADED).
     #[arg(long, default_value_t = 5)]
     retries: u32,
+}
+
+/// The contract's issue strategies (`JUPANG_ISSUE_STRATEGY`), in the order benchmarks list them.
+/// Named by their contract strings: this crate does not link the server library.
+pub const STRATEGIES: [&str; 4] = ["db-pessimistic", "db-optimistic", "redis-lock", "redis-lua"];
+
+fn parse_strategy(s: &str) -> Result<&'static str, String> {
+    STRATEGIES
+        .into_iter()
+        .find(|v| *v == s)
+        .ok_or_else(|| "expected one of redis-lua, db-pessimistic, db-optimistic, redis-lock".into())
 }
 
 /// One line of the table.
@@ -193,7 +203,7 @@ fn row_of(scenario: &str, load: &LoadReport, verdict: &str, pg: Option<f64>, rss
 /// Starts a child, runs `work` against it, notes its peak memory and stops it.
 async fn on_child<T>(
     bin: &std::path::Path,
-    strategy: Option<IssueStrategy>,
+    strategy: Option<&str>,
     label: &str,
     quiet: bool,
     work: impl AsyncFnOnce(&ChildServer) -> anyhow::Result<T>,
@@ -214,8 +224,8 @@ async fn on_child<T>(
 }
 
 /// `jupang loadgen compare`.
-pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
-    let setup = Setup::from_env().await?;
+pub async fn run(args: CompareArgs, env: &Env) -> anyhow::Result<()> {
+    let setup = Setup::new(env).await?;
     anyhow::ensure!(setup.db.is_some(), "compare needs DATABASE_URL (the children serve from it)");
     let bin = match &args.server_bin {
         Some(p) => p.clone(),
@@ -248,9 +258,8 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
         }
     };
     let mut runs = Vec::new();
-    for strategy in &args.strategies {
-        let label = strategy.as_str();
-        let result = on_child(&bin, Some(*strategy), label, args.quiet, async |s: &ChildServer| {
+    for &label in &args.strategies {
+        let result = on_child(&bin, Some(label), label, args.quiet, async |s: &ChildServer| {
             open_run::execute(&setup, &s.target, &prepared, options(label), converge_timeout).await
         })
         .await;
@@ -355,4 +364,18 @@ pub fn markdown(r: &CompareReport) -> String {
     );
     let _ = writeln!(s, "\nCommand:\n\n```sh\n{}\n```", r.command);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies_are_the_contract_strings_and_nothing_else() {
+        for s in ["redis-lua", "db-pessimistic", "db-optimistic", "redis-lock"] {
+            assert_eq!(parse_strategy(s), Ok(s));
+        }
+        assert!(parse_strategy("redis_lua").is_err());
+        assert!(parse_strategy("").is_err());
+    }
 }
