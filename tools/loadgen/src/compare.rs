@@ -233,11 +233,11 @@ pub async fn run(args: CompareArgs, env: &Env) -> anyhow::Result<()> {
     };
     // Users first: the children cache users' markets when they start.
     let prepared = Prepared::new(&setup, args.people, args.coupons, args.double_click_ratio, args.retries).await?;
-    let options = |label: &str| RunOptions {
-        pacing: Pacing::Closed { connections: args.connections },
-        timeout: Duration::from_millis(args.timeout_ms),
-        duration: None,
-        progress: (!args.quiet).then(|| format!("compare {label}")),
+    let options = |label: &str| {
+        let mut options =
+            RunOptions::new(Pacing::Closed { connections: args.connections }, Duration::from_millis(args.timeout_ms));
+        options.progress = (!args.quiet).then(|| format!("compare {label}"));
+        options
     };
     let converge_timeout = Duration::from_secs(args.converge_timeout_secs);
     let requests = prepared.presses.len();

@@ -107,12 +107,9 @@ impl Common {
 
     /// Engine options for a pacing; the progress line is labelled `label`.
     pub fn options(&self, pacing: Pacing, label: &str) -> RunOptions {
-        RunOptions {
-            pacing,
-            timeout: Duration::from_millis(self.timeout_ms),
-            duration: None,
-            progress: (!self.quiet).then(|| label.to_owned()),
-        }
+        let mut options = RunOptions::new(pacing, Duration::from_millis(self.timeout_ms));
+        options.progress = (!self.quiet).then(|| label.to_owned());
+        options
     }
 
     /// How long to wait for Postgres.
