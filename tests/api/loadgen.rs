@@ -1,5 +1,8 @@
 //! `jupang loadgen`, the real binary against real servers: its verdicts must be right (the
-//! numbers it measures are not checked here; CI machines are too noisy for that).
+//! numbers it measures are not checked here; CI machines are too noisy for that). The scenarios
+//! added for the benchmark issues have modules of their own below; the helpers here serve all.
+
+mod order_rush;
 
 use std::process::Stdio;
 
@@ -47,7 +50,6 @@ fn db_url(app: &TestApp) -> String {
     app.config.database_url.expose().to_owned()
 }
 
-/// The count of an outcome (`"201"`, `"400 ALREADY_ISSUED"`) in a load report.
 /// Coupons of `coupon` in Postgres, and how many different people hold them: read directly,
 /// independently of what the load generator reports.
 async fn holders(app: &TestApp, coupon: i64) -> (i64, i64) {
@@ -58,6 +60,7 @@ async fn holders(app: &TestApp, coupon: i64) -> (i64, i64) {
         .unwrap()
 }
 
+/// The count of an outcome (`"201"`, `"400 ALREADY_ISSUED"`) in a load report.
 fn outcome(load: &Value, label: &str) -> u64 {
     load["outcomes"]
         .as_array()
