@@ -13,8 +13,9 @@ use serde::Serialize;
 use super::{
     Env, emit,
     engine::RunOptions,
-    open_run::{self, OpenRunReport, Prepared},
+    open_run::{self, OpenRunReport, Prepared, Spec},
     report::LoadReport,
+    sales::SalesArgs,
     schedule::{Pacing, parse_ratio},
     server::ChildServer,
     setup::Setup,
@@ -232,7 +233,14 @@ pub async fn run(args: CompareArgs, env: &Env) -> anyhow::Result<()> {
         None => std::env::current_exe().context("cannot locate this binary; give --server-bin")?,
     };
     // Users first: the children cache users' markets when they start.
-    let prepared = Prepared::new(&setup, args.people, args.coupons, args.double_click_ratio, args.retries).await?;
+    let spec = Spec {
+        people: args.people,
+        coupons: args.coupons,
+        double_click_ratio: args.double_click_ratio,
+        retries: args.retries,
+        sales: SalesArgs::default(),
+    };
+    let prepared = Prepared::new(&setup, spec).await?;
     let options = |label: &str| {
         let mut options =
             RunOptions::new(Pacing::Closed { connections: args.connections }, Duration::from_millis(args.timeout_ms));

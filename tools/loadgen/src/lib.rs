@@ -23,6 +23,7 @@ pub mod mixed;
 pub mod open_run;
 pub mod order_rush;
 pub mod report;
+pub mod sales;
 pub mod schedule;
 pub mod server;
 pub mod setup;
