@@ -22,6 +22,7 @@ pub mod histogram;
 pub mod mixed;
 pub mod open_run;
 pub mod order_rush;
+pub mod rate_search;
 pub mod report;
 pub mod sales;
 pub mod schedule;

@@ -3,7 +3,8 @@
 //! verdict: exactly min(N, M) issued, nobody twice, the server's stats agree, and (with
 //! `DATABASE_URL`) Postgres holds exactly the coupons answered 201, and how soon it did.
 //! With `--sales K` the people are spread over K fresh sales ([`sales`]) and the verdict holds
-//! per sale and in total.
+//! per sale and in total; `--find-rate` searches the highest arrival rate held within a p99
+//! bound ([`rate_search`]).
 
 use std::{
     collections::HashMap,
@@ -24,6 +25,7 @@ use super::{
     client::Target,
     emit,
     engine::{self, Answer, Call, RunOptions, Workload, retry_of},
+    rate_search::{self, SearchArgs},
     report::LoadReport,
     sales::{self, Pick, SaleResult, SalesArgs, Tally},
     schedule::{self, parse_ratio},
@@ -40,6 +42,8 @@ pub struct OpenRunArgs {
     load: LoadArgs,
     #[command(flatten)]
     spec: Spec,
+    #[command(flatten)]
+    search: SearchArgs,
 }
 
 /// What an open run presses: who, how often, on how many sales.
@@ -63,7 +67,8 @@ pub struct Spec {
     pub sales: SalesArgs,
 }
 
-/// The presses and tokens of an open run, prepared once (and reused by `compare`).
+/// The presses and tokens of an open run, prepared once (and reused by `compare` and the rate
+/// search).
 pub struct Prepared {
     /// What is pressed.
     pub spec: Spec,
@@ -308,6 +313,9 @@ pub async fn run(args: OpenRunArgs, env: &Env) -> anyhow::Result<()> {
     let pacing = args.load.pacing()?;
     let setup = Setup::new(env).await?;
     let prepared = Prepared::new(&setup, args.spec).await?;
+    if args.search.find_rate {
+        return rate_search::run(&setup, &target, &prepared, &args.common, pacing.connections(), &args.search).await;
+    }
     let options = args.common.options(pacing, "open-run");
     let report = execute(&setup, &target, &prepared, options, args.common.converge_timeout()).await?;
     emit(args.common.json, &report, || report.markdown())?;
