@@ -2,6 +2,7 @@
 //! numbers it measures are not checked here; CI machines are too noisy for that). The scenarios
 //! added for the benchmark issues have modules of their own below; the helpers here serve all.
 
+mod browse;
 mod open_run;
 mod order_rush;
 

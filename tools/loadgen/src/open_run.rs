@@ -67,8 +67,8 @@ pub struct Spec {
     pub sales: SalesArgs,
 }
 
-/// The presses and tokens of an open run, prepared once (and reused by `compare` and the rate
-/// search).
+/// The presses and tokens of an open run, prepared once (and reused by `compare`, the rate
+/// search and `browse --with-open-run`).
 pub struct Prepared {
     /// What is pressed.
     pub spec: Spec,
