@@ -52,6 +52,14 @@ fn db_url(app: &TestApp) -> String {
     app.config.database_url.expose().to_owned()
 }
 
+/// `jupang loadgen <scenario> --target <app> <flags>` (whitespace-separated), checking the app's
+/// own database.
+async fn loadgen_on(app: &TestApp, scenario: &str, flags: &str) -> Run {
+    let mut args = vec![scenario, "--target", &app.base];
+    args.extend(flags.split_whitespace());
+    loadgen(&args, &db_url(app), &[]).await
+}
+
 /// Coupons of `coupon` in Postgres, and how many different people hold them: read directly,
 /// independently of what the load generator reports.
 async fn holders(app: &TestApp, coupon: i64) -> (i64, i64) {

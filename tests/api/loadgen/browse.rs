@@ -4,7 +4,7 @@
 use jupang_seed::{SeedArgs, catalog::demo_products};
 use serde_json::Value;
 
-use super::{db_url, failed_checks, holders, loadgen, outcome};
+use super::{failed_checks, holders, loadgen_on, outcome};
 use crate::support::{TestApp, coupon_app};
 
 /// A coupon app whose database holds the demo catalog, as `jupang seed` makes it.
@@ -22,27 +22,11 @@ fn mixed(mix: &Value, label: &str) -> u64 {
 #[tokio::test]
 async fn browse_reads_the_listing_mix_and_product_pages_against_the_ceiling_while_an_open_run_issues_exactly() {
     let app = shop_app().await;
-    let run = loadgen(
-        &[
-            "browse",
-            "--target",
-            &app.base,
-            "--requests",
-            "300",
-            "--connections",
-            "4",
-            "--p99-ms",
-            "60000",
-            "--with-open-run",
-            "--open-people",
-            "100",
-            "--open-coupons",
-            "20",
-            "--open-connections",
-            "4",
-        ],
-        &db_url(&app),
-        &[],
+    let run = loadgen_on(
+        &app,
+        "browse",
+        "--requests 300 --connections 4 --p99-ms 60000 \
+         --with-open-run --open-people 100 --open-coupons 20 --open-connections 4",
     )
     .await;
 
@@ -78,12 +62,7 @@ async fn browse_reads_the_listing_mix_and_product_pages_against_the_ceiling_whil
 #[tokio::test]
 async fn browse_fails_its_verdict_and_names_each_catalog_phase_when_p99_is_over_the_bound() {
     let app = shop_app().await;
-    let run = loadgen(
-        &["browse", "--target", &app.base, "--requests", "40", "--connections", "2", "--p99-ms", "0.001"],
-        &db_url(&app),
-        &[],
-    )
-    .await;
+    let run = loadgen_on(&app, "browse", "--requests 40 --connections 2 --p99-ms 0.001").await;
 
     assert!(!run.success, "exit status 0 despite a failed verdict");
     assert!(run.stderr.contains("verdict FAIL"), "stderr: {}", run.stderr);

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::{db_url, holders, loadgen, outcome};
+use super::{holders, loadgen_on, outcome};
 use crate::support::coupon_app;
 
 /// The sales of an open-run report, each checked against Postgres directly.
@@ -29,24 +29,7 @@ async fn check_sales(app: &crate::support::TestApp, report: &Value, coupons: u64
 #[tokio::test]
 async fn an_open_run_over_five_sales_issues_min_people_coupons_on_each_and_in_total() {
     let app = coupon_app().await;
-    let run = loadgen(
-        &[
-            "open-run",
-            "--target",
-            &app.base,
-            "--people",
-            "300",
-            "--coupons",
-            "40",
-            "--sales",
-            "5",
-            "--connections",
-            "8",
-        ],
-        &db_url(&app),
-        &[],
-    )
-    .await;
+    let run = loadgen_on(&app, "open-run", "--people 300 --coupons 40 --sales 5 --connections 8").await;
 
     let r = &run.report;
     assert!(run.success, "verdict failed: {}\nstderr: {}", r["verdict"], run.stderr);
@@ -63,28 +46,10 @@ async fn an_open_run_over_five_sales_issues_min_people_coupons_on_each_and_in_to
 #[tokio::test]
 async fn with_enough_coupons_on_every_sale_each_press_of_an_open_model_run_is_a_success() {
     let app = coupon_app().await;
-    let run = loadgen(
-        &[
-            "open-run",
-            "--target",
-            &app.base,
-            "--people",
-            "200",
-            "--coupons",
-            "50",
-            "--sales",
-            "4",
-            "--pick",
-            "round-robin",
-            "--double-click-ratio",
-            "0",
-            "--rate",
-            "2000",
-            "--connections",
-            "8",
-        ],
-        &db_url(&app),
-        &[],
+    let run = loadgen_on(
+        &app,
+        "open-run",
+        "--people 200 --coupons 50 --sales 4 --pick round-robin --double-click-ratio 0 --rate 2000 --connections 8",
     )
     .await;
 
@@ -97,29 +62,11 @@ async fn with_enough_coupons_on_every_sale_each_press_of_an_open_model_run_is_a_
 #[tokio::test]
 async fn the_rate_search_doubles_up_to_the_maximum_while_probes_hold_each_on_a_fresh_sale() {
     let app = coupon_app().await;
-    let run = loadgen(
-        &[
-            "open-run",
-            "--target",
-            &app.base,
-            "--find-rate",
-            "--p99-ms",
-            "60000",
-            "--probe-secs",
-            "1",
-            "--start-rate",
-            "50",
-            "--max-rate",
-            "200",
-            "--people",
-            "100",
-            "--coupons",
-            "10",
-            "--connections",
-            "8",
-        ],
-        &db_url(&app),
-        &[],
+    let run = loadgen_on(
+        &app,
+        "open-run",
+        "--find-rate --p99-ms 60000 --probe-secs 1 --start-rate 50 \
+         --max-rate 200 --people 100 --coupons 10 --connections 8",
     )
     .await;
 
@@ -144,29 +91,11 @@ async fn the_rate_search_doubles_up_to_the_maximum_while_probes_hold_each_on_a_f
 #[tokio::test]
 async fn a_rate_search_where_nothing_holds_halves_the_rate_and_exits_non_zero() {
     let app = coupon_app().await;
-    let run = loadgen(
-        &[
-            "open-run",
-            "--target",
-            &app.base,
-            "--find-rate",
-            "--p99-ms",
-            "0.001",
-            "--probe-secs",
-            "1",
-            "--start-rate",
-            "40",
-            "--max-probes",
-            "2",
-            "--people",
-            "50",
-            "--coupons",
-            "10",
-            "--connections",
-            "4",
-        ],
-        &db_url(&app),
-        &[],
+    let run = loadgen_on(
+        &app,
+        "open-run",
+        "--find-rate --p99-ms 0.001 --probe-secs 1 --start-rate 40 \
+         --max-probes 2 --people 50 --coupons 10 --connections 4",
     )
     .await;
 

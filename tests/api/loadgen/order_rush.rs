@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{db_url, loadgen, outcome};
+use super::{loadgen_on, outcome};
 use crate::support::{coupon_app, spawn_app_with};
 
 /// The per-route counts of an order-rush report, by route label.
@@ -19,24 +19,7 @@ async fn with_retries_off_every_order_and_payment_is_sent_once_and_the_503s_are_
         vars.insert("JUPANG_MAX_IN_FLIGHT".into(), "1".into());
     })
     .await;
-    let run = loadgen(
-        &[
-            "order-rush",
-            "--target",
-            &app.base,
-            "--buyers",
-            "200",
-            "--stock",
-            "20",
-            "--connections",
-            "16",
-            "--retries",
-            "0",
-        ],
-        &db_url(&app),
-        &[],
-    )
-    .await;
+    let run = loadgen_on(&app, "order-rush", "--buyers 200 --stock 20 --connections 16 --retries 0").await;
 
     let r = &run.report;
     assert_eq!(r["retries"], 0, "stderr: {}", run.stderr);
@@ -57,24 +40,7 @@ async fn with_retries_off_every_order_and_payment_is_sent_once_and_the_503s_are_
 #[tokio::test]
 async fn an_order_rush_at_a_rate_counts_buyers_as_arrivals_and_each_payment_follows_its_order() {
     let app = coupon_app().await;
-    let run = loadgen(
-        &[
-            "order-rush",
-            "--target",
-            &app.base,
-            "--buyers",
-            "100",
-            "--stock",
-            "100",
-            "--rate",
-            "200",
-            "--connections",
-            "16",
-        ],
-        &db_url(&app),
-        &[],
-    )
-    .await;
+    let run = loadgen_on(&app, "order-rush", "--buyers 100 --stock 100 --rate 200 --connections 16").await;
 
     let r = &run.report;
     assert!(run.success, "verdict failed: {}\nstderr: {}", r["verdict"], run.stderr);
