@@ -1,5 +1,10 @@
 //! `jupang loadgen`, the real binary against real servers: its verdicts must be right (the
-//! numbers it measures are not checked here; CI machines are too noisy for that).
+//! numbers it measures are not checked here; CI machines are too noisy for that). The scenarios
+//! added for the benchmark issues have modules of their own below; the helpers here serve all.
+
+mod browse;
+mod open_run;
+mod order_rush;
 
 use std::process::Stdio;
 
@@ -47,7 +52,14 @@ fn db_url(app: &TestApp) -> String {
     app.config.database_url.expose().to_owned()
 }
 
-/// The count of an outcome (`"201"`, `"400 ALREADY_ISSUED"`) in a load report.
+/// `jupang loadgen <scenario> --target <app> <flags>` (whitespace-separated), checking the app's
+/// own database.
+async fn loadgen_on(app: &TestApp, scenario: &str, flags: &str) -> Run {
+    let mut args = vec![scenario, "--target", &app.base];
+    args.extend(flags.split_whitespace());
+    loadgen(&args, &db_url(app), &[]).await
+}
+
 /// Coupons of `coupon` in Postgres, and how many different people hold them: read directly,
 /// independently of what the load generator reports.
 async fn holders(app: &TestApp, coupon: i64) -> (i64, i64) {
@@ -58,6 +70,7 @@ async fn holders(app: &TestApp, coupon: i64) -> (i64, i64) {
         .unwrap()
 }
 
+/// The count of an outcome (`"201"`, `"400 ALREADY_ISSUED"`) in a load report.
 fn outcome(load: &Value, label: &str) -> u64 {
     load["outcomes"]
         .as_array()

@@ -13,8 +13,9 @@ use serde::Serialize;
 use super::{
     Env, emit,
     engine::RunOptions,
-    open_run::{self, OpenRunReport, Prepared},
+    open_run::{self, OpenRunReport, Prepared, Spec},
     report::LoadReport,
+    sales::SalesArgs,
     schedule::{Pacing, parse_ratio},
     server::ChildServer,
     setup::Setup,
@@ -232,12 +233,19 @@ pub async fn run(args: CompareArgs, env: &Env) -> anyhow::Result<()> {
         None => std::env::current_exe().context("cannot locate this binary; give --server-bin")?,
     };
     // Users first: the children cache users' markets when they start.
-    let prepared = Prepared::new(&setup, args.people, args.coupons, args.double_click_ratio, args.retries).await?;
-    let options = |label: &str| RunOptions {
-        pacing: Pacing::Closed { connections: args.connections },
-        timeout: Duration::from_millis(args.timeout_ms),
-        duration: None,
-        progress: (!args.quiet).then(|| format!("compare {label}")),
+    let spec = Spec {
+        people: args.people,
+        coupons: args.coupons,
+        double_click_ratio: args.double_click_ratio,
+        retries: args.retries,
+        sales: SalesArgs::default(),
+    };
+    let prepared = Prepared::new(&setup, spec).await?;
+    let options = |label: &str| {
+        let mut options =
+            RunOptions::new(Pacing::Closed { connections: args.connections }, Duration::from_millis(args.timeout_ms));
+        options.progress = (!args.quiet).then(|| format!("compare {label}"));
+        options
     };
     let converge_timeout = Duration::from_secs(args.converge_timeout_secs);
     let requests = prepared.presses.len();

@@ -1,6 +1,6 @@
 //! The engine every scenario runs on: one task per connection, each asking its [`Workload`] for
 //! the next call, sending it (paced by the open model or as fast as answers come back), and
-//! recording latency and outcome per route. Nothing is shared on the hot path but two atomic
+//! recording latency and outcome per route. Nothing is shared on the hot path but a few atomic
 //! counters; histograms and counts are per task and merged at the end.
 
 use std::{
@@ -14,6 +14,7 @@ use std::{
 use hdrhistogram::Histogram;
 use hyper::{Method, Request, Uri, body::Bytes, header::HeaderValue};
 use serde::Deserialize;
+use tokio::sync::Notify;
 
 use super::{
     client::{Body, Conn, Target, TransportError},
@@ -40,18 +41,39 @@ pub struct Call {
     pub delay: Duration,
     /// Earlier attempts of the same call (retries).
     pub attempt: u32,
+    /// Sent on the heels of an earlier answer on this connection (a payment after its order, a
+    /// retry): not an arrival of the open model. It takes no slot of the schedule, its latency
+    /// counts from when it became due, and it is sent even after the run's end (it finishes an
+    /// arrival that was part of the run).
+    pub follow_up: bool,
+    /// `Accept-Language` header value, if any (catalog reads are localised).
+    pub language: Option<HeaderValue>,
 }
 
 impl Call {
     /// A call without body, authorization or delay.
     pub fn new(route: &'static str, method: Method, uri: Uri) -> Call {
-        Call { route, method, uri, auth: None, body: None, tag: 0, delay: Duration::ZERO, attempt: 0 }
+        Call {
+            route,
+            method,
+            uri,
+            auth: None,
+            body: None,
+            tag: 0,
+            delay: Duration::ZERO,
+            attempt: 0,
+            follow_up: false,
+            language: None,
+        }
     }
 
     fn request(&self) -> Request<Body> {
         let mut req = Request::builder().method(self.method.clone()).uri(self.uri.clone());
         if let Some(auth) = &self.auth {
             req = req.header(hyper::header::AUTHORIZATION, auth.clone());
+        }
+        if let Some(language) = &self.language {
+            req = req.header(hyper::header::ACCEPT_LANGUAGE, language.clone());
         }
         let body = match &self.body {
             Some(b) => {
@@ -154,6 +176,8 @@ pub struct RunStats {
     pub routes: Vec<RouteStats>,
     /// Calls answered or failed.
     pub calls: u64,
+    /// Arrivals sent: the calls that took a slot of the schedule (every call but follow-ups).
+    pub arrivals: u64,
     /// From the start of the clock to the last answer.
     pub elapsed: Duration,
     /// When the last answer came in.
@@ -179,10 +203,23 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Label of the progress line on stderr; `None` is quiet.
     pub progress: Option<String>,
+    /// Stop sending arrivals once this is set (another run of the same process has ended);
+    /// follow-ups and the calls in flight finish.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Notified once every connection is open and the clock starts.
+    pub started: Option<Arc<Notify>>,
+}
+
+impl RunOptions {
+    /// Options with `pacing` and `timeout` and nothing else: no end but the workloads' own, quiet.
+    pub fn new(pacing: Pacing, timeout: Duration) -> RunOptions {
+        RunOptions { pacing, timeout, duration: None, progress: None, stop: None, started: None }
+    }
 }
 
 struct Shared {
     slots: AtomicU64,
+    arrivals: AtomicU64,
     done: AtomicU64,
     stop: AtomicBool,
     t0: Instant,
@@ -207,12 +244,16 @@ pub async fn run<W: Workload>(
     }
     let shared = Arc::new(Shared {
         slots: AtomicU64::new(0),
+        arrivals: AtomicU64::new(0),
         done: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         t0: Instant::now(),
         options: options.clone(),
     });
     let progress = options.progress.clone().map(|label| tokio::spawn(progress(label, shared.clone())));
+    if let Some(started) = &options.started {
+        started.notify_one();
+    }
     let tasks: Vec<_> =
         conns.into_iter().zip(workloads).map(|(conn, w)| tokio::spawn(connection(conn, w, shared.clone()))).collect();
     let (mut routes, mut finished, mut reconnects) = (Vec::<RouteStats>::new(), Vec::new(), 0);
@@ -236,6 +277,7 @@ pub async fn run<W: Workload>(
     let stats = RunStats {
         pacing: options.pacing,
         calls: shared.done.load(Ordering::Relaxed),
+        arrivals: shared.arrivals.load(Ordering::Relaxed),
         routes,
         elapsed: last_answer - shared.t0,
         last_answer,
@@ -249,23 +291,34 @@ async fn connection<W: Workload>(mut conn: Conn, mut w: W, shared: Arc<Shared>) 
     let open = matches!(shared.options.pacing, Pacing::Open { .. });
     let deadline = shared.options.duration.map(|d| shared.t0 + d);
     let (mut stats, mut last) = (Vec::<RouteStats>::new(), shared.t0);
+    let stopped = || shared.options.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
     loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
         let Some(call) = w.next() else { break };
-        // Slots are taken in call order, so the open model's schedule is one arrival per call.
-        let slot = shared.slots.fetch_add(1, Ordering::Relaxed);
-        let intended = shared.options.pacing.intended(shared.t0, slot);
-        if let (Some(at), Some(end)) = (intended, deadline)
-            && at >= end
-        {
-            // Due after the end of the run: not part of it.
-            break;
-        }
-        if let Some(at) = intended {
-            tokio::time::sleep_until(at.into()).await;
-        }
+        let intended = if call.follow_up {
+            // Due once its pause is over: sent at once, whatever the schedule says.
+            open.then(|| Instant::now() + call.delay)
+        } else {
+            if deadline.is_some_and(|d| Instant::now() >= d) || stopped() {
+                break;
+            }
+            // Slots are taken in arrival order, so the open model's schedule is one arrival per slot.
+            let slot = shared.slots.fetch_add(1, Ordering::Relaxed);
+            let intended = shared.options.pacing.intended(shared.t0, slot);
+            if let (Some(at), Some(end)) = (intended, deadline)
+                && at >= end
+            {
+                // Due after the end of the run: not part of it.
+                break;
+            }
+            if let Some(at) = intended {
+                tokio::time::sleep_until(at.into()).await;
+                if stopped() {
+                    break;
+                }
+            }
+            shared.arrivals.fetch_add(1, Ordering::Relaxed);
+            intended
+        };
         if !call.delay.is_zero() {
             tokio::time::sleep(call.delay).await;
         }
@@ -325,5 +378,5 @@ pub fn retry_of(call: &Call, answer: &Answer<'_>, max_retries: u32) -> Option<Ca
         (Ok(503), Some("OVERLOADED")) => Duration::from_millis(100),
         _ => return None,
     };
-    (call.attempt < max_retries).then(|| Call { delay, attempt: call.attempt + 1, ..call.clone() })
+    (call.attempt < max_retries).then(|| Call { delay, attempt: call.attempt + 1, follow_up: true, ..call.clone() })
 }

@@ -1,12 +1,14 @@
 //! `jupang loadgen`: the built-in load generator and benchmark.
 //!
-//! Scenarios: [`open_run`] (N people, M coupons, double clicks), [`order_rush`] (a small stock,
-//! many buyers, then payment), [`mixed`] (browse, cart, order, pay) and [`compare`] (the open
-//! run against every issue strategy and the `GET /health` ceiling, each on its own child
-//! `jupang serve`). Every scenario prepares its own data before the clock starts, drives keep-
-//! alive connections through the [`engine`], records latency in HDR histograms corrected for
-//! coordinated omission ([`histogram`]), and ends with a correctness [`verdict`]: the exit
-//! status is non-zero when it fails.
+//! Scenarios: [`open_run`] (N people, M coupons on one sale or K, double clicks; or the search
+//! for the highest rate held, [`rate_search`]), [`order_rush`] (a small stock, many buyers, then
+//! payment), [`mixed`] (browse, cart, order, pay), [`compare`] (the open run against every issue
+//! strategy and the `GET /health` ceiling, each on its own child `jupang serve`) and [`browse`]
+//! (catalog reads against the ceiling, optionally while an open run hammers the same server).
+//! Every scenario prepares its own data before the clock starts, drives keep-alive connections
+//! through the [`engine`], records latency in HDR histograms corrected for coordinated omission
+//! ([`histogram`]), and ends with a correctness [`verdict`]: the exit status is non-zero when it
+//! fails.
 //!
 //! A crate of its own, run by the `jupang` binary's `loadgen` subcommand. It drives the server
 //! only over HTTP and does not link the server library (the binary depends on both, and Cargo
@@ -15,6 +17,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod browse;
+pub mod catalog_mix;
 pub mod client;
 pub mod compare;
 pub mod engine;
@@ -22,7 +26,9 @@ pub mod histogram;
 pub mod mixed;
 pub mod open_run;
 pub mod order_rush;
+pub mod rate_search;
 pub mod report;
+pub mod sales;
 pub mod schedule;
 pub mod server;
 pub mod setup;
@@ -57,6 +63,8 @@ enum Scenario {
     Mixed(mixed::MixedArgs),
     /// The open run against every issue strategy and the `GET /health` ceiling, one table.
     Compare(compare::CompareArgs),
+    /// Catalog reads (product listing, product pages) against the `GET /health` ceiling.
+    Browse(browse::BrowseArgs),
 }
 
 /// What the load generator needs from the environment; the `jupang` binary reads it.
@@ -76,6 +84,7 @@ pub async fn run(args: LoadgenArgs, env: &Env) -> anyhow::Result<()> {
         Scenario::OrderRush(a) => order_rush::run(a, env).await,
         Scenario::Mixed(a) => mixed::run(a, env).await,
         Scenario::Compare(a) => compare::run(a, env).await,
+        Scenario::Browse(a) => browse::run(a, env).await,
     }
 }
 
@@ -107,12 +116,9 @@ impl Common {
 
     /// Engine options for a pacing; the progress line is labelled `label`.
     pub fn options(&self, pacing: Pacing, label: &str) -> RunOptions {
-        RunOptions {
-            pacing,
-            timeout: Duration::from_millis(self.timeout_ms),
-            duration: None,
-            progress: (!self.quiet).then(|| label.to_owned()),
-        }
+        let mut options = RunOptions::new(pacing, Duration::from_millis(self.timeout_ms));
+        options.progress = (!self.quiet).then(|| label.to_owned());
+        options
     }
 
     /// How long to wait for Postgres.

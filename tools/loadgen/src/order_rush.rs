@@ -3,10 +3,16 @@
 //! at once (`POST /api/orders/{id}/payment`) on the same connection. The verdict: exactly
 //! min(N, S) orders accepted, every one paid, no oversell: the live `available` is S - paid and
 //! (with `DATABASE_URL`) Postgres converges on stock = S - paid with nothing reserved.
+//! With `--rate` the buyers arrive at that rate (the payment follows its order on the same
+//! connection, not as an arrival of its own); `--retries 0` sends every call once, and the
+//! report counts each route's 503 answers either way.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    fmt::Write,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use clap::Args;
@@ -69,12 +75,31 @@ pub struct OrderRushReport {
     pub paid: u64,
     /// Retries of retryable answers.
     pub retries: u64,
+    /// Per route: requests, 503 answers and retries.
+    pub per_route: Vec<RouteCounts>,
+    /// `--retries`: retries allowed per call (0: none).
+    pub max_retries: u32,
     /// Throughput, latency (per route), outcomes.
     pub load: LoadReport,
     /// Postgres catching up (absent without `DATABASE_URL`).
     pub postgres: Option<Convergence>,
     /// The checks.
     pub verdict: Verdict,
+}
+
+/// The answers of one route that a flash sale cares about most.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteCounts {
+    /// Route label.
+    pub route: &'static str,
+    /// Requests sent on it, retries included.
+    pub requests: u64,
+    /// 2xx answers.
+    pub succeeded: u64,
+    /// 503 answers (`OVERLOADED`, `TIMEOUT`), retried or not.
+    pub answered_503: u64,
+    /// Retries sent (`--retries` per call at most; 0 switches them off).
+    pub retries: u64,
 }
 
 struct Rush {
@@ -91,7 +116,8 @@ struct Buyers {
     follow: Option<Call>,
     accepted: u64,
     paid: u64,
-    retries: u64,
+    /// Retries of orders, of payments.
+    retries: [u64; 2],
 }
 
 #[derive(Deserialize)]
@@ -123,6 +149,9 @@ impl Workload for Buyers {
                 let Ok(uri) = format!("/api/orders/{}/payment", created.order_id).parse() else { return };
                 // The buyer pays right away, on the same connection.
                 let mut pay = Call::new(PAY_ROUTE, Method::POST, uri);
+                // Part of the buyer's arrival, not a new one: in the open model (`--rate`) the
+                // rate counts buyers.
+                pay.follow_up = true;
                 pay.auth = call.auth.clone();
                 pay.body = Some(Bytes::from(format!(r#"{{"user_id":{}}}"#, call.tag)));
                 pay.tag = call.tag;
@@ -131,7 +160,7 @@ impl Workload for Buyers {
             (PAY_ROUTE, Ok(200)) => self.paid += 1,
             _ => {
                 if let Some(retry) = retry_of(call, answer, self.rush.retries) {
-                    self.retries += 1;
+                    self.retries[usize::from(call.route == PAY_ROUTE)] += 1;
                     self.follow = Some(retry);
                 }
             }
@@ -156,7 +185,7 @@ pub async fn run(args: OrderRushArgs, env: &Env) -> anyhow::Result<()> {
         retries: args.retries,
     });
     let workloads = (0..pacing.connections())
-        .map(|_| Buyers { rush: rush.clone(), follow: None, accepted: 0, paid: 0, retries: 0 })
+        .map(|_| Buyers { rush: rush.clone(), follow: None, accepted: 0, paid: 0, retries: [0; 2] })
         .collect();
     let (stats, done) = engine::run(&target, args.common.options(pacing, "order-rush"), workloads).await?;
     let load = LoadReport::new(&target, &stats);
@@ -220,7 +249,9 @@ pub async fn run(args: OrderRushArgs, env: &Env) -> anyhow::Result<()> {
         accepted,
         expected_accepted: expected,
         paid,
-        retries: done.iter().map(|b| b.retries).sum(),
+        retries: done.iter().map(|b| b.retries.iter().sum::<u64>()).sum(),
+        per_route: route_counts(&load, &done),
+        max_retries: args.retries,
         load,
         postgres,
         verdict,
@@ -228,14 +259,47 @@ pub async fn run(args: OrderRushArgs, env: &Env) -> anyhow::Result<()> {
     emit(args.common.json, &report, || {
         format!(
             "## jupang loadgen order-rush\n\n{} buyers, one unit each, for a stock of {} (product {}, option {}); \
-             each accepted order is paid at once.\n\n{}\n{}",
+             each accepted order is paid at once.\n\n{}\n{}\n{}",
             report.buyers,
             report.stock,
             report.product_id,
             report.option_id,
+            routes_markdown(&report.per_route, report.max_retries),
             report.load.markdown(),
             report.verdict.markdown()
         )
     })?;
     report.verdict.into_result()
+}
+
+/// Requests, successes, 503s and retries of the order route, then of the payment route.
+fn route_counts(load: &LoadReport, done: &[Buyers]) -> Vec<RouteCounts> {
+    let routes = [ORDER_ROUTE, PAY_ROUTE].into_iter().enumerate();
+    routes
+        .map(|(i, route)| {
+            let r = load.routes.iter().find(|r| r.route == route);
+            let answered = |accept: fn(u16) -> bool| -> u64 {
+                r.map_or(0, |r| r.outcomes.iter().filter(|o| accept(o.status)).map(|o| o.count).sum())
+            };
+            RouteCounts {
+                route,
+                requests: r.map_or(0, |r| r.requests),
+                succeeded: answered(|s| (200..300).contains(&s)),
+                answered_503: answered(|s| s == 503),
+                retries: done.iter().map(|b| b.retries[i]).sum(),
+            }
+        })
+        .collect()
+}
+
+/// The per-route table: requests, successes, 503s and retries.
+fn routes_markdown(routes: &[RouteCounts], max_retries: u32) -> String {
+    let mut s = format!(
+        "| route | requests | 2xx | 503 | retries (at most {max_retries} per call) |\n| --- | ---: | ---: | ---: | ---: |\n"
+    );
+    for r in routes {
+        let _ =
+            writeln!(s, "| `{}` | {} | {} | {} | {} |", r.route, r.requests, r.succeeded, r.answered_503, r.retries);
+    }
+    s
 }

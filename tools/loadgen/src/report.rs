@@ -53,6 +53,10 @@ pub struct LoadReport {
     pub rate: Option<f64>,
     /// Requests sent (answered or failed).
     pub requests: u64,
+    /// Open model: the requests that were arrivals of the schedule (the others followed an
+    /// answer on their connection: a payment after its order, a retry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<u64>,
     /// From the first send to the last answer.
     pub elapsed_secs: f64,
     /// `requests / elapsed_secs`.
@@ -143,6 +147,7 @@ impl LoadReport {
                 Pacing::Closed { .. } => None,
             },
             requests: stats.calls,
+            arrivals: matches!(stats.pacing, Pacing::Open { .. }).then_some(stats.arrivals),
             elapsed_secs: secs,
             throughput_rps: if secs > 0.0 { stats.calls as f64 / secs } else { 0.0 },
             correction,
@@ -173,6 +178,9 @@ impl LoadReport {
         let _ = writeln!(s, "| target | {} |", self.target);
         let _ = writeln!(s, "| load | {} |", self.load);
         let _ = writeln!(s, "| requests | {} in {:.2} s |", self.requests, self.elapsed_secs);
+        if let Some(arrivals) = self.arrivals.filter(|a| *a < self.requests) {
+            let _ = writeln!(s, "| arrivals | {arrivals} (the other requests followed an answer: payments, retries) |");
+        }
         let _ = writeln!(s, "| throughput | {:.0} req/s |", self.throughput_rps);
         let _ = writeln!(s, "| transport errors | {} ({} reconnects) |", self.transport_errors, self.reconnects);
         let _ = writeln!(s, "| latency correction | {} |", self.correction_note);
