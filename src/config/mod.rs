@@ -106,6 +106,11 @@ pub const KNOWN_VARS: &[&str] = &[
     "JUPANG_DATA_DIR",
     "JUPANG_SEED_USERS",
     "JUPANG_TEST_THREADS",
+    "JUPANG_REDIS_MODE",
+    "JUPANG_REDIS_CLUSTER_PORT",
+    "JUPANG_REDIS_APPENDFSYNC",
+    "JUPANG_FUZZ_ENFORCE",
+    "JUPANG_FUZZ_SECONDS",
 ];
 
 /// What the command-line tools read from the environment, one variable at a time: unlike
