@@ -13,7 +13,10 @@ use crate::{
     config::{Config, IssueStrategy, OrderStrategy},
     http, metrics,
     services::{self, AppState, Shared},
-    store::{Fault, pg, redis::RedisStore},
+    store::{
+        Fault, pg,
+        redis::{RedisStore, notices::Notices},
+    },
     workers,
 };
 
@@ -107,9 +110,11 @@ impl Application {
         admission::register_metrics();
         workers::register_metrics(&config);
         let coupon_admission = CouponAdmission::new(db.clone(), redis.clone(), users);
+        let notices = Notices::new(&redis);
         let state = AppState::new(Shared {
             order_admission,
             coupon_admission,
+            notices,
             db,
             redis,
             jwt: Arc::new(JwtKeys::new(config.jwt_secret.expose().as_bytes())),
@@ -143,6 +148,8 @@ impl Application {
         let mut workers = workers::spawn(&state, &shutdown);
         // Always on: housekeeping of this process's own metrics, not a business worker.
         workers.push(tokio::spawn(metrics::upkeep(state.metrics.clone(), shutdown.clone())));
+        // Always on: the caches of this process obey the change notices of every instance.
+        workers.push(tokio::spawn(state.notices.clone().listen(shutdown.clone())));
         let router = http::router(state);
         let token = shutdown.clone();
         let served = axum::serve(listener, router).with_graceful_shutdown(async move { token.cancelled().await }).await;

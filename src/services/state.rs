@@ -9,7 +9,7 @@ use crate::{
     admission::{coupons::CouponAdmission, orders::OrderAdmission},
     auth::JwtKeys,
     config::Config,
-    store::redis::RedisStore,
+    store::redis::{RedisStore, notices::Notices},
 };
 
 /// Handles to the stores and the configuration: one pointer, so cloning it (which axum does for
@@ -49,4 +49,6 @@ pub struct Shared {
     pub order_admission: OrderAdmission,
     /// V2 coupons: the issue script, hydration and the cache of coupon terms.
     pub coupon_admission: CouponAdmission,
+    /// Change notices: what every instance's caches obey (publish after a committed change).
+    pub notices: Notices,
 }

@@ -17,6 +17,7 @@ mod expiry;
 mod idempotency;
 mod inventory;
 mod loadgen;
+mod notices;
 mod observe;
 mod order_concurrency;
 mod orders;

@@ -6,6 +6,7 @@
 pub mod coupons;
 pub mod keys;
 pub mod lock;
+pub mod notices;
 pub mod stock;
 pub mod streams;
 
@@ -73,6 +74,11 @@ impl RedisStore {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(DEDICATED_RESPONSE_TIMEOUT));
         self.client.get_multiplexed_async_connection_with_config(&config).await
+    }
+
+    /// A pub/sub connection of its own (subscriptions cannot share the multiplexed connection).
+    pub async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        self.client.get_async_pubsub().await
     }
 
     /// A key under this deployment's prefix: `{prefix}:{suffix}`.
