@@ -2,14 +2,16 @@
 # Proves the container build has every file it needs, without Docker: reads the COPY lines of
 # the Dockerfile's builder stage, assembles exactly the files they copy (minus what
 # .dockerignore leaves out of the build context) into a temporary directory laid out as the
-# builder's WORKDIR, and runs `cargo build --locked --bin jupang` there. Fails when a file the
+# builder's WORKDIR, and runs `cargo check --locked --bin jupang` there (a check expands every
+# include_str! and sqlx::migrate!, so it finds a missing file as a build would, at a fraction
+# of the disk). Fails when a file the
 # build reaches (a source, a Lua script behind include_str!, a migration behind
 # sqlx::migrate!, a workspace member) is not copied.
 #
 #   scripts/check-docker-context.sh [Dockerfile]
 #
 # CARGO_TARGET_DIR defaults to the repository's target/, so registry dependencies are reused
-# and the check costs a rebuild of the workspace's own crates only. The directory is
+# (their metadata from the clippy step) and the check costs the workspace's own crates only. The directory is
 # target/docker-context (emptied first; inside target/, which the build context excludes): a
 # fixed path keeps cargo's fingerprints of the copy stable from run to run.
 set -euo pipefail
@@ -144,10 +146,10 @@ print(f"check-docker-context: {count} files from {len(copies)} COPY line(s) of {
       file=sys.stderr)
 PY
 
-echo "check-docker-context: cargo build --locked --bin jupang in $work" >&2
+echo "check-docker-context: cargo check --locked --bin jupang in $work" >&2
 cd "$work"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-if ! cargo build --locked --bin jupang; then
+if ! cargo check --locked --bin jupang; then
   echo "check-docker-context: FAILED: the Dockerfile's builder stage does not copy everything the build needs" >&2
   exit 1
 fi
