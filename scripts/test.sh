@@ -8,6 +8,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/services.sh up
 scripts/services.sh prometheus
 eval "$(scripts/services.sh env)"
+# And a private Redis Cluster (3 masters, 3 replicas) for the tests of cluster mode
+# (tests/api/redis_cluster.rs), unless JUPANG_TEST_REDIS_CLUSTER_URL names one already.
+if [ -z "${JUPANG_TEST_REDIS_CLUSTER_URL:-}" ]; then
+  scripts/services.sh up --cluster
+  JUPANG_TEST_REDIS_CLUSTER_URL="$(REDIS_URL='' scripts/services.sh env --cluster | sed -n 's/^export REDIS_URL=//p' | tr -d '\\')"
+  export JUPANG_TEST_REDIS_CLUSTER_URL
+fi
 # Tests wait on I/O far more than on CPU: more threads than cores keeps both servers busy.
 cargo test --locked "$@" -- --test-threads="${JUPANG_TEST_THREADS:-8}"
 # Then external clients (k6, schemathesis) against a live server built by the tests above; a

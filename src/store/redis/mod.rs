@@ -1,8 +1,11 @@
 //! Redis: the shared connection and the key layout.
 //!
-//! One multiplexed [`ConnectionManager`] serves every request (a pool's per-checkout round trips
-//! measured 2.6x slower on the coupon hot path). Blocking stream reads get their own connection.
+//! One multiplexed connection ([`RedisConn`]) serves every request (a pool's per-checkout round
+//! trips measured 2.6x slower on the coupon hot path). Blocking stream reads get their own
+//! connection. `REDIS_URL` with one URL is a single node; several comma-separated node URLs are
+//! Redis Cluster, served by the redis crate's cluster client through the same [`RedisConn`].
 
+pub mod conn;
 pub mod coupons;
 pub mod keys;
 pub mod lock;
@@ -12,7 +15,12 @@ pub mod streams;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClient,
+};
+
+pub use conn::RedisConn;
 
 /// Longest a reply on a [`RedisStore::dedicated`] connection may take.
 pub const DEDICATED_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,9 +28,6 @@ pub const DEDICATED_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why Redis could not be reached (the URL is never part of the message: it may hold a password).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// Several URLs were given.
-    #[error("REDIS_URL: Redis Cluster (several URLs) is not supported by this build yet")]
-    Cluster,
     /// The URL does not parse.
     #[error("REDIS_URL is not a valid Redis URL")]
     Url(#[source] redis::RedisError),
@@ -34,51 +39,89 @@ pub enum ConnectError {
     Refused(#[source] redis::RedisError),
 }
 
+/// Retries of one cluster command on `MOVED`/`ASK`/`TRYAGAIN`/`CLUSTERDOWN` and lost nodes, with
+/// exponential waits between [`CLUSTER_MIN_RETRY_WAIT_MS`] and [`CLUSTER_MAX_RETRY_WAIT_MS`]: about
+/// 10 s in all, longer than a failover takes on the private cluster (7.5 to 9 s with a 5 s node
+/// timeout, README "Redis Cluster"), so a command issued during a failover waits for the new
+/// master instead of failing.
+pub const CLUSTER_RETRIES: u32 = 12;
+/// Shortest wait between two tries of a cluster command (ms).
+pub const CLUSTER_MIN_RETRY_WAIT_MS: u64 = 50;
+/// Longest wait between two tries of a cluster command (ms).
+pub const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 1_000;
+
 /// The shared Redis handle and the key prefix of this deployment.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
-    client: redis::Client,
+    conn: RedisConn,
+    /// A plain client per listed node: the one node, or the cluster's seed nodes (for pub/sub, a
+    /// message published on any node reaches subscribers on every node).
+    nodes: Vec<redis::Client>,
+    cluster: bool,
     prefix: String,
 }
 
 impl RedisStore {
-    /// Connects to one Redis node.
+    /// Connects to one Redis node (one URL) or to Redis Cluster (several node URLs; the others
+    /// are discovered).
     pub async fn connect(urls: &[&str], prefix: &str) -> Result<RedisStore, ConnectError> {
-        let [url] = urls else {
-            return Err(ConnectError::Cluster);
+        let nodes =
+            urls.iter().map(|u| redis::Client::open(*u)).collect::<Result<Vec<_>, _>>().map_err(ConnectError::Url)?;
+        let conn = match &nodes[..] {
+            [] => return Err(ConnectError::Url((redis::ErrorKind::InvalidClientConfig, "no URL").into())),
+            [client] => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2)))
+                    .set_number_of_retries(2);
+                let conn = within_connect_timeout(ConnectionManager::new_with_config(client.clone(), config)).await?;
+                RedisConn::Single(conn)
+            }
+            _ => {
+                let client = cluster_client(&nodes, Duration::from_secs(2)).map_err(ConnectError::Url)?;
+                RedisConn::Cluster(within_connect_timeout(client.get_async_connection()).await?)
+            }
         };
-        let client = redis::Client::open(*url).map_err(ConnectError::Url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2);
-        let conn =
-            tokio::time::timeout(Duration::from_secs(5), ConnectionManager::new_with_config(client.clone(), config))
-                .await
-                .map_err(|_| ConnectError::Timeout)?
-                .map_err(ConnectError::Refused)?;
-        Ok(RedisStore { conn, client, prefix: prefix.to_owned() })
+        let cluster = nodes.len() > 1;
+        Ok(RedisStore { conn, nodes, cluster, prefix: prefix.to_owned() })
+    }
+
+    /// Whether this deployment runs on Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     /// The shared multiplexed connection (cheap to clone).
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> RedisConn {
         self.conn.clone()
     }
 
     /// A dedicated connection, for blocking commands that must not stall the shared one. Its
     /// replies may take up to [`DEDICATED_RESPONSE_TIMEOUT`] (the client's default of 500 ms would
-    /// cut every `BLOCK` longer than that short); keep blocking commands well below it.
-    pub async fn dedicated(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    /// cut every `BLOCK` longer than that short); keep blocking commands well below it. On a
+    /// cluster it is a cluster connection of its own, with the same reply timeout.
+    pub async fn dedicated(&self) -> redis::RedisResult<RedisConn> {
+        if self.cluster {
+            let client = cluster_client(&self.nodes, DEDICATED_RESPONSE_TIMEOUT)?;
+            return client.get_async_connection().await.map(RedisConn::Cluster);
+        }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(DEDICATED_RESPONSE_TIMEOUT));
-        self.client.get_multiplexed_async_connection_with_config(&config).await
+        self.nodes[0].get_multiplexed_async_connection_with_config(&config).await.map(RedisConn::Dedicated)
     }
 
     /// A pub/sub connection of its own (subscriptions cannot share the multiplexed connection).
+    /// On a cluster: to the first listed node that answers.
     pub async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
-        self.client.get_async_pubsub().await
+        let mut last = None;
+        for node in &self.nodes {
+            match node.get_async_pubsub().await {
+                Ok(p) => return Ok(p),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| (redis::ErrorKind::Io, "no Redis node listed").into()))
     }
 
     /// A key under this deployment's prefix: `{prefix}:{suffix}`.
@@ -91,9 +134,28 @@ impl RedisStore {
         &self.prefix
     }
 
-    /// Whether Redis answers a PING within `timeout`.
+    /// Whether Redis answers a PING within `timeout` (on a cluster: every master).
     pub async fn ping(&self, timeout: Duration) -> bool {
         let mut conn = self.conn.clone();
         matches!(tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await, Ok(Ok(_)))
     }
+}
+
+/// Waits for a first connection at most 5 s.
+async fn within_connect_timeout<T>(connecting: impl Future<Output = redis::RedisResult<T>>) -> Result<T, ConnectError> {
+    tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+        .map_err(ConnectError::Refused)
+}
+
+/// A cluster client seeded with the listed nodes: timeouts, and retries that outlast a failover.
+fn cluster_client(nodes: &[redis::Client], response_timeout: Duration) -> redis::RedisResult<ClusterClient> {
+    ClusterClient::builder(nodes.iter().map(|n| n.get_connection_info().clone()))
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(response_timeout)
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
+        .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS)
+        .build()
 }

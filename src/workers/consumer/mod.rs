@@ -30,7 +30,6 @@ use std::{
 };
 
 use anyhow::Context;
-use redis::aio::MultiplexedConnection;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     services::AppState,
     store::redis::{
-        RedisStore,
+        RedisConn, RedisStore,
         streams::{
             MAX_DELIVERIES, PersistError, StreamEntry, StreamSink,
             commands::{self as streams},
@@ -172,7 +171,7 @@ struct Consumer<S> {
     redis: RedisStore,
     settings: ConsumerSettings,
     /// The dedicated connection of the blocking reads; rebuilt after an error.
-    reader: Option<MultiplexedConnection>,
+    reader: Option<RedisConn>,
     /// Streams whose group is known to exist.
     groups: HashSet<String>,
     /// Re-read this consumer's own pending entries before new ones (after a failure, and at
@@ -217,7 +216,7 @@ impl<S: StreamSink> Consumer<S> {
             let reader = self.reader.as_mut().expect("just set");
             let (batch, block) = (self.settings.batch, self.settings.block);
             let consumer = &self.settings.consumer;
-            let read = streams::read_group(reader, GROUP, consumer, &streams, batch, block, history);
+            let read = streams::read_group_by_slot(reader, GROUP, consumer, &streams, batch, block, history);
             tokio::select! {
                 r = read => r,
                 _ = shutdown.cancelled() => return Ok(()),

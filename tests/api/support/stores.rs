@@ -26,7 +26,8 @@ pub async fn redis_store(app: &TestApp) -> RedisStore {
     if let Some((_, s)) = STORES.lock().unwrap().iter().find(|(p, _)| *p == app.redis_prefix) {
         return s.clone();
     }
-    let store = RedisStore::connect(&[&env("REDIS_URL")], &app.redis_prefix).await.expect("connect to Redis");
+    let urls: Vec<&str> = app.config.redis_urls.iter().map(|u| u.expose()).collect();
+    let store = RedisStore::connect(&urls, &app.redis_prefix).await.expect("connect to Redis");
     STORES.lock().unwrap().push((app.redis_prefix.clone(), store.clone()));
     store
 }

@@ -8,6 +8,7 @@ use std::{collections::HashMap, time::Duration};
 use redis::{
     RedisResult, Value,
     aio::ConnectionLike,
+    cluster_routing::Slot,
     streams::{StreamAutoClaimReply, StreamId, StreamReadReply},
 };
 
@@ -56,6 +57,8 @@ fn entry(stream: &str, id: StreamId, deliveries: u64) -> StreamEntry {
 /// `history = true` re-reads this consumer's own unacknowledged entries (`0`, no blocking; each
 /// re-read counts as a delivery). Entries read with `>` are on their first delivery; re-read
 /// ones carry `deliveries = 0` until [`delivery_counts`] fills them in.
+///
+/// All `streams` must share one slot on Redis Cluster; [`read_group_by_slot`] reads any set.
 pub async fn read_group<C: ConnectionLike + Send>(
     conn: &mut C,
     group: &str,
@@ -65,9 +68,57 @@ pub async fn read_group<C: ConnectionLike + Send>(
     block: Duration,
     history: bool,
 ) -> RedisResult<Vec<StreamEntry>> {
+    read(conn, group, consumer, streams, count, (!history).then_some(block), history).await
+}
+
+/// How long [`read_group_by_slot`] pauses when every slot came back empty: the bound on how late
+/// a consumer on Redis Cluster sees an entry appended while it was idle.
+pub const CLUSTER_IDLE_PAUSE: Duration = Duration::from_millis(20);
+
+/// [`read_group`] over streams that may live in different Redis Cluster slots: one `XREADGROUP`
+/// cannot name keys of two slots (`CROSSSLOT`), and one blocked read would stall the streams of
+/// every other slot. Streams of one slot still block as usual; over several slots each slot is
+/// read without blocking, and a round that finds nothing pauses [`CLUSTER_IDLE_PAUSE`] (at most
+/// `block`) before answering empty.
+pub async fn read_group_by_slot<C: ConnectionLike + Send>(
+    conn: &mut C,
+    group: &str,
+    consumer: &str,
+    streams: &[String],
+    count: usize,
+    block: Duration,
+    history: bool,
+) -> RedisResult<Vec<StreamEntry>> {
+    let mut slots: HashMap<Slot, Vec<String>> = HashMap::new();
+    for s in streams {
+        slots.entry(Slot::for_key(s)).or_default().push(s.clone());
+    }
+    if slots.len() <= 1 {
+        return read_group(conn, group, consumer, streams, count, block, history).await;
+    }
+    let mut out = Vec::new();
+    for same_slot in slots.values() {
+        out.extend(read(conn, group, consumer, same_slot, count, None, history).await?);
+    }
+    if out.is_empty() && !history {
+        tokio::time::sleep(CLUSTER_IDLE_PAUSE.min(block)).await;
+    }
+    Ok(out)
+}
+
+/// One `XREADGROUP`, blocking when `block` is given.
+async fn read<C: ConnectionLike + Send>(
+    conn: &mut C,
+    group: &str,
+    consumer: &str,
+    streams: &[String],
+    count: usize,
+    block: Option<Duration>,
+    history: bool,
+) -> RedisResult<Vec<StreamEntry>> {
     let mut cmd = redis::cmd("XREADGROUP");
     cmd.arg("GROUP").arg(group).arg(consumer).arg("COUNT").arg(count);
-    if !history {
+    if let Some(block) = block {
         cmd.arg("BLOCK").arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX));
     }
     cmd.arg("STREAMS").arg(streams);

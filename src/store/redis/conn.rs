@@ -1,0 +1,57 @@
+//! One connection type for a single Redis node and for Redis Cluster.
+//!
+//! Every adapter talks to Redis through [`RedisConn`], which is a [`ConnectionLike`]: commands,
+//! pipelines and scripts are written once. On a single node it is the multiplexed
+//! [`ConnectionManager`] (reconnects on its own); on a cluster it is the redis crate's own
+//! cluster client ([`ClusterConnection`], feature `cluster-async`), which routes each command by
+//! the slot of its keys, follows `MOVED` and `ASK` redirections and refreshes the topology after
+//! a reshard or a failover. A script's keys must share one slot (one hash tag): the key layout
+//! tables in `keys.rs` and `stock.rs` guarantee it, and a test checks it.
+
+use redis::{
+    Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager, MultiplexedConnection},
+    cluster_async::ClusterConnection,
+};
+
+/// A connection to the deployment's Redis: one node, or a cluster.
+#[derive(Clone)]
+pub enum RedisConn {
+    /// The shared multiplexed connection to one node.
+    Single(ConnectionManager),
+    /// A connection of its own to one node (blocking reads).
+    Dedicated(MultiplexedConnection),
+    /// Redis Cluster through the crate's cluster client.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Dedicated(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConn::Dedicated(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Dedicated(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
