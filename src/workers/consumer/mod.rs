@@ -216,7 +216,14 @@ impl<S: StreamSink> Consumer<S> {
             let reader = self.reader.as_mut().expect("just set");
             let (batch, block) = (self.settings.batch, self.settings.block);
             let consumer = &self.settings.consumer;
-            let read = streams::read_group_by_slot(reader, GROUP, consumer, &streams, batch, block, history);
+            let cluster = self.redis.is_cluster();
+            let read = async {
+                if cluster {
+                    streams::read_group_by_slot(reader, GROUP, consumer, &streams, batch, block, history).await
+                } else {
+                    streams::read_group(reader, GROUP, consumer, &streams, batch, block, history).await
+                }
+            };
             tokio::select! {
                 r = read => r,
                 _ = shutdown.cancelled() => return Ok(()),
