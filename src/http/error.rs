@@ -128,6 +128,17 @@ fn is_pool_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
         .any(|cause| matches!(cause.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolTimedOut)))
 }
 
+/// Whether a Redis error means "not reachable right now" (down, restarting and still loading its
+/// AOF, timing out, or a cluster without a master for a slot) rather than a bug.
+fn redis_unavailable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_cluster_error()
+        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+}
+
 /// An error with its causes, `outer: inner: ...`, for the log.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     std::iter::successors(Some(e), |cause| cause.source()).map(ToString::to_string).collect::<Vec<_>>().join(": ")
@@ -138,6 +149,14 @@ impl From<Fault> for ApiError {
     fn from(f: Fault) -> Self {
         match f {
             Fault::Db(e) => ApiError::internal(e),
+            Fault::Redis(e) if redis_unavailable(&e) => {
+                // Not a bug: Redis is restarting, failing over or out of reach. Retryable, so
+                // 503 with Retry-After (what admission has not acknowledged, it has not done).
+                tracing::warn!(error.cause = %e, "Redis unavailable; request shed");
+                metrics::counter!(super::overload::HTTP_REQUESTS_SHED_TOTAL, "reason" => "redis_unavailable")
+                    .increment(1);
+                ApiError::overloaded(RETRY_AFTER_SECS)
+            }
             Fault::Redis(e) => ApiError::internal(e),
             f @ Fault::Invariant(_) => ApiError::internal(f),
         }

@@ -27,6 +27,7 @@ mod payment;
 mod popular;
 mod prometheus_scrape;
 mod redis_cluster;
+mod redis_faults;
 mod seed;
 mod stream_codec;
 mod stream_consumer;

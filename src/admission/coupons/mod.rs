@@ -78,12 +78,14 @@ pub struct CouponAdmission {
     redis: RedisStore,
     terms: Arc<CouponTermsCache>,
     users: Arc<UserMarkets>,
+    /// One restart repair at a time ([`CouponAdmission::rearm`]).
+    rearming: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl CouponAdmission {
     /// An engine over the stores; `users` is the process's shared user-market cache.
     pub fn new(db: PgPool, redis: RedisStore, users: Arc<UserMarkets>) -> CouponAdmission {
-        CouponAdmission { db, redis, terms: Arc::default(), users }
+        CouponAdmission { db, redis, terms: Arc::default(), users, rearming: Arc::default() }
     }
 
     /// Issues one coupon to a user with the issue script: the coupon usable at once, persisted
@@ -92,8 +94,10 @@ impl CouponAdmission {
         let mut terms = self.terms_for(coupon_id).await?.ok_or(AdmitError::CouponNotFound)?;
         let market = self.users.market(&self.db, user_id).await?.ok_or(AdmitError::UserNotFound)?;
         // One retry: after hydrating a coupon whose keys vanished, or after reloading terms an
-        // edit changed. A second miss in a row is a fault, not a race.
-        for attempt in 0..2 {
+        // edit changed. A second miss in a row is a fault, not a race. Re-arming a restarted
+        // Redis takes one more.
+        let (mut rearmed, mut reloaded) = (false, false);
+        loop {
             if market != terms.market {
                 return Err(AdmitError::MarketMismatch);
             }
@@ -111,14 +115,41 @@ impl CouponAdmission {
                 IssueReply::NotActive => return Err(IssueError::NotActive.into()),
                 IssueReply::AlreadyIssued => return Err(IssueError::AlreadyIssued.into()),
                 IssueReply::SoldOut => return Err(IssueError::SoldOut.into()),
-                IssueReply::NotHydrated | IssueReply::Stale if attempt == 0 => {
+                IssueReply::ScriptMissing if !rearmed => {
+                    rearmed = true;
+                    self.rearm().await?;
+                }
+                IssueReply::NotHydrated | IssueReply::Stale if !reloaded => {
+                    reloaded = true;
                     self.terms.forget(coupon_id);
                     terms = self.terms_for(coupon_id).await?.ok_or(AdmitError::CouponNotFound)?;
                 }
-                IssueReply::NotHydrated | IssueReply::Stale => {}
+                IssueReply::ScriptMissing | IssueReply::NotHydrated | IssueReply::Stale => {
+                    let what = format!("coupon {coupon_id}: Redis state changed under two attempts in a row");
+                    return Err(Fault::invariant(what).into());
+                }
             }
         }
-        Err(Fault::invariant(format!("coupon {coupon_id}: Redis state changed under two attempts in a row")).into())
+    }
+
+    /// The restart fence: Redis answered `NOSCRIPT` for the issue script, so it restarted or
+    /// failed over and may have lost its last writes. Every hydrated coupon is repaired from
+    /// Postgres (holders put back, `remaining` lowered to match) before the script is loaded
+    /// again; requests of this process wait for one repair, and another process that finds the
+    /// script loaded knows the repair was done.
+    async fn rearm(&self) -> Result<(), Fault> {
+        let _one_at_a_time = self.rearming.lock().await;
+        if coupons::armed(&self.redis).await? {
+            return Ok(());
+        }
+        let (_, repaired) = reconcile::run(&self.db, &self.redis, true).await?;
+        tracing::warn!(
+            users_added = repaired.users_added,
+            remaining_lowered = repaired.remaining_lowered,
+            "Redis did not know the issue script (restart or failover): repaired from Postgres, re-armed"
+        );
+        coupons::arm(&self.redis).await?;
+        Ok(())
     }
 
     /// The live `(total, remaining)` of the hydrated coupons among `ids` (Redis counts every

@@ -3,7 +3,12 @@
 //! [`super::streams::coupons`].
 //!
 //! Scripts are [`redis::Script`]s: sent by SHA (`EVALSHA`), and loaded again by the client when
-//! a restarted or failed-over Redis answers `NOSCRIPT`.
+//! a restarted or failed-over Redis answers `NOSCRIPT`, except the issue script: its `NOSCRIPT`
+//! is the restart fence ([`IssueReply::ScriptMissing`]). A Redis that restarted (or a replica
+//! that took over) may have lost its last writes (`appendfsync everysec` and a machine crash,
+//! or asynchronous replication); admitting on that state could issue beyond the quantity or
+//! twice to one user. So the issue script is loaded only by [`arm`], which the admission calls
+//! after a repair from Postgres, and never by [`load_scripts`] or hydration.
 
 use std::{collections::HashMap, sync::LazyLock};
 
@@ -85,6 +90,9 @@ pub enum IssueReply {
         /// Left after this one.
         remaining: u32,
     },
+    /// Redis does not know the issue script: it restarted, failed over or flushed its scripts.
+    /// Repair its state from Postgres, [`arm`], then retry.
+    ScriptMissing,
 }
 
 fn status(v: &[Value]) -> String {
@@ -103,12 +111,14 @@ fn unexpected(what: &str, reply: &[Value]) -> redis::RedisError {
 /// `now`, under the terms revision `rev` the caller holds.
 pub async fn issue(redis: &RedisStore, coupon: &IssuedCoupon, now_ms: i64, rev: &str) -> RedisResult<IssueReply> {
     let k = CouponKeys::new(redis.prefix(), coupon.coupon_id);
-    let reply: Vec<Value> = ISSUE
-        .key(&k.meta)
-        .key(&k.remaining)
-        .key(&k.users)
-        .key(&k.held)
-        .key(&k.stream)
+    let sent = redis::cmd("EVALSHA")
+        .arg(ISSUE.get_hash())
+        .arg(5)
+        .arg(&k.meta)
+        .arg(&k.remaining)
+        .arg(&k.users)
+        .arg(&k.held)
+        .arg(&k.stream)
         .arg(now_ms)
         .arg(coupon.user_id)
         .arg(coupon.id.to_string())
@@ -116,8 +126,14 @@ pub async fn issue(redis: &RedisStore, coupon: &IssuedCoupon, now_ms: i64, rev: 
         .arg(time_text(coupon.expires_at))
         .arg(rev)
         .arg(coupon.coupon_id)
-        .invoke_async(&mut redis.conn())
-        .await?;
+        .query_async::<Vec<Value>>(&mut redis.conn())
+        .await;
+    let reply = match sent {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            return Ok(IssueReply::ScriptMissing);
+        }
+        r => r?,
+    };
     Ok(match status(&reply).as_str() {
         "ISSUED" => IssueReply::Issued { remaining: u32::try_from(int(&reply, 1)).unwrap_or(0) },
         "NOT_HYDRATED" => IssueReply::NotHydrated,
@@ -129,12 +145,27 @@ pub async fn issue(redis: &RedisStore, coupon: &IssuedCoupon, now_ms: i64, rev: 
     })
 }
 
-/// Loads every script into Redis now, so the first requests of a sale do not pay for it.
+/// Loads the scripts other than the issue script (see [`arm`]) into Redis now, so the first
+/// requests of a sale do not pay for it.
 pub async fn load_scripts(redis: &RedisStore) -> RedisResult<()> {
     let mut conn = redis.conn();
-    for script in [&*ISSUE, &*HYDRATE, &*ADJUST, &*REPAIR] {
+    for script in [&*HYDRATE, &*ADJUST, &*REPAIR] {
         let _: String = script.prepare_invoke().load_async(&mut conn).await?;
     }
+    Ok(())
+}
+
+/// Whether Redis knows the issue script (on a cluster: every master does).
+pub async fn armed(redis: &RedisStore) -> RedisResult<bool> {
+    let known: Vec<bool> =
+        redis::cmd("SCRIPT").arg("EXISTS").arg(ISSUE.get_hash()).query_async(&mut redis.conn()).await?;
+    Ok(known.iter().all(|k| *k))
+}
+
+/// Loads the issue script: from now on this Redis admits. Only after its state was repaired
+/// from Postgres (see the module doc).
+pub async fn arm(redis: &RedisStore) -> RedisResult<()> {
+    let _: String = ISSUE.prepare_invoke().load_async(&mut redis.conn()).await?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::app::{TestApp, base_vars, env};
+use super::app::{TestApp, base_vars};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_jupang");
@@ -87,7 +87,7 @@ pub async fn reconcile(app: &TestApp, args: &[&str]) -> String {
     let out = jupang("reconcile")
         .args(args)
         .env("DATABASE_URL", app.config.database_url.expose())
-        .env("REDIS_URL", env("REDIS_URL"))
+        .env("REDIS_URL", app.config.redis_urls.iter().map(|u| u.expose()).collect::<Vec<_>>().join(","))
         .env("JUPANG_REDIS_PREFIX", &app.redis_prefix)
         .output()
         .await
