@@ -21,9 +21,10 @@ impl PageRequest {
     /// The highest page number (far beyond any list; bounded so offsets never overflow).
     pub const MAX_PAGE: i64 = 1_000_000;
 
-    /// Validates raw `page` / `size` query values (absent or empty = default).
+    /// Validates raw `page` / `size` query values (absent = default; empty is no integer, as
+    /// the published document says).
     pub fn parse(page: Option<&str>, size: Option<&str>) -> Result<PageRequest, FieldError> {
-        let number = |raw: Option<&str>, field: &str| match raw.filter(|s| !s.is_empty()) {
+        let number = |raw: Option<&str>, field: &str| match raw {
             None => Ok(None),
             Some(s) => s.parse::<i64>().map(Some).map_err(|_| Self::refused(field)),
         };
@@ -83,6 +84,7 @@ mod tests {
         assert_eq!(PageRequest::parse(None, Some("0")).unwrap_err().field, "size");
         assert_eq!(PageRequest::parse(None, Some("101")).unwrap_err().field, "size");
         assert_eq!(PageRequest::parse(Some("x"), None).unwrap_err().field, "page");
+        assert_eq!(PageRequest::parse(None, Some("")).unwrap_err().field, "size");
         assert_eq!(PageRequest::parse(Some(&i64::MAX.to_string()), Some("100")).unwrap_err().field, "page");
     }
 

@@ -9,6 +9,7 @@
 //!   ([`text::NUL_FREE_PATTERN`]); one that must not be empty (`minLength` >= 1) must not be blank
 //!   either ([`text::NOT_BLANK_PATTERN`]: the server trims it). Every query value is at most
 //!   [`text::MAX_QUERY_VALUE`] characters.
+//! - **Integers.** Every request integer states its range (64-bit unless the format says 32).
 //! - **Markets.** A text `market` query parameter is `KR` or `US` (any case) or empty.
 //! - **Users.** Every `user_id` path parameter is at least 1 (`auth::UserScope` refuses less).
 //! - **Paging.** `page` and `size` of every list: [`PageRequest`]'s bounds, unless the list
@@ -158,8 +159,8 @@ fn parameter(p: &mut Value) {
     });
 }
 
-/// Gives every plain string of a schema (not following `$ref`s) its pattern; `extra` may add
-/// more to each.
+/// Gives every plain string of a schema (not following `$ref`s) its pattern, and every integer
+/// the bounds of its format; `extra` may add more to each string.
 fn strings(schema: &mut Value, extra: &mut dyn FnMut(&mut Map<String, Value>)) {
     let Some(obj) = schema.as_object_mut() else { return };
     let is_string = match obj.get("type") {
@@ -167,6 +168,20 @@ fn strings(schema: &mut Value, extra: &mut dyn FnMut(&mut Map<String, Value>)) {
         Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
         _ => false,
     };
+    let is_integer = match obj.get("type") {
+        Some(Value::String(t)) => t == "integer",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+        _ => false,
+    };
+    if is_integer {
+        // A 64-bit integer is all serde reads: the range is stated, not left to the format.
+        let (min, max) = match obj.get("format").and_then(Value::as_str) {
+            Some("int32") => (i64::from(i32::MIN), i64::from(i32::MAX)),
+            _ => (i64::MIN, i64::MAX),
+        };
+        obj.entry("minimum").or_insert_with(|| json!(min));
+        obj.entry("maximum").or_insert_with(|| json!(max));
+    }
     if is_string && !obj.contains_key("enum") && !obj.contains_key("format") {
         extra(obj);
         if !obj.contains_key("pattern") {

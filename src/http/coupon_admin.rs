@@ -73,7 +73,7 @@ pub struct CreateCoupon {
     /// Optional; if given, must be the market's currency.
     pub currency: Option<Currency>,
     /// How many can be issued (> 0).
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub total_quantity: i64,
     /// Issuing opens (inclusive).
     pub issue_starts_at: DateTime<Utc>,
@@ -204,7 +204,7 @@ pub struct UpdateCoupon {
     /// New market.
     pub market: Option<Market>,
     /// New total; never below what was issued.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub total_quantity: Option<i64>,
     /// New window start.
     pub issue_starts_at: Option<DateTime<Utc>>,

@@ -99,12 +99,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         // JSON Schema counts `3.0` as the integer 3, and so does the published document; serde
         // does not. Retry with such numbers made integers before naming the first error.
-        if let Ok(mut value) = serde_json::from_slice::<Value>(bytes)
-            && integral_floats_to_integers(&mut value)
-            && let Ok(v) = serde_path_to_error::deserialize(value)
-        {
-            return Ok(v);
-        }
+        // The retry's error, if any, is the one to name: it no longer stops at such a number.
+        let retried = match serde_json::from_slice::<Value>(bytes) {
+            Ok(mut value) => {
+                if integral_floats_to_integers(&mut value) {
+                    serde_path_to_error::deserialize(value)
+                } else {
+                    Err(e)
+                }
+            }
+            Err(_) => Err(e),
+        };
+        let e = match retried {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let inner = e.inner();
         let (field, reason) = describe(&e.path().to_string(), &inner.to_string());
         Err(ApiError::validation(field, reason))
     })
@@ -213,12 +223,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                 ));
             }
         }
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
-        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
+        let parse = |query: &str| {
+            serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(form_urlencoded_parse(query)))
+        };
+        parse(query).map(Query).or_else(|e| {
+            // As for bodies: `243.0` is the integer 243 to JSON Schema (see `parse_json`).
+            let mut changed = false;
+            let mut rewritten = form_urlencoded::Serializer::new(String::new());
+            for (name, value) in form_urlencoded_parse(query) {
+                let integer = integral_text(&value);
+                changed |= integer.is_some();
+                rewritten.append_pair(&name, integer.unwrap_or(&value));
+            }
+            let retried = if changed { parse(&rewritten.finish()) } else { Err(e) };
+            let e = match retried {
+                Ok(v) => return Ok(Query(v)),
+                Err(e) => e,
+            };
             let (field, reason) = describe(&e.path().to_string(), &e.inner().to_string());
-            ApiError::validation(if field == "body" { "query".to_owned() } else { field }, reason)
+            Err(ApiError::validation(if field == "body" { "query".to_owned() } else { field }, reason))
         })
     }
+}
+
+/// `-12` of `-12.000`; `None` for anything else.
+fn integral_text(value: &str) -> Option<&str> {
+    let (whole, fraction) = value.split_once('.')?;
+    let digits = whole.strip_prefix('-').unwrap_or(whole);
+    let integral =
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && fraction.bytes().all(|b| b == b'0');
+    integral.then_some(whole)
 }
 
 /// The name of the first (name, value) pair whose name or value holds NUL.
@@ -262,6 +296,12 @@ mod tests {
         assert_eq!(field_of(r#"{"user_id": 1, "items": [{"quantity": -1}]}"#), "items[0].quantity");
         assert_eq!(field_of(r#"{"user_id": 1, "items": [{}]}"#), "items[0].quantity");
         assert_eq!(field_of(r#"{"user_id": 1.5, "items": []}"#), "user_id");
+        assert_eq!(field_of(r#"{"user_id": 7.0, "items": [{"quantity": 1e30}]}"#), "items[0].quantity");
+        assert_eq!(
+            (integral_text("-12.00"), integral_text("3."), integral_text("1.5")),
+            (Some("-12"), Some("3"), None)
+        );
+        assert_eq!((integral_text(".0"), integral_text("a.0")), (None, None));
         assert!(parse_json::<Order>(br#"{"user_id": 7.0, "items": [{"quantity": 2e0}]}"#).is_ok());
         assert_eq!(field_of(r#"{"user_id": 1,"#), "body");
     }
