@@ -149,14 +149,7 @@ const MAX_DESCRIPTION: usize = 10_000;
 const MAX_OPTIONS: usize = 100;
 
 fn text(field: &str, value: &str, max: usize, required: bool) -> Result<String, FieldError> {
-    let value = value.trim();
-    if required && value.is_empty() {
-        return Err(FieldError::new(field, "must not be empty"));
-    }
-    if value.chars().count() > max {
-        return Err(FieldError::new(field, format!("must be at most {max} characters")));
-    }
-    Ok(value.to_owned())
+    if required { super::text::required(field, value, max) } else { super::text::optional(field, value, max) }
 }
 
 /// Whether a category is a lowercase slug: `a-z`, `0-9` and inner `-`, 1..=100 characters.
@@ -180,12 +173,17 @@ impl NewProduct {
             ko: text("description.ko", &description.ko, MAX_DESCRIPTION, false)?,
             en: text("description.en", &description.en, MAX_DESCRIPTION, false)?,
         };
+        super::text::storable("category", category)?;
         if !is_category_slug(category) {
             return Err(FieldError::new("category", "must be a lowercase slug such as `electronics` (a-z, 0-9, -)"));
         }
-        let image_url = match image_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        let image_url = match image_url.as_deref().filter(|u| !u.is_empty()) {
             None => None,
-            Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 2_000 => {
+            Some(u)
+                if (u.starts_with("https://") || u.starts_with("http://"))
+                    && u.chars().count() <= 2_000
+                    && !u.contains('\0') =>
+            {
                 Some(u.to_owned())
             }
             Some(_) => return Err(FieldError::new("image_url", "must be an http(s) URL of at most 2000 characters")),

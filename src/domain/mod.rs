@@ -8,6 +8,7 @@ pub mod money;
 pub mod order;
 pub mod page;
 pub mod stock;
+pub mod text;
 
 pub use catalog::FieldError;
 pub use market::{Currency, Lang, Market};

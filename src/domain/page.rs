@@ -18,10 +18,13 @@ impl PageRequest {
     pub const DEFAULT_SIZE: i64 = 20;
     /// The largest page a client may ask for.
     pub const MAX_SIZE: i64 = 100;
+    /// The highest page number (far beyond any list; bounded so offsets never overflow).
+    pub const MAX_PAGE: i64 = 1_000_000;
 
-    /// Validates raw `page` / `size` query values (absent or empty = default).
+    /// Validates raw `page` / `size` query values (absent = default; empty is no integer, as
+    /// the published document says).
     pub fn parse(page: Option<&str>, size: Option<&str>) -> Result<PageRequest, FieldError> {
-        let number = |raw: Option<&str>, field: &str| match raw.filter(|s| !s.is_empty()) {
+        let number = |raw: Option<&str>, field: &str| match raw {
             None => Ok(None),
             Some(s) => s.parse::<i64>().map(Some).map_err(|_| Self::refused(field)),
         };
@@ -45,7 +48,7 @@ impl PageRequest {
 
     fn build(page: Option<i64>, size: Option<i64>, cap: bool) -> Result<PageRequest, FieldError> {
         let page = page.unwrap_or(1);
-        if page < 1 {
+        if !(1..=Self::MAX_PAGE).contains(&page) {
             return Err(Self::refused("page"));
         }
         let size = size.unwrap_or(Self::DEFAULT_SIZE);
@@ -53,14 +56,12 @@ impl PageRequest {
             return Err(Self::refused("size"));
         }
         let size = size.min(Self::MAX_SIZE);
-        // A page so far out that its offset overflows can only be a client bug.
-        (page - 1).checked_mul(size).ok_or_else(|| FieldError::new("page", "is too large"))?;
         Ok(PageRequest { page, size })
     }
 
     fn refused(field: &str) -> FieldError {
         match field {
-            "page" => FieldError::new("page", "must be an integer of at least 1"),
+            "page" => FieldError::new("page", format!("must be an integer from 1 to {}", Self::MAX_PAGE)),
             _ => FieldError::new(field, format!("must be an integer from 1 to {}", Self::MAX_SIZE)),
         }
     }
@@ -83,6 +84,7 @@ mod tests {
         assert_eq!(PageRequest::parse(None, Some("0")).unwrap_err().field, "size");
         assert_eq!(PageRequest::parse(None, Some("101")).unwrap_err().field, "size");
         assert_eq!(PageRequest::parse(Some("x"), None).unwrap_err().field, "page");
+        assert_eq!(PageRequest::parse(None, Some("")).unwrap_err().field, "size");
         assert_eq!(PageRequest::parse(Some(&i64::MAX.to_string()), Some("100")).unwrap_err().field, "page");
     }
 

@@ -11,7 +11,7 @@ use super::{
     extract,
 };
 use crate::{
-    domain::Market,
+    domain::{Market, text},
     services::{AppState, admin::users},
 };
 
@@ -27,7 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    /// Display name, 1-200 characters.
+    /// Display name, 1-200 characters, not only whitespace (trimmed).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// `KR` or `US`; decides the wallet currency.
     pub market: Market,
@@ -52,10 +53,7 @@ async fn create_user(
     State(state): State<AppState>,
     extract::Json(body): extract::Json<CreateUser>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::validation("name", "must be 1 to 200 characters"));
-    }
-    let user_id = users::create(&state, name, body.market).await?;
+    let name = text::required("name", &body.name, 200)?;
+    let user_id = users::create(&state, &name, body.market).await?;
     Ok((StatusCode::CREATED, Json(CreatedUser { user_id })))
 }

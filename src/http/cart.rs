@@ -32,6 +32,7 @@ pub struct AddToCart {
     /// The option (SKU) to add.
     pub product_option_id: i64,
     /// Units to add (> 0); added onto what the cart already holds.
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub quantity: i64,
 }
 
@@ -40,6 +41,7 @@ pub struct AddToCart {
 #[serde(deny_unknown_fields)]
 pub struct UpdateCartItem {
     /// The new quantity (> 0).
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub quantity: i64,
 }
 

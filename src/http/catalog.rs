@@ -56,6 +56,7 @@ pub struct ListQuery {
     category: Option<String>,
     /// `price_asc`, `price_desc`, `popular` (units sold in paid orders of the market over the
     /// last 3 days) or `newest` (default).
+    #[param(pattern = "^(price_asc|price_desc|popular|newest)?$")]
     sort: Option<String>,
     /// Case-insensitive search in the Korean and English names.
     q: Option<String>,

@@ -28,13 +28,27 @@ pub fn router() -> OpenApiRouter<AppState> {
         .route_layer(middleware::from_fn_with_state(&[Role::InventoryManager][..], require_roles))
 }
 
-/// Text in Korean and English.
+/// A product name in Korean and English, each 1-300 characters, not only whitespace (trimmed).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalizedName {
+    /// Korean.
+    #[schema(min_length = 1, max_length = 300)]
+    pub ko: String,
+    /// English.
+    #[schema(min_length = 1, max_length = 300)]
+    pub en: String,
+}
+
+/// A description in Korean and English, each at most 10,000 characters (may be empty).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocalizedText {
     /// Korean.
+    #[schema(max_length = 10000)]
     pub ko: String,
     /// English.
+    #[schema(max_length = 10000)]
     pub en: String,
 }
 
@@ -42,12 +56,15 @@ pub struct LocalizedText {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOption {
-    /// Option name (size, colour...), 1-200 characters, unique within the product.
+    /// Option name (size, colour...), 1-200 characters, not only whitespace (trimmed), unique
+    /// within the product.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Price in minor units per currency: keys `KRW` and/or `USD`, at least one, amounts >= 0.
-    #[schema(example = json!({"KRW": 50000, "USD": 3999}))]
+    #[schema(schema_with = prices_schema, example = json!({"KRW": 50000, "USD": 3999}))]
     pub prices: BTreeMap<String, i64>,
     /// Initial physical stock, >= 0.
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub stock: i64,
 }
 
@@ -56,20 +73,39 @@ pub struct CreateOption {
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
     /// Name in both languages (each 1-300 characters).
-    pub name: LocalizedText,
+    pub name: LocalizedName,
     /// Description in both languages (may be empty; omitted = empty).
     #[serde(default)]
     pub description: LocalizedText,
-    /// Lowercase category slug (`electronics`).
+    /// Lowercase category slug (`electronics`): a-z, 0-9 and inner `-`, 1-100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
     pub category: String,
-    /// Picture, an http(s) URL.
+    /// Picture, an http(s) URL of at most 2000 characters; empty or absent for none.
     #[serde(default)]
+    #[schema(max_length = 2000, pattern = "^(https?://[^\\x00]*)?$")]
     pub image_url: Option<String>,
     /// Whether customers see it (default true).
     #[serde(default = "on_sale_by_default")]
     pub on_sale: bool,
-    /// At least one option.
+    /// At least one option, at most 100.
+    #[schema(min_items = 1, max_items = 100)]
     pub options: Vec<CreateOption>,
+}
+
+/// `{"KRW": n, "USD": n}`: one or both, amounts from 0.
+fn prices_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type, schema::AdditionalProperties};
+    let amount = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+        .minimum(Some(0));
+    let names = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["KRW", "USD"]));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::RefOr(amount.into())))
+        .property_names(Some(names))
+        .min_properties(Some(1))
+        .build()
 }
 
 fn on_sale_by_default() -> bool {

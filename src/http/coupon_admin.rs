@@ -56,11 +56,13 @@ impl AmountInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCoupon {
-    /// Display name, 1-200 characters.
+    /// Display name, 1-200 characters without surrounding spaces.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// FIXED or PERCENT.
     pub discount_type: DiscountType,
     /// PERCENT: 1-100; FIXED: minor units, greater than 0.
+    #[schema(minimum = 1)]
     pub discount_value: i64,
     /// Cap of the discount (> 0), if any.
     pub max_discount: Option<AmountInput>,
@@ -71,6 +73,7 @@ pub struct CreateCoupon {
     /// Optional; if given, must be the market's currency.
     pub currency: Option<Currency>,
     /// How many can be issued (> 0).
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub total_quantity: i64,
     /// Issuing opens (inclusive).
     pub issue_starts_at: DateTime<Utc>,
@@ -79,10 +82,13 @@ pub struct CreateCoupon {
     /// Fixed expiry of issued coupons; not before `issue_ends_at`.
     pub expires_at: Option<DateTime<Utc>>,
     /// Days an issued coupon stays valid (1-3650).
+    #[schema(minimum = 1, maximum = 3650)]
     pub valid_days: Option<i64>,
-    /// Only these (existing) products qualify.
+    /// Only these (existing) products qualify: 1-1000 ids.
+    #[schema(schema_with = product_ids_schema)]
     pub product_ids: Option<Vec<i64>>,
-    /// Only these categories qualify.
+    /// Only these categories qualify: 1-100 names of 1-100 characters.
+    #[schema(schema_with = categories_schema)]
     pub categories: Option<Vec<String>>,
 }
 
@@ -145,6 +151,32 @@ async fn create_coupon(
     Ok((StatusCode::CREATED, Json(CreatedCoupon { id })))
 }
 
+/// A nullable array of `min..=max` items of `item`.
+fn bounded_array(item: utoipa::openapi::ObjectBuilder, min: usize, max: usize) -> utoipa::openapi::Array {
+    use utoipa::openapi::{ArrayBuilder, Type, schema::SchemaType};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(item)
+        .min_items(Some(min))
+        .max_items(Some(max))
+        .build()
+}
+
+/// `product_ids`: 1-1000 positive ids, or null.
+fn product_ids_schema() -> utoipa::openapi::Array {
+    let id = utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Integer).minimum(Some(1));
+    bounded_array(id, 1, 1000)
+}
+
+/// `categories`: 1-100 names of 1-100 characters, or null.
+fn categories_schema() -> utoipa::openapi::Array {
+    let name = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(100));
+    bounded_array(name, 1, 100)
+}
+
 /// `Some(value)` for a field that is present, even as `null` (which clears it).
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
@@ -156,10 +188,12 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 #[serde(deny_unknown_fields)]
 pub struct UpdateCoupon {
     /// New name.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// New discount type.
     pub discount_type: Option<DiscountType>,
     /// New discount value.
+    #[schema(minimum = 1)]
     pub discount_value: Option<i64>,
     /// New cap; `null` removes it.
     #[serde(default, deserialize_with = "present")]
@@ -170,6 +204,7 @@ pub struct UpdateCoupon {
     /// New market.
     pub market: Option<Market>,
     /// New total; never below what was issued.
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub total_quantity: Option<i64>,
     /// New window start.
     pub issue_starts_at: Option<DateTime<Utc>>,
@@ -177,15 +212,16 @@ pub struct UpdateCoupon {
     pub issue_ends_at: Option<DateTime<Utc>>,
     /// New fixed expiry (replaces `valid_days`).
     pub expires_at: Option<DateTime<Utc>>,
-    /// New validity in days (replaces `expires_at`).
+    /// New validity in days (replaces `expires_at`), 1-3650.
+    #[schema(minimum = 1, maximum = 3650)]
     pub valid_days: Option<i64>,
-    /// New product restriction; `null` removes it.
+    /// New product restriction (1-1000 ids); `null` removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<i64>>)]
+    #[schema(schema_with = product_ids_schema)]
     pub product_ids: Option<Option<Vec<i64>>>,
-    /// New category restriction; `null` removes it.
+    /// New category restriction (1-100 names of 1-100 characters); `null` removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(schema_with = categories_schema)]
     pub categories: Option<Option<Vec<String>>>,
 }
 

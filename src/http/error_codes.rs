@@ -1,20 +1,32 @@
 //! Every error code the API answers with: its wire form, its HTTP status, and its message in
 //! Korean and English (api.md lists the codes). Add a code here with both messages.
 
+use std::borrow::Cow;
+
 use axum::http::StatusCode;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Serialize, Serializer};
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, RefOr, Schema, Type},
+};
 
 use crate::domain::Lang;
 
 macro_rules! error_codes {
     ($( $variant:ident = $wire:literal => $status:ident, $ko:literal, $en:literal; )*) => {
         /// Every error code the API can answer with; the wire form is SCREAMING_SNAKE_CASE.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+        ///
+        /// Serialised and published from [`ErrorCode::as_str`] alone (hand-written `Serialize`
+        /// and `ToSchema` below): derives cannot see a `serde(rename)` whose literal comes from a
+        /// macro argument, and published the Rust names instead of the wire names.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[allow(missing_docs)]
-        pub enum ErrorCode { $( #[serde(rename = $wire)] $variant, )* }
+        pub enum ErrorCode { $( $variant, )* }
 
         impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$( ErrorCode::$variant, )*];
+
             /// The HTTP status this code is answered with.
             pub fn status(self) -> StatusCode {
                 match self { $( ErrorCode::$variant => StatusCode::$status, )* }
@@ -68,5 +80,45 @@ error_codes! {
     IdempotencyInProgress = "IDEMPOTENCY_IN_PROGRESS" => CONFLICT, "같은 멱등 키의 요청이 처리 중입니다", "A request with this Idempotency-Key is still running";
     Overloaded = "OVERLOADED" => SERVICE_UNAVAILABLE, "요청이 많아 잠시 후 다시 시도하세요", "Overloaded; retry shortly";
     Timeout = "TIMEOUT" => SERVICE_UNAVAILABLE, "요청 처리 시간이 초과되었습니다", "The request took too long";
+    PayloadTooLarge = "PAYLOAD_TOO_LARGE" => PAYLOAD_TOO_LARGE, "요청 본문이 너무 큽니다", "The request body is too large";
+    UnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE" => UNSUPPORTED_MEDIA_TYPE, "요청 본문은 application/json 이어야 합니다", "The request body must be application/json";
     Internal = "INTERNAL" => INTERNAL_SERVER_ERROR, "일시적인 오류가 발생했습니다", "Something went wrong on our side";
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialSchema for ErrorCode {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("Stable machine-readable error code (api.md lists them)."))
+            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ErrorCode")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_enum_is_exactly_the_wire_form() {
+        let schema = serde_json::to_value(ErrorCode::schema()).unwrap();
+        let published: Vec<String> = serde_json::from_value(schema["enum"].clone()).unwrap();
+        let wire: Vec<String> =
+            ErrorCode::ALL.iter().map(|c| serde_json::to_value(c).unwrap().as_str().unwrap().to_owned()).collect();
+        assert_eq!(published, wire);
+        assert!(published.iter().any(|c| c == "VALIDATION_ERROR"));
+        assert!(published.iter().all(|c| c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')));
+    }
 }

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Request, rejection::BytesRejection},
-    http::{HeaderMap, header, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
-use super::error::ApiError;
-use crate::domain::Lang;
+use super::error::{ApiError, ErrorCode};
+use crate::domain::{Lang, text};
 
 /// The caller's `Accept-Language`: `None` when the header is absent or names no supported
 /// language. Messages and product text use [`AcceptLanguage::lang`] (Korean by default); the
@@ -41,7 +42,18 @@ impl<S: Send + Sync> FromRequestParts<S> for AcceptLanguage {
     }
 }
 
-/// A JSON body. Rejections name the offending field (`items[0].quantity`).
+/// The largest request body read, in bytes (axum's default body limit, which applies to every
+/// body extractor); larger ones answer 413 `PAYLOAD_TOO_LARGE`.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// 413 `PAYLOAD_TOO_LARGE` with the limit.
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(ErrorCode::PayloadTooLarge).with_details(json!({ "limit_bytes": MAX_BODY_BYTES }))
+}
+
+/// A JSON body. Rejections name the offending field (`items[0].quantity`): 415
+/// `UNSUPPORTED_MEDIA_TYPE` without a JSON `Content-Type`, 413 `PAYLOAD_TOO_LARGE` beyond
+/// [`MAX_BODY_BYTES`], 400 `VALIDATION_ERROR` otherwise (a NUL anywhere included).
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
@@ -54,26 +66,92 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/json") || ct.contains("+json"));
         if !is_json {
-            return Err(ApiError::validation("body", "Content-Type must be application/json"));
+            return Err(ApiError::new(ErrorCode::UnsupportedMediaType)
+                .with_details(json!({ "field": "Content-Type", "reason": "must be application/json" })));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            ApiError::validation("body", format!("could not read the body: {}", e.body_text()))
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                payload_too_large()
+            } else {
+                ApiError::validation("body", format!("could not read the body: {}", e.body_text()))
+            }
         })?;
         parse_json(&bytes).map(Json)
     }
 }
 
-/// Parses JSON, naming the field of the first error.
+/// Parses JSON, naming the field of the first error; a string (or key) holding NUL, which
+/// Postgres `text` cannot store, is refused naming its field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // JSON can only spell NUL as the escape `\u0000` (a raw control byte is a syntax error), so
+    // the full walk runs only for bodies containing that escape.
+    if bytes.windows(6).any(|w| w == br"\u0000")
+        && let Ok(value) = serde_json::from_slice::<Value>(bytes)
+        && let Some(field) = nul_field(&value, String::new())
+    {
+        return Err(text::nul_error(field).into());
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    serde_path_to_error::deserialize(&mut de).or_else(|e| {
         let inner = e.inner();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::validation("body", "malformed JSON");
+            return Err(ApiError::validation("body", "malformed JSON"));
         }
+        // JSON Schema counts `3.0` as the integer 3, and so does the published document; serde
+        // does not. Retry with such numbers made integers before naming the first error.
+        // The retry's error, if any, is the one to name: it no longer stops at such a number.
+        let retried = match serde_json::from_slice::<Value>(bytes) {
+            Ok(mut value) => {
+                if integral_floats_to_integers(&mut value) {
+                    serde_path_to_error::deserialize(value)
+                } else {
+                    Err(e)
+                }
+            }
+            Err(_) => Err(e),
+        };
+        let e = match retried {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let inner = e.inner();
         let (field, reason) = describe(&e.path().to_string(), &inner.to_string());
-        ApiError::validation(field, reason)
+        Err(ApiError::validation(field, reason))
     })
+}
+
+/// Turns every number with a zero fraction that fits an `i64` into an integer; whether any was.
+fn integral_floats_to_integers(value: &mut Value) -> bool {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // 2^63 is exactly representable; every f64 below it with no fraction fits an i64.
+            if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
+                *value = Value::from(f as i64);
+                return true;
+            }
+            false
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |any, v| integral_floats_to_integers(v) | any),
+        Value::Object(map) => map.values_mut().fold(false, |any, v| integral_floats_to_integers(v) | any),
+        _ => false,
+    }
+}
+
+/// The path (`items[0].name`, `body` at the top) of the first string or key holding NUL.
+fn nul_field(value: &Value, path: String) -> Option<String> {
+    let here = || if path.is_empty() { "body".to_owned() } else { path.clone() };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(here()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_field(v, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(here());
+            }
+            nul_field(v, if path.is_empty() { k.clone() } else { format!("{path}.{k}") })
+        }),
+        _ => None,
+    }
 }
 
 /// Turns serde's path and message into (field, reason). Serde reports a missing field at the
@@ -102,6 +180,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         let raw = AxumPath::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::validation("path", e.body_text()))?;
+        if let Some(name) = first_nul(raw.0.iter()) {
+            return Err(text::nul_error(name).into());
+        }
         match AxumPath::<T>::from_request_parts(parts, state).await {
             Ok(AxumPath(v)) => Ok(Path(v)),
             Err(_) => {
@@ -125,12 +206,61 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
-        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
+        // Every value: storable (a URI cannot hold a raw NUL byte, only its escape `%00`) and at
+        // most `MAX_QUERY_VALUE` characters, as the document declares.
+        for (name, value) in form_urlencoded_parse(query) {
+            if name.contains('\0') {
+                return Err(text::nul_error("query").into());
+            }
+            let field = name.into_owned();
+            if value.contains('\0') {
+                return Err(text::nul_error(field).into());
+            }
+            if value.chars().count() > text::MAX_QUERY_VALUE {
+                return Err(ApiError::validation(
+                    field,
+                    format!("must be at most {} characters", text::MAX_QUERY_VALUE),
+                ));
+            }
+        }
+        let parse = |query: &str| {
+            serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(form_urlencoded_parse(query)))
+        };
+        parse(query).map(Query).or_else(|e| {
+            // As for bodies: `243.0` is the integer 243 to JSON Schema (see `parse_json`).
+            let mut changed = false;
+            let mut rewritten = form_urlencoded::Serializer::new(String::new());
+            for (name, value) in form_urlencoded_parse(query) {
+                let integer = integral_text(&value);
+                changed |= integer.is_some();
+                rewritten.append_pair(&name, integer.unwrap_or(&value));
+            }
+            let retried = if changed { parse(&rewritten.finish()) } else { Err(e) };
+            let e = match retried {
+                Ok(v) => return Ok(Query(v)),
+                Err(e) => e,
+            };
             let (field, reason) = describe(&e.path().to_string(), &e.inner().to_string());
-            ApiError::validation(if field == "body" { "query".to_owned() } else { field }, reason)
+            Err(ApiError::validation(if field == "body" { "query".to_owned() } else { field }, reason))
         })
     }
+}
+
+/// `-12` of `-12.000`; `None` for anything else.
+fn integral_text(value: &str) -> Option<&str> {
+    let (whole, fraction) = value.split_once('.')?;
+    let digits = whole.strip_prefix('-').unwrap_or(whole);
+    let integral =
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && fraction.bytes().all(|b| b == b'0');
+    integral.then_some(whole)
+}
+
+/// The name of the first (name, value) pair whose name or value holds NUL.
+fn first_nul<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Option<String> {
+    pairs
+        .into_iter()
+        .find(|(k, v)| k.as_ref().contains('\0') || v.as_ref().contains('\0'))
+        .map(|(k, _)| k.as_ref().to_owned())
 }
 
 fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
@@ -165,6 +295,23 @@ mod tests {
         assert_eq!(field_of(r#"{"user_id": "x", "items": []}"#), "user_id");
         assert_eq!(field_of(r#"{"user_id": 1, "items": [{"quantity": -1}]}"#), "items[0].quantity");
         assert_eq!(field_of(r#"{"user_id": 1, "items": [{}]}"#), "items[0].quantity");
+        assert_eq!(field_of(r#"{"user_id": 1.5, "items": []}"#), "user_id");
+        assert_eq!(field_of(r#"{"user_id": 7.0, "items": [{"quantity": 1e30}]}"#), "items[0].quantity");
+        assert_eq!(
+            (integral_text("-12.00"), integral_text("3."), integral_text("1.5")),
+            (Some("-12"), Some("3"), None)
+        );
+        assert_eq!((integral_text(".0"), integral_text("a.0")), (None, None));
+        assert!(parse_json::<Order>(br#"{"user_id": 7.0, "items": [{"quantity": 2e0}]}"#).is_ok());
         assert_eq!(field_of(r#"{"user_id": 1,"#), "body");
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_a_body_is_refused_naming_its_field() {
+        assert_eq!(field_of(r#"{"user_id": 1, "items": [], "x": "a\u0000b"}"#), "x");
+        assert_eq!(field_of(r#"{"user_id": 1, "items": [{"quantity": 1, "n": ["\u0000"]}]}"#), "items[0].n[0]");
+        assert_eq!(field_of(r#"{"user_id": 1, "items": [], "a\u0000": 1}"#), "body");
+        // An escaped backslash before `u0000` is no NUL: the body parses on (and fails on `items`).
+        assert_eq!(field_of(r#"{"user_id": 1, "x": "\\u0000"}"#), "items");
     }
 }

@@ -70,8 +70,14 @@ use crate::services::{
 pub const KEY_HEADER: &str = "idempotency-key";
 /// The response header marking a replayed answer.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-/// Bodies are buffered to be fingerprinted; the same bound as axum's default body limit.
-const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Bodies are buffered to be fingerprinted; the same bound as every body extractor.
+const MAX_BODY_BYTES: usize = super::extract::MAX_BODY_BYTES;
+
+/// Whether reading a body failed on its length limit (413) rather than on the connection.
+fn is_length_limit(e: &axum::Error) -> bool {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |c| c.source())
+        .any(|c| c.is::<http_body_util::LengthLimitError>())
+}
 
 /// What [`layer`] leaves in the request for the [`Idempotency`] extractor.
 #[derive(Clone)]
@@ -124,8 +130,10 @@ pub async fn layer(req: Request, next: Next) -> Response {
     let Ok(caller) = Caller::from_request_parts(&mut parts, &()).await else {
         return next.run(Request::from_parts(parts, body)).await;
     };
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return ApiError::validation("body", "too large or unreadable").into_response();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) if is_length_limit(&e) => return super::extract::payload_too_large().into_response(),
+        Err(_) => return ApiError::validation("body", "could not read the body").into_response(),
     };
     let lang = super::extract::AcceptLanguage::from_headers(&parts.headers).lang();
     let slot = Arc::new(Mutex::new(Slot::Open));

@@ -13,7 +13,7 @@ use super::{
     extract,
 };
 use crate::{
-    domain::PageRequest,
+    domain::{PageRequest, text},
     services::{AppState, admin::inventory},
 };
 
@@ -30,9 +30,28 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct AdjustRequest {
     /// Signed change of the physical stock, not 0 (positive: received; negative: written off).
+    #[schema(schema_with = non_zero_i32)]
     pub delta: i64,
-    /// Why, 1-500 characters; kept in the audit log.
+    /// Why, 1-500 characters, not only whitespace (trimmed); kept in the audit log.
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
+}
+
+/// A 32-bit integer other than 0.
+fn non_zero_i32() -> utoipa::openapi::Schema {
+    let range = |min: i64, max: i64| {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int32)))
+            .minimum(Some(min))
+            .maximum(Some(max))
+    };
+    utoipa::openapi::Schema::OneOf(
+        utoipa::openapi::OneOfBuilder::new()
+            .item(range(i64::from(i32::MIN), -1))
+            .item(range(1, i64::from(i32::MAX)))
+            .build(),
+    )
 }
 
 /// An option's stock after an adjustment.
@@ -70,11 +89,8 @@ async fn adjust(
         .ok()
         .filter(|d| *d != 0)
         .ok_or_else(|| ApiError::validation("delta", "must be a non-zero integer within ±2147483647"))?;
-    let reason = req.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::validation("reason", "must be 1 to 500 characters"));
-    }
-    let after = inventory::adjust(&state, option_id, caller.user_id, reason, delta).await?;
+    let reason = text::required("reason", &req.reason, 500)?;
+    let after = inventory::adjust(&state, option_id, caller.user_id, &reason, delta).await?;
     Ok(Json(StockResponse {
         product_option_id: option_id,
         stock: after.stock,

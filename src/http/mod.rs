@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cart;
 pub mod catalog;
 pub mod catalog_admin;
+pub mod contract;
 pub mod coupon_admin;
 pub mod coupons;
 pub mod docs;
@@ -53,10 +54,23 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(coupon_admin::router())
 }
 
+/// The `/api` routes and the OpenAPI document describing them, shared rules applied.
+fn openapi_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api_router, mut openapi) =
+        OpenApiRouter::with_openapi(docs::ApiDoc::openapi()).nest("/api", api()).split_for_parts();
+    utoipa::Modify::modify(&contract::SharedRules, &mut openapi);
+    (api_router, openapi)
+}
+
+/// The OpenAPI document the server publishes at `/api-docs/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi_router().1
+}
+
 /// The whole application router: `/api` and `/api/v1` (the same routes), docs, health, metrics.
 pub fn router(state: AppState) -> Router {
-    let (api_router, openapi) =
-        OpenApiRouter::with_openapi(docs::ApiDoc::openapi()).nest("/api", api()).split_for_parts();
+    let (api_router, mut openapi) = openapi_router();
+    contract::configured_limits(&mut openapi, &state.config);
     let (v1_router, _) = OpenApiRouter::<AppState>::new().nest("/api/v1", api()).split_for_parts();
     Router::new()
         .merge(api_router)

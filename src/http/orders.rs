@@ -62,6 +62,7 @@ pub struct OrderLineRequest {
     /// The option (SKU).
     pub product_option_id: i64,
     /// Units (> 0). Lines of the same option are merged.
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub quantity: i64,
 }
 
@@ -71,8 +72,9 @@ pub struct OrderLineRequest {
 pub struct CreateOrder {
     /// Must be the caller.
     pub user_id: i64,
-    /// The lines; omit when ordering the cart.
+    /// The lines (at most 100); omit when ordering the cart.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub items: Option<Vec<OrderLineRequest>>,
     /// Order the cart's contents (and empty the cart on success).
     #[serde(default)]
@@ -179,6 +181,7 @@ pub struct OrdersQuery {
     /// 1-based page (default 1).
     pub page: Option<i64>,
     /// Page size (default 20; a larger one is lowered to 100).
+    #[param(minimum = 1)]
     pub size: Option<i64>,
 }
 
@@ -197,6 +200,9 @@ fn outcome_of(e: &ApiError) -> &'static str {
 /// Creates a PENDING order, reserving its stock until `expires_at` (all lines or none).
 #[utoipa::path(
     post, path = "/orders", tag = "orders", request_body = CreateOrder, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7e]+$",
+          description = "1-255 printable ASCII characters; a repeated request with the same key is answered with \
+          the first answer (Idempotent-Replayed: true)")),
     responses(
         (status = 201, body = OrderView),
         (status = 400, description = "INSUFFICIENT_STOCK, EMPTY_ORDER, MARKET_MISMATCH or VALIDATION_ERROR", body = ErrorBody),

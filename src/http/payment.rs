@@ -94,7 +94,12 @@ fn outcome_of(e: &ApiError) -> &'static str {
 /// debited, stock confirmed, order PAID.
 #[utoipa::path(
     post, path = "/orders/{order_id}/payment", tag = "orders", request_body = PayOrder,
-    params(("order_id" = Uuid, Path, description = "Order id")),
+    params(
+        ("order_id" = Uuid, Path, description = "Order id"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7e]+$",
+          description = "1-255 printable ASCII characters; a repeated request with the same key is answered with \
+          the first answer (Idempotent-Replayed: true)"),
+    ),
     security(("bearer" = [])),
     responses(
         (status = 200, body = PaymentView),

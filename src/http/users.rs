@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{
     auth::UserScope,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, ErrorCode},
     extract,
     idempotency::{self, Idempotency},
 };
@@ -56,9 +56,11 @@ async fn get_balance(State(state): State<AppState>, scope: UserScope) -> Result<
 #[serde(deny_unknown_fields)]
 pub struct ChargeRequest {
     /// Minor units of the wallet currency, more than 0 and at most the configured maximum
-    /// (`JUPANG_MAX_CHARGE`).
+    /// (`JUPANG_MAX_CHARGE`, which the served document states as `maximum`).
+    #[schema(minimum = 1)]
     pub amount: i64,
-    /// Optional; when given it must be the path's user and the token's subject.
+    /// Optional; when given it must be the path's user and the token's subject (403 otherwise,
+    /// as for any body naming another user).
     pub user_id: Option<i64>,
 }
 
@@ -79,8 +81,9 @@ pub struct ChargeResponse {
     post, path = "/users/{user_id}/balance/charge", tag = "balance", request_body = ChargeRequest,
     params(
         ("user_id" = i64, Path, description = "User id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters; \
-          a repeated request with the same key is answered with the first answer (Idempotent-Replayed: true)"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7e]+$",
+          description = "1-255 printable ASCII characters; a repeated request with the same key is answered with \
+          the first answer (Idempotent-Replayed: true)"),
     ),
     security(("bearer" = [])),
     responses(
@@ -99,8 +102,11 @@ async fn charge(
 ) -> Result<Json<ChargeResponse>, ApiError> {
     if let Some(user_id) = req.user_id {
         scope.caller.ensure_is(user_id)?;
+        // Charging one wallet in another user's name is acting for someone else: 403, the
+        // answer a customer gets for the same body.
         if user_id != scope.user_id {
-            return Err(ApiError::validation("user_id", "must be the user of the path"));
+            return Err(ApiError::new(ErrorCode::Forbidden)
+                .with_details(serde_json::json!({ "field": "user_id", "reason": "must be the user of the path" })));
         }
     }
     let render = |c: &Charged| serde_json::to_vec(&ChargeResponse::from(c));

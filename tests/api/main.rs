@@ -8,6 +8,7 @@ mod catalog;
 mod catalog_admin;
 mod catalog_markets;
 mod cli;
+mod contract;
 mod coupon_admin;
 mod coupon_concurrency;
 mod coupons;

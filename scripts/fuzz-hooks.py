@@ -1,0 +1,78 @@
+"""schemathesis hooks of the test command's fuzzer stage (scripts/external-clients.sh loads this
+file through SCHEMATHESIS_HOOKS).
+
+`positive_data_by_code` replaces the built-in `positive_data_acceptance` check (the stage runs
+with `--exclude-checks positive_data_acceptance`). It is the same check, with one difference the
+contract requires: a schema-valid request may be refused because of *state* the schema cannot
+describe, and the contract answers those refusals with their own codes (api.md, "Errors":
+business-rule failures are 400 as in seed 001): INSUFFICIENT_STOCK, ALREADY_ISSUED,
+COUPON_SOLD_OUT, EMPTY_ORDER, INSUFFICIENT_BALANCE, ... and 422 IDEMPOTENCY_KEY_REUSED when the
+fuzzer sends a different request under a key it used before. Such answers pass. A 400
+`VALIDATION_ERROR` to a schema-valid request still fails: that is a constraint the document does
+not declare, exactly what the built-in check is for.
+
+CROSS_FIELD_RULES lists the rules that relate two fields, or an item to its siblings, which JSON
+Schema cannot state: a VALIDATION_ERROR naming one of the fields such a rule names passes on
+that operation (the README lists them too). Every other refusal, and every other check, still
+counts.
+"""
+
+import json
+import re
+
+import schemathesis
+from schemathesis.specs.openapi import checks as builtin
+
+# A refusal about the request's form, not about the state it met.
+FORM_CODES = {"VALIDATION_ERROR"}
+# Operation -> (the fields whose VALIDATION_ERROR may come from such a rule, the rules). A
+# refusal naming another field still fails.
+CROSS_FIELD_RULES = {
+    "POST /api/orders": (
+        r"from_cart",
+        "items and from_cart: true exclude each other",
+    ),
+    "POST /api/admin/coupons": (
+        r"issue_starts_at|issue_ends_at|expires_at|valid_days|discount_value|max_discount|min_order_amount|currency|name"
+        r"|product_ids",
+        "product_ids name existing products (state); the issue window ends after it starts and not in the past; exactly one of expires_at and valid_days; "
+        "a PERCENT discount is 1-100, a FIXED one any positive amount; expires_at is not before the window's "
+        "end; amounts are in the market's currency (and the name has no surrounding whitespace)",
+    ),
+    "PATCH /api/admin/coupons/{coupon_id}": (
+        r"issue_starts_at|issue_ends_at|expires_at|valid_days|discount_value|max_discount|min_order_amount|currency|name"
+        r"|product_ids",
+        "the same rules, over the stored campaign with the edit applied",
+    ),
+    "POST /api/admin/products": (
+        r"options\[\d+\]\.name",
+        "option names are unique within the product (uniqueItems compares whole options, not one field)",
+    ),
+}
+# Statuses the contract uses for state-dependent refusals (with a code other than FORM_CODES).
+STATE_STATUSES = {400, 422}
+
+
+def _body(response):
+    try:
+        body = json.loads(response.content)
+        return body if isinstance(body, dict) else {}
+    except (ValueError, AttributeError, TypeError):
+        return {}
+
+
+@schemathesis.check
+def positive_data_by_code(ctx, response, case):
+    """Valid data is accepted, or refused by a business rule's own code (see the module doc)."""
+    try:
+        return builtin.positive_data_acceptance(ctx, response, case)
+    except AssertionError:
+        body = _body(response)
+        code = body.get("code")
+        if response.status_code in STATE_STATUSES and code and code not in FORM_CODES:
+            return None
+        rule = CROSS_FIELD_RULES.get(f"{case.operation.method.upper()} {case.operation.path}")
+        field = str((body.get("details") or {}).get("field", ""))
+        if rule and code == "VALIDATION_ERROR" and re.fullmatch(rule[0], field):
+            return None
+        raise

@@ -1,0 +1,262 @@
+//! Contract fidelity: the published OpenAPI document says what the wire does, and hostile input
+//! (NUL, oversized or mistyped bodies, abusive headers) is answered 4xx with nothing changed.
+
+use jupang::http::auth::Role;
+use reqwest::{Method, header::HeaderValue};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, assert_error, json_of, opt, product, spawn_app, stock_of};
+
+async fn openapi(app: &TestApp) -> Value {
+    json_of(app.get("/api-docs/openapi.json").await, 200).await
+}
+
+async fn users(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&app.db).await.unwrap()
+}
+
+async fn audit_entries(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM inventory_audit_log").fetch_one(&app.db).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_published_error_codes_are_the_wire_codes() {
+    let app = spawn_app().await;
+    let doc = openapi(&app).await;
+    let published: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let answered = assert_error(app.get("/api/users/1/balance").await, 401, "UNAUTHENTICATED").await;
+    assert!(published.contains(&answered["code"].as_str().unwrap()), "{published:?}");
+    for code in ["VALIDATION_ERROR", "PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE", "OVERLOADED", "INTERNAL"] {
+        assert!(published.contains(&code), "{code} is not published: {published:?}");
+    }
+    assert!(!published.contains(&"ValidationError"));
+}
+
+/// Every request string of a schema (following `$ref`s), with where it is.
+fn request_strings<'a>(schema: &'a Value, doc: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return request_strings(&doc["components"]["schemas"][name], doc, at, out);
+    }
+    let is_string =
+        schema["type"] == "string" || schema["type"].as_array().is_some_and(|t| t.contains(&json!("string")));
+    if is_string {
+        out.push((at.clone(), schema));
+    }
+    if let Some(props) = schema["properties"].as_object() {
+        for (k, v) in props {
+            request_strings(v, doc, format!("{at}.{k}"), out);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if schema[key].is_object() {
+            request_strings(&schema[key], doc, format!("{at}[]"), out);
+        }
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        for sub in schema[key].as_array().into_iter().flatten() {
+            request_strings(sub, doc, at.clone(), out);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_operation_declares_its_error_answers_and_bounds_every_text_input() {
+    let app = spawn_app().await;
+    let doc = openapi(&app).await;
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let at = format!("{} {path}", method.to_uppercase());
+            let responses = &op["responses"];
+            let mut expected = vec!["500", "503"];
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                expected.extend(["401", "403"]);
+            }
+            if op.get("requestBody").is_some() {
+                expected.extend(["400", "413", "415"]);
+            }
+            if path.contains('{') {
+                expected.extend(["400", "404"]);
+            }
+            for status in expected {
+                let body = &responses[status]["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(body, "#/components/schemas/ErrorBody", "{at} does not declare {status}");
+            }
+            assert!(responses["503"]["headers"]["Retry-After"].is_object(), "{at}: 503 without Retry-After");
+
+            let mut strings = Vec::new();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                request_strings(&p["schema"], &doc, format!("{at} {}", p["name"]), &mut strings);
+            }
+            request_strings(
+                &op["requestBody"]["content"]["application/json"]["schema"],
+                &doc,
+                at.clone(),
+                &mut strings,
+            );
+            for (field, s) in strings {
+                let closed = s.get("enum").is_some() || s.get("format").is_some();
+                assert!(closed || s["maxLength"].is_u64(), "{field} has no maximum length: {s}");
+                // NUL can only slip through a negated class or `.`; those must exclude it by name.
+                let nul_free = |p: &str| p.contains(r"\x00") || !(p.contains("[^") || p.contains('.'));
+                assert!(closed || s["pattern"].as_str().is_some_and(nul_free), "{field} admits NUL: {s}");
+            }
+        }
+    }
+    assert!(operations >= 29, "{operations} operations");
+    let charge = &doc["paths"]["/api/users/{user_id}/balance/charge"]["post"]["parameters"];
+    let key = charge.as_array().unwrap().iter().find(|p| p["name"] == "Idempotency-Key").expect("Idempotency-Key");
+    assert_eq!(key["schema"]["maxLength"], 255);
+}
+
+#[tokio::test]
+async fn a_nul_in_a_query_or_a_path_is_400_naming_the_parameter() {
+    let app = spawn_app().await;
+    let res = app.get("/api/products?q=a%00b").await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "q");
+    let res = app.get("/api/products?category=%00").await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "category");
+    let res = app.get("/api/products/1%00").await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "product_id");
+    let res = app.request(Method::GET, "/api/orders/a%00b").bearer_auth(app.customer(1)).send().await.unwrap();
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "order_id");
+    let long = "a".repeat(201);
+    let res = app.get(&format!("/api/products?q={long}")).await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "q");
+    // Still a working catalog afterwards.
+    json_of(app.get("/api/products?q=a").await, 200).await;
+}
+
+#[tokio::test]
+async fn a_nul_in_a_body_is_400_naming_the_field_and_changes_nothing() {
+    let app = spawn_app().await;
+    let admin = app.token(1, &[Role::OpsAdmin]);
+    let res = app
+        .send_json(Method::POST, "/api/admin/users", Some(&admin), &json!({"name": "a\u{0}b", "market": "KR"}))
+        .await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "name");
+    assert_eq!(users(&app).await, 0);
+
+    let option = product(&app, "Shirt", "fashion", true, &[opt(1000, 10)]).await.1[0];
+    let path = format!("/api/admin/inventory/{option}/adjust");
+    let res = app.send_json(Method::POST, &path, Some(&admin), &json!({"delta": 5, "reason": "in\u{0}"})).await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "reason");
+    let res = app
+        .send_json(
+            Method::POST,
+            "/api/admin/products",
+            Some(&admin),
+            &json!({"name": {"ko": "a", "en": "b"},
+            "category": "food", "options": [{"name": "x\u{0}", "prices": {"KRW": 1}, "stock": 1}]}),
+        )
+        .await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "options[0].name");
+    assert_eq!(stock_of(&app, option).await, (10, 0));
+    assert_eq!(audit_entries(&app).await, 0);
+    let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products").fetch_one(&app.db).await.unwrap();
+    assert_eq!(products, 1);
+}
+
+#[tokio::test]
+async fn blank_or_overlong_text_is_400_and_changes_nothing() {
+    let app = spawn_app().await;
+    let admin = app.token(1, &[Role::OpsAdmin]);
+    for name in [" \u{3000} ".to_owned(), "가".repeat(201)] {
+        let res =
+            app.send_json(Method::POST, "/api/admin/users", Some(&admin), &json!({"name": name, "market": "KR"})).await;
+        assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "name");
+    }
+    assert_eq!(users(&app).await, 0);
+    let res =
+        app.send_json(Method::POST, "/api/admin/users", Some(&admin), &json!({"name": " Lee ", "market": "KR"})).await;
+    let id = json_of(res, 201).await["user_id"].as_i64().unwrap();
+    let name: String =
+        sqlx::query_scalar("SELECT name FROM users WHERE id = $1").bind(id).fetch_one(&app.db).await.unwrap();
+    assert_eq!(name, "Lee");
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_with_the_error_shape_and_changes_nothing() {
+    let app = spawn_app().await;
+    let admin = app.token(1, &[Role::OpsAdmin]);
+    let huge = format!(r#"{{"name": "{}", "market": "KR"}}"#, "a".repeat(3 * 1024 * 1024));
+    let res = app
+        .request(Method::POST, "/api/admin/users")
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(huge.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_error(res, 413, "PAYLOAD_TOO_LARGE").await["details"]["limit_bytes"], 2 * 1024 * 1024);
+    assert_eq!(users(&app).await, 0);
+
+    // Behind the idempotency layer, which buffers the body itself.
+    let user = app.create_user("KR", 0).await;
+    let res = app
+        .request(Method::POST, &format!("/api/users/{user}/balance/charge"))
+        .bearer_auth(app.customer(user))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "big-1")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 413, "PAYLOAD_TOO_LARGE").await;
+    let balance = json_of(app.get_as(user, &format!("/api/users/{user}/balance")).await, 200).await;
+    assert_eq!(balance["balance"]["amount"], 0);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_415_and_changes_nothing() {
+    let app = spawn_app().await;
+    let admin = app.token(1, &[Role::OpsAdmin]);
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let mut req = app.request(Method::POST, "/api/admin/users").bearer_auth(&admin);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let res = req.body(r#"{"name": "Lee", "market": "KR"}"#).send().await.unwrap();
+        let body = assert_error(res, 415, "UNSUPPORTED_MEDIA_TYPE").await;
+        assert_eq!(body["details"]["field"], "Content-Type");
+    }
+    assert_eq!(users(&app).await, 0);
+}
+
+#[tokio::test]
+async fn header_abuse_is_4xx_and_changes_nothing() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    let charge = format!("/api/users/{user}/balance/charge");
+
+    let huge = format!("Bearer {}", "x".repeat(64 * 1024));
+    let res = app
+        .request(Method::POST, &charge)
+        .header("authorization", huge)
+        .json(&json!({"amount": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 401, "UNAUTHENTICATED").await;
+
+    let non_ascii = HeaderValue::from_bytes("키-1".as_bytes()).unwrap();
+    let res = app
+        .request(Method::POST, &charge)
+        .bearer_auth(app.customer(user))
+        .header("idempotency-key", non_ascii)
+        .json(&json!({"amount": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "Idempotency-Key");
+
+    let balance = json_of(app.get_as(user, &format!("/api/users/{user}/balance")).await, 200).await;
+    assert_eq!(balance["balance"]["amount"], 0);
+}
