@@ -34,14 +34,15 @@ pub async fn pay(
     let stock = state.order_admission.stock();
     let now = Utc::now();
     let mut persisted = false;
-    let (mut tx, paid) = loop {
-        let mut tx = state.db.begin().await?;
+    let mut tx = state.db.begin().await?;
+    let paid = loop {
         match payment::pay(&mut tx, order_id, user_id, user_coupon_id, now).await {
-            Ok(paid) => break (tx, paid),
-            // A V2 order the stream consumer has not persisted yet: persist it from Redis (the
-            // sink's idempotent code) and pay it like any other.
+            Ok(paid) => break paid,
+            // A V2 order the stream consumer has not persisted yet (an index lookup found no
+            // row, and the transaction is intact): its own rows are written from the Redis hash
+            // in this transaction, idempotently with the consumer, and it is paid like any other.
             Err(StoreError::Rejected(Rejection::OrderNotFound))
-                if !persisted && settle::persist_from_redis(&state.db, stock, order_id).await? =>
+                if !persisted && settle::persist_from_redis_in(&mut tx, stock, order_id).await? =>
             {
                 persisted = true;
             }

@@ -42,7 +42,7 @@ use crate::{
     store::{
         Fault, fault_conversions,
         pg::{
-            cart, catalog,
+            cart, catalog, movements,
             orders::{Order, OrderItem, OrderSource, Rejection, Reservation},
         },
         redis::{
@@ -155,6 +155,15 @@ impl OrderAdmission {
     /// `reconcile_drift{kind="stock"}` (for the `reconcile` worker and `jupang reconcile`).
     pub async fn reconcile(&self) -> Result<hydrate::StockDrift, Fault> {
         hydrate::reconcile(&self.inner.db, &self.inner.stock).await
+    }
+
+    /// Checks Postgres against its own stock ledger (see
+    /// [`crate::store::pg::movements::check`]) and sets `reconcile_drift{kind="ledger"}` to the
+    /// number of options that disagree.
+    pub async fn check_ledger(&self) -> Result<Vec<movements::LedgerDrift>, Fault> {
+        let drift = movements::check(&self.inner.db).await?;
+        metrics::gauge!(crate::admission::RECONCILE_DRIFT, "kind" => "ledger").set(drift.len() as f64);
+        Ok(drift)
     }
 
     /// Admits a PENDING order: every line reserved in Redis or none. Postgres is read only for

@@ -1,0 +1,162 @@
+//! The V2 purchase path (issue 10): buyers order and pay at once, over HTTP, on one or two
+//! `serve` processes; payments never wait on the shared option row; the stock ledger and its
+//! fold keep Postgres exact, and `jupang reconcile` checks Postgres against its own ledger.
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder};
+use serde_json::{Value, json};
+
+use crate::support::{
+    Strategy, TestApp, balance_of, child::serve_app, eventually, json_of, option, pay_request, placed, spawn_app_with,
+    stock_of, stock_store,
+};
+
+/// What one buyer got: `Some(true)` paid, `Some(false)` refused `INSUFFICIENT_STOCK`.
+async fn order_and_pay(
+    client: reqwest::Client,
+    token: String,
+    base: String,
+    user: i64,
+    opt: i64,
+) -> Result<bool, String> {
+    let send = |method: Method, path: String, body: Value| -> RequestBuilder {
+        client.request(method, format!("{base}{path}")).bearer_auth(&token).json(&body)
+    };
+    let items = json!([{ "product_option_id": opt, "quantity": 1 }]);
+    let res = send(Method::POST, "/api/orders".into(), json!({ "user_id": user, "items": items }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.map_err(|e| e.to_string())?;
+    match (status, body["code"].as_str()) {
+        (201, _) => {}
+        (400, Some("INSUFFICIENT_STOCK")) => return Ok(false),
+        other => return Err(format!("order answered {other:?}: {body}")),
+    }
+    let order = body["order_id"].as_str().unwrap().to_owned();
+    let res = send(Method::POST, format!("/api/orders/{order}/payment"), json!({ "user_id": user }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    match res.status().as_u16() {
+        200 => Ok(true),
+        other => Err(format!("payment answered {other}: {}", res.text().await.unwrap_or_default())),
+    }
+}
+
+/// `buyers` users, each ordering one unit of a fresh option of `units` and paying at once,
+/// spread over `bases` in turn; returns (the option, how many paid, how many were refused).
+async fn rush(app: &TestApp, bases: &[String], buyers: usize, units: i32) -> (i64, usize, usize) {
+    let opt = option(app, 1_000, units).await;
+    let users = app.create_users(buyers, "KR", 10_000).await;
+    let tasks: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let (client, token, base) = (app.client.clone(), app.customer(*u), bases[i % bases.len()].clone());
+            tokio::spawn(order_and_pay(client, token, base, *u, opt))
+        })
+        .collect();
+    let (mut paid, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(true) => paid += 1,
+            Ok(false) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    (opt, paid, refused)
+}
+
+/// Sold out everywhere: the Redis counter, the exact Postgres figures, the option row once the
+/// fold ran, and a ledger that adds up (50 reserves, 50 sales, nothing else).
+async fn assert_sold_out(app: &TestApp, opt: i64, units: i64) {
+    let counter = stock_store(app).await.available(&[opt]).await.unwrap();
+    assert_eq!(counter, vec![Some(0)], "the Redis counter");
+    eventually(10, "the consumer persisted every order and the exact figures are 0/0", || async {
+        stock_of(app, opt).await == (0, 0)
+    })
+    .await;
+    let row = || async {
+        sqlx::query_as::<_, (i32, i32)>("SELECT stock, reserved FROM product_options WHERE id = $1")
+            .bind(opt)
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    eventually(5, "the fold applied every movement to the option row", || async { row().await == (0, 0) }).await;
+    let ledger: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT kind, count(*), sum(d_stock)::bigint, sum(d_reserved)::bigint FROM stock_movements \
+         WHERE option_id = $1 GROUP BY kind ORDER BY kind",
+    )
+    .bind(opt)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        ledger,
+        vec![("reserve".to_owned(), units, 0, units), ("sale".to_owned(), units, -units, -units)],
+        "one reserve and one sale per paid unit"
+    );
+    let paid: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE status = 'COMPLETED'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(paid, units, "every 200 is one stored payment");
+    let report = crate::support::child::reconcile(app, &[]).await;
+    assert!(report.contains("0 drifted"), "{report}");
+    assert!(report.contains("ledger: 0 option(s) disagree"), "{report}");
+}
+
+/// A V2 app whose consumer and fold run.
+async fn v2_with_workers() -> TestApp {
+    spawn_app_with(|v| {
+        v.insert("JUPANG_ORDER_STRATEGY".into(), "redis-lua".into());
+        v.insert("JUPANG_WORKERS".into(), "consumer".into());
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_buyers_for_fifty_units_each_order_and_pay_exactly_fifty_are_paid() {
+    let app = v2_with_workers().await;
+    let (opt, paid, refused) = rush(&app, std::slice::from_ref(&app.base), 300, 50).await;
+    assert_eq!((paid, refused), (50, 250));
+    assert_sold_out(&app, opt, 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_buyers_for_fifty_units_on_two_serve_processes_exactly_fifty_are_paid() {
+    let app = v2_with_workers().await;
+    let second = serve_app(&app, &[("JUPANG_ORDER_STRATEGY", "redis-lua"), ("JUPANG_WORKERS", "consumer")]).await;
+    let bases = [app.base.clone(), format!("http://{}", second.addr)];
+    let (opt, paid, refused) = rush(&app, &bases, 300, 50).await;
+    assert_eq!((paid, refused), (50, 250));
+    assert_sold_out(&app, opt, 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_completes_while_another_transaction_holds_the_option_row() {
+    let app = Strategy::RedisLua.spawn().await;
+    let user = app.create_user("KR", 10_000).await;
+    let opt = option(&app, 1_000, 5).await;
+    let order = placed(&app, user, &[(opt, 2)]).await;
+    // The lock an admin adjustment, a V1 order or the fold holds; a V2 payment (which here also
+    // persists the order the consumer has not) must not wait for it.
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("SELECT id FROM product_options WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(opt)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(5), pay_request(&app, user, &order, None).send())
+        .await
+        .expect("the payment never waits on the option row")
+        .unwrap();
+    json_of(res, 200).await;
+    blocker.rollback().await.unwrap();
+    assert_eq!(balance_of(&app, user).await, 8_000);
+    assert_eq!(stock_of(&app, opt).await, (3, 0), "exact at once, before any fold");
+}
