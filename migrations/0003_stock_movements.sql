@@ -38,3 +38,8 @@ CROSS JOIN LATERAL (
     SELECT sum(m.d_stock)::bigint AS ds, sum(m.d_reserved)::bigint AS dr
     FROM stock_movements m WHERE m.option_id = po.id AND m.folded_at IS NULL
 ) p;
+
+-- The V2 order an Idempotency-Key's claim is admitting (issue 10, deliverable 4): stored and
+-- committed before the admission, so a retry after a crash between the admission and its stored
+-- answer finds the admission and replays it instead of admitting a second order.
+ALTER TABLE idempotency_keys ADD COLUMN order_id UUID;

@@ -160,3 +160,85 @@ async fn a_payment_completes_while_another_transaction_holds_the_option_row() {
     assert_eq!(balance_of(&app, user).await, 8_000);
     assert_eq!(stock_of(&app, opt).await, (3, 0), "exact at once, before any fold");
 }
+
+/// Holds every idempotent answer's commit for a while: the window between a V2 admission and
+/// its stored answer, made wide enough to kill the process inside it.
+const HOLD_ANSWERS: &str = "CREATE FUNCTION hold_answer() RETURNS trigger AS $$
+     BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$ LANGUAGE plpgsql;
+     CREATE TRIGGER hold_answer BEFORE UPDATE ON idempotency_keys
+     FOR EACH ROW WHEN (NEW.state = 'COMPLETED') EXECUTE FUNCTION hold_answer();";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kill_9_between_admission_and_answer_then_a_retry_with_the_same_key_replays_the_one_admission() {
+    let app = Strategy::RedisLua.spawn().await;
+    let user = app.create_user("KR", 10_000).await;
+    let opt = option(&app, 1_000, 5).await;
+    let v2 = [("JUPANG_ORDER_STRATEGY", "redis-lua"), ("JUPANG_WORKERS", "none")];
+    let mut first = serve_app(&app, &v2).await;
+    sqlx::raw_sql(HOLD_ANSWERS).execute(&app.db).await.unwrap();
+    let body = json!({ "user_id": user, "items": [{ "product_option_id": opt, "quantity": 2 }] });
+    let order_on = |addr: &str| {
+        app.client
+            .post(format!("http://{addr}/api/orders"))
+            .bearer_auth(app.customer(user))
+            .header("Idempotency-Key", "crash-1")
+            .json(&body)
+    };
+    let in_flight = tokio::spawn(order_on(&first.addr).send());
+
+    // Inside the window: admitted in Redis, the key bound to the order, the answer not stored.
+    let stock = stock_store(&app).await;
+    let bound = || async {
+        sqlx::query_scalar::<_, Option<uuid::Uuid>>("SELECT order_id FROM idempotency_keys WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(&app.db)
+            .await
+            .unwrap()
+            .flatten()
+    };
+    let held = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%COMPLETED%' \
+             AND wait_event = 'PgSleep'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+            == 1
+    };
+    eventually(10, "the answer's commit is held after the admission", || async { held().await }).await;
+    let order_id = bound().await.expect("the key is bound to the order before the admission");
+    assert!(!stock.order(order_id).await.unwrap().is_empty(), "admitted in Redis");
+    assert_eq!(stock.available(&[opt]).await.unwrap(), vec![Some(3)]);
+
+    first.child.kill().await.unwrap();
+    assert!(in_flight.await.unwrap().is_err(), "the client never got an answer");
+    sqlx::raw_sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event = 'PgSleep'; DROP TRIGGER hold_answer ON idempotency_keys;",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // The claim's lease has run out (30 s; moved instead of waited for).
+    sqlx::query("UPDATE idempotency_keys SET claimed_at = now() - interval '1 hour' WHERE user_id = $1")
+        .bind(user)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let second = serve_app(&app, &v2).await;
+    let retry = json_of(order_on(&second.addr).send().await.unwrap(), 201).await;
+    assert_eq!(retry["order_id"], json!(order_id.to_string()), "the retry found the admission");
+    let replay = order_on(&second.addr).send().await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_of(replay, 201).await["order_id"], retry["order_id"]);
+    assert_eq!(stock.available(&[opt]).await.unwrap(), vec![Some(3)], "admitted once: 2 units taken, once");
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(orders, 1);
+    assert_eq!(stock_of(&app, opt).await, (5, 2), "Postgres holds the one reservation");
+}

@@ -166,9 +166,17 @@ impl OrderAdmission {
         Ok(drift)
     }
 
-    /// Admits a PENDING order: every line reserved in Redis or none. Postgres is read only for
-    /// a cart order (the cart lives there) and on a cache miss.
-    pub async fn create(&self, user_id: i64, source: OrderSource, now: DateTime<Utc>) -> Result<Order, AdmitError> {
+    /// Admits a PENDING order with the id `order_id` (chosen by the caller, so it can be bound to
+    /// an idempotency key first): every line reserved in Redis or none. Admitting an id that is
+    /// already admitted changes nothing (the script answers "already admitted"). Postgres is read
+    /// only for a cart order (the cart lives there) and on a cache miss.
+    pub async fn create(
+        &self,
+        order_id: Uuid,
+        user_id: i64,
+        source: OrderSource,
+        now: DateTime<Utc>,
+    ) -> Result<Order, AdmitError> {
         let db = &self.inner.db;
         let market = self.inner.users.market(db, user_id).await?.ok_or(Rejection::UserNotFound)?;
         let currency = market.currency();
@@ -199,7 +207,7 @@ impl OrderAdmission {
         let created_at = now.trunc_subsecs(3);
         let ttl = chrono::Duration::from_std(self.inner.order_ttl).unwrap_or(chrono::Duration::minutes(10));
         let admission = Admission {
-            order_id: Uuid::now_v7(),
+            order_id,
             user_id,
             market,
             currency,
