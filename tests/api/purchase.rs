@@ -242,3 +242,137 @@ async fn a_kill_9_between_admission_and_answer_then_a_retry_with_the_same_key_re
     assert_eq!(orders, 1);
     assert_eq!(stock_of(&app, opt).await, (5, 2), "Postgres holds the one reservation");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refunds_and_cancels_racing_payments_on_one_option_keep_stock_within_what_was_received() {
+    let app = v2_with_workers().await;
+    let opt = option(&app, 1_000, 25).await;
+    // Ten buyers have paid; they ask for refunds while ten more order and pay and five more
+    // order and cancel before paying, all at once.
+    let refunders = app.create_users(10, "KR", 10_000).await;
+    let mut paid = Vec::new();
+    for u in &refunders {
+        let order = placed(&app, *u, &[(opt, 1)]).await;
+        json_of(pay_request(&app, *u, &order, None).send().await.unwrap(), 200).await;
+        paid.push(order);
+    }
+    let (buyers, cancellers) = (app.create_users(10, "KR", 10_000).await, app.create_users(5, "KR", 10_000).await);
+    let watch = {
+        let db = app.db.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..200 {
+                let (stock, reserved): (i64, i64) =
+                    sqlx::query_as("SELECT stock, reserved FROM option_stock WHERE id = $1")
+                        .bind(opt)
+                        .fetch_one(&db)
+                        .await
+                        .unwrap();
+                seen.push((stock, reserved));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            seen
+        })
+    };
+    let mut tasks = Vec::new();
+    for (u, order) in refunders.iter().zip(&paid) {
+        let req = crate::support::cancel_request(&app, *u, order);
+        tasks.push(tokio::spawn(async move { Some(req.send().await.unwrap()) }));
+    }
+    for u in buyers {
+        let (client, token, base) = (app.client.clone(), app.customer(u), app.base.clone());
+        tasks.push(tokio::spawn(async move {
+            let paid = order_and_pay(client, token, base, u, opt).await.unwrap();
+            assert!(paid, "fifteen units left for fifteen buyers, whatever the refunds do");
+            None
+        }));
+    }
+    for u in &cancellers {
+        let req = crate::support::cancel_request(&app, *u, &placed(&app, *u, &[(opt, 1)]).await);
+        tasks.push(tokio::spawn(async move { Some(req.send().await.unwrap()) }));
+    }
+    for t in tasks {
+        if let Some(res) = t.await.unwrap() {
+            assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        }
+    }
+    for (stock, reserved) in watch.await.unwrap() {
+        assert!(0 <= reserved && reserved <= stock && stock <= 25, "stock {stock}, reserved {reserved}");
+    }
+    // Twenty sold, ten of them refunded, five cancelled: 15 left, nothing held.
+    assert_eq!(stock_of(&app, opt).await, (15, 0));
+    assert_eq!(stock_store(&app).await.available(&[opt]).await.unwrap(), vec![Some(15)]);
+    let report = crate::support::child::reconcile(&app, &[]).await;
+    assert!(report.contains("0 drifted") && report.contains("ledger: 0 option(s) disagree"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_postgres_cut_during_a_rush_admission_answers_payments_503_with_nothing_half_done_then_succeed() {
+    use crate::support::proxy::{TcpProxy, upstream_of};
+    let mut proxy = TcpProxy::start(upstream_of(&std::env::var("DATABASE_URL").unwrap()).await).await;
+    let mut direct = String::new();
+    let app = spawn_app_with(|v| {
+        direct = v["DATABASE_URL"].clone();
+        v.insert("DATABASE_URL".into(), proxy.url_through(&direct));
+        v.insert("JUPANG_ORDER_STRATEGY".into(), "redis-lua".into());
+        v.insert("JUPANG_WORKERS".into(), "consumer".into());
+        v.insert("JUPANG_DB_ACQUIRE_TIMEOUT_MS".into(), "300".into());
+    })
+    .await;
+    let db = sqlx::PgPool::connect(&direct).await.unwrap();
+    let (warm, opt) = (option(&app, 100, 100).await, option(&app, 1_000, 30).await);
+    let users = app.create_users(60, "KR", 10_000).await;
+    // The sale has begun: every buyer's market and both options are cached, as during a rush.
+    for u in &users {
+        placed(&app, *u, &[(warm, 1)]).await;
+    }
+    placed(&app, users[0], &[(opt, 1)]).await;
+    let stock = stock_store(&app).await;
+    assert_eq!(stock.available(&[opt]).await.unwrap(), vec![Some(29)]);
+
+    proxy.kill().await;
+    let answers = crate::support::send_all(
+        users[1..].iter().map(|u| crate::support::order_request(&app, *u, &[(opt, 1)])).collect(),
+    )
+    .await;
+    let mut admitted = Vec::new();
+    for (u, res) in users[1..].iter().zip(answers) {
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap();
+        match status {
+            201 => admitted.push((*u, body["order_id"].as_str().unwrap().to_owned())),
+            400 => assert_eq!(body["code"], "INSUFFICIENT_STOCK"),
+            other => panic!("admission answered {other} without Postgres: {body}"),
+        }
+    }
+    assert_eq!(admitted.len(), 29, "admission keeps answering and sells out");
+    let refused =
+        crate::support::send_all(admitted.iter().map(|(u, o)| pay_request(&app, *u, o, None)).collect()).await;
+    for res in refused {
+        assert_eq!(res.status(), 503);
+    }
+
+    proxy.revive().await;
+    let charged: i64 = sqlx::query_scalar("SELECT count(*) FROM balance_transactions WHERE type = 'PAYMENT'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(charged, 0, "no payment left anything behind");
+    assert_eq!(stock.available(&[opt]).await.unwrap(), vec![Some(0)], "the counter never moved back");
+    let paid = crate::support::send_all(admitted.iter().map(|(u, o)| pay_request(&app, *u, o, None)).collect()).await;
+    for res in paid {
+        assert_eq!(res.status(), 200);
+    }
+    eventually(10, "every order persisted and paid, 1 unit still held", || async {
+        let s: (i64, i64) = sqlx::query_as("SELECT stock, reserved FROM option_stock WHERE id = $1")
+            .bind(opt)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        s == (1, 1)
+    })
+    .await;
+    for (u, _) in &admitted {
+        assert_eq!(balance_of(&app, *u).await, 10_000 - 1_000, "charged once");
+    }
+}
