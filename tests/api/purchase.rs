@@ -316,7 +316,6 @@ async fn with_postgres_cut_during_a_rush_admission_answers_payments_503_with_not
         v.insert("DATABASE_URL".into(), proxy.url_through(&direct));
         v.insert("JUPANG_ORDER_STRATEGY".into(), "redis-lua".into());
         v.insert("JUPANG_WORKERS".into(), "consumer".into());
-        v.insert("JUPANG_DB_ACQUIRE_TIMEOUT_MS".into(), "300".into());
     })
     .await;
     let db = sqlx::PgPool::connect(&direct).await.unwrap();
