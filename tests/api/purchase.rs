@@ -375,3 +375,63 @@ async fn with_postgres_cut_during_a_rush_admission_answers_payments_503_with_not
         assert_eq!(balance_of(&app, *u).await, 10_000 - 1_000, "charged once");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_serve_killed_mid_rush_loses_no_acknowledged_payment_sells_no_unit_twice_and_unpaid_units_return_at_expiry() {
+    let app = Strategy::RedisLua.spawn().await;
+    let v2 = [
+        ("JUPANG_ORDER_STRATEGY", "redis-lua"),
+        ("JUPANG_WORKERS", "consumer"),
+        ("JUPANG_STREAM_CLAIM_IDLE_MS", "500"),
+    ];
+    let mut first = serve_app(&app, &v2).await;
+    let opt = option(&app, 1_000, 100).await;
+    let users = app.create_users(300, "KR", 10_000).await;
+    let base = format!("http://{}", first.addr);
+    let tasks: Vec<_> = users
+        .iter()
+        .map(|u| tokio::spawn(order_and_pay(app.client.clone(), app.customer(*u), base.clone(), *u, opt)))
+        .collect();
+    let payments =
+        || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM payments").fetch_one(&app.db).await.unwrap() };
+    eventually(30, "20 payments stored", || async { payments().await >= 20 }).await;
+    first.child.kill().await.unwrap();
+    let mut acknowledged = Vec::new();
+    for (u, t) in users.iter().zip(tasks) {
+        if let Ok(true) = t.await.unwrap() {
+            acknowledged.push(*u);
+        }
+    }
+    assert!(!acknowledged.is_empty() && acknowledged.len() < 100, "the kill landed mid-rush");
+
+    // Restarted: its consumer claims the dead one's unacknowledged entries once they idled 500 ms.
+    let _second = serve_app(&app, &v2).await;
+    let admitted = 100 - stock_store(&app).await.available(&[opt]).await.unwrap()[0].unwrap();
+    eventually(15, "every admitted order persisted", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&app.db).await.unwrap();
+        n == admitted
+    })
+    .await;
+    for u in &acknowledged {
+        let (orders, paid): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE o.status = 'PAID' AND p.status = 'COMPLETED') \
+             FROM orders o LEFT JOIN payments p ON p.order_id = o.id WHERE o.user_id = $1",
+        )
+        .bind(u)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        assert_eq!((orders, paid), (1, 1), "user {u} was answered 200: paid exactly once");
+        assert_eq!(balance_of(&app, *u).await, 9_000);
+    }
+    let sold: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'PAID'").fetch_one(&app.db).await.unwrap();
+    assert!(sold >= acknowledged.len() as i64 && sold <= admitted, "{sold} sold of {admitted} admitted");
+
+    // Unpaid orders expire and give their units back, in Redis and in Postgres.
+    crate::support::sweep(&app, chrono::Utc::now() + chrono::Duration::hours(2)).await;
+    assert_eq!(stock_store(&app).await.available(&[opt]).await.unwrap(), vec![Some(100 - sold)]);
+    assert_eq!(stock_of(&app, opt).await, (100 - sold as i32, 0));
+    let report = crate::support::child::reconcile(&app, &[]).await;
+    assert!(report.contains("0 drifted") && report.contains("ledger: 0 option(s) disagree"), "{report}");
+}
