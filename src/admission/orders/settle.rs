@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
@@ -29,20 +29,11 @@ use crate::{
 };
 
 /// Persists an order Postgres does not have yet from its Redis hash (the sink's code, so it
-/// is idempotent); false when Redis has no such order either.
-pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid) -> Result<bool, Fault> {
-    let mut tx = db.begin().await?;
-    let found = persist_from_redis_in(&mut tx, stock, order_id).await?;
-    tx.commit().await?;
-    Ok(found)
-}
-
-/// Like [`persist_from_redis`], inside the caller's transaction (a payment persists the order it
-/// pays in its own transaction: one connection, and nothing half-done if it fails). Writes only
-/// that order's rows (order, items, its `reserve` movements, `order.created`); a consumer batch
-/// persisting it at the same moment inserts nothing twice (`ON CONFLICT DO NOTHING` on the
+/// is idempotent); false when Redis has no such order either. Writes only that order's rows
+/// (order, items, its `reserve` movements, `order.created`), in a short transaction: a consumer
+/// batch persisting it at the same moment inserts nothing twice (`ON CONFLICT DO NOTHING` on the
 /// order, movements only for orders actually inserted).
-pub async fn persist_from_redis_in(tx: &mut PgConnection, stock: &StockStore, order_id: Uuid) -> Result<bool, Fault> {
+pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid) -> Result<bool, Fault> {
     let fields = stock.order(order_id).await?;
     if fields.is_empty() {
         return Ok(false);
@@ -51,7 +42,9 @@ pub async fn persist_from_redis_in(tx: &mut PgConnection, stock: &StockStore, or
         // A hash holding only a refund marker: the order itself is in Postgres already.
         return Ok(false);
     };
-    admitted_orders::persist(tx, &[admission]).await?;
+    let mut tx = db.begin().await?;
+    admitted_orders::persist(&mut tx, &[admission]).await?;
+    tx.commit().await?;
     Ok(true)
 }
 
