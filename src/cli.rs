@@ -129,6 +129,14 @@ async fn reconcile(args: ReconcileArgs, env: &ToolEnv) -> anyhow::Result<()> {
     for d in &stock.drifted {
         println!("  option {}: redis {} expected {} (stock - reserved - held)", d.option_id, d.redis, d.expected);
     }
+    let ledger = engine.check_ledger().await?;
+    println!("ledger: {} option(s) disagree with their orders", ledger.len());
+    for d in &ledger {
+        println!(
+            "  option {}: reserved {} but pending orders hold {}; {} unit(s) of movements their orders do not explain",
+            d.option_id, d.reserved, d.pending_units, d.unexplained
+        );
+    }
     if args.repair {
         println!(
             "repaired: {} users added to Redis, remaining lowered by {}, {} coupon terms re-applied",

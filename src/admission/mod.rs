@@ -25,7 +25,7 @@ pub const RECONCILE_DRIFT: &str = "reconcile_drift";
 
 /// Every `kind` of [`RECONCILE_DRIFT`].
 pub fn drift_kinds() -> impl Iterator<Item = &'static str> {
-    coupons::reconcile::drift_by_kind(&[]).map(|(kind, _)| kind).into_iter().chain(["stock"])
+    coupons::reconcile::drift_by_kind(&[]).map(|(kind, _)| kind).into_iter().chain(["stock", "ledger"])
 }
 
 /// Describes the admission engines' metrics (the `reconcile` worker creates the drift series it

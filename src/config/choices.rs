@@ -107,7 +107,8 @@ impl fmt::Debug for Secret {
 pub struct Workers {
     /// Expires unpaid orders and returns their stock.
     pub expiry: bool,
-    /// Drains the Redis Stream of V2 admissions into Postgres.
+    /// Drains the Redis Stream of V2 admissions into Postgres, and folds the stock ledger
+    /// into the option rows.
     pub consumer: bool,
     /// Delivers outbox events to the data platform.
     pub outbox: bool,

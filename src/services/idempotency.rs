@@ -30,6 +30,8 @@ pub struct Claim {
     token: Uuid,
     /// The status stored by a [`Receipt`] inside the business transaction (0: none yet).
     recorded: Arc<AtomicU16>,
+    /// The order an abandoned claim of the same request had bound before it died.
+    prior_order: Option<Uuid>,
 }
 
 impl Claim {
@@ -49,8 +51,14 @@ pub async fn claim(
 ) -> Result<(ClaimOutcome, Option<Claim>), Fault> {
     let token = Uuid::now_v7();
     let lease = MIN_LEASE.max(state.config.request_timeout + Duration::from_secs(5));
-    let outcome = store::claim(&state.db, user_id, &key, fingerprint, token, lease, RETENTION).await?;
-    let claim = (outcome == ClaimOutcome::Claimed).then(|| Claim { user_id, key, token, recorded: Arc::default() });
+    let (outcome, prior_order) = store::claim(&state.db, user_id, &key, fingerprint, token, lease, RETENTION).await?;
+    let claim = (outcome == ClaimOutcome::Claimed).then(|| Claim {
+        user_id,
+        key,
+        token,
+        recorded: Arc::default(),
+        prior_order,
+    });
     Ok((outcome, claim))
 }
 
@@ -100,6 +108,23 @@ impl<'a, T> Receipt<'a, T> {
     /// Whether the request carried a key (and it was claimed).
     pub fn is_active(&self) -> bool {
         self.claim.is_some()
+    }
+
+    /// The order an earlier attempt of this very request bound to the key before it died (see
+    /// [`Receipt::bind_order`]); the request must answer that order, never admit another.
+    pub fn prior_order(&self) -> Option<Uuid> {
+        self.claim.as_ref().and_then(|c| c.prior_order)
+    }
+
+    /// Binds the id of the order about to be admitted to the key, committed before the admission
+    /// (Redis and Postgres share no transaction): a retry after a crash in between finds it. A
+    /// no-op without a key.
+    pub async fn bind_order(&self, db: &sqlx::PgPool, order_id: Uuid) -> Result<(), ReceiptError> {
+        let Some(claim) = &self.claim else { return Ok(()) };
+        if !store::bind_order(db, claim.user_id, &claim.key, claim.token, order_id).await? {
+            return Err(ReceiptError::TakenOver);
+        }
+        Ok(())
     }
 
     /// Stores the answer to `value` through `conn` (the service's transaction, before its

@@ -38,11 +38,17 @@ pub async fn pay(
         let mut tx = state.db.begin().await?;
         match payment::pay(&mut tx, order_id, user_id, user_coupon_id, now).await {
             Ok(paid) => break (tx, paid),
-            // A V2 order the stream consumer has not persisted yet: persist it from Redis (the
-            // sink's idempotent code) and pay it like any other.
-            Err(StoreError::Rejected(Rejection::OrderNotFound))
-                if !persisted && settle::persist_from_redis(&state.db, stock, order_id).await? =>
-            {
+            // A V2 order the stream consumer has not persisted yet (the index lookup found no
+            // row): its own rows are written from the Redis hash, idempotently with the
+            // consumer, and it is paid like any other. In a short transaction of its own, after
+            // this one has given its connection back: a consumer batch inserting the same order
+            // waits only for that short insert (never for a whole payment), and a payment never
+            // holds two connections.
+            Err(StoreError::Rejected(Rejection::OrderNotFound)) if !persisted => {
+                drop(tx);
+                if !settle::persist_from_redis(&state.db, stock, order_id).await? {
+                    return Err(Rejection::OrderNotFound.into());
+                }
                 persisted = true;
             }
             Err(e) => {

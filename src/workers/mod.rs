@@ -2,6 +2,7 @@
 
 pub mod consumer;
 pub mod expiry;
+pub mod fold;
 pub mod outbox;
 pub mod reconcile;
 
@@ -18,6 +19,7 @@ use crate::{
 pub fn register_metrics(config: &Config) {
     let w = config.workers;
     consumer::register_metrics(w.consumer);
+    fold::register_metrics(w.consumer);
     outbox::register_metrics(w.outbox && config.data_platform_url.is_some());
     expiry::register_metrics(w.expiry);
     if w.reconcile {
@@ -37,6 +39,8 @@ pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<(
         // V2 orders: admissions of the reservation script, persisted into Postgres.
         let orders = OrderSink::new(state.order_admission.stock().keys().stream());
         tasks.push(consumer::spawn(orders, state, shutdown));
+        // The stock ledger's fold: the other half of getting V2 stock into Postgres.
+        tasks.push(tokio::spawn(fold::run(state.db.clone(), shutdown.clone())));
     }
     if config.workers.reconcile {
         tasks.push(tokio::spawn(reconcile::run(state.clone(), shutdown.clone())));

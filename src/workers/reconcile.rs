@@ -66,5 +66,19 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             }
             Err(e) => tracing::warn!(error.cause = %format!("{e:#}"), "stock reconcile failed; retrying next round"),
         }
+        match state.order_admission.check_ledger().await {
+            Ok(drift) => {
+                for d in &drift {
+                    tracing::error!(
+                        option.id = d.option_id,
+                        stock.reserved = d.reserved,
+                        stock.pending_units = d.pending_units,
+                        stock.unexplained = d.unexplained,
+                        "an option's figures in Postgres disagree with its own ledger (see `jupang reconcile`)"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error.cause = %format!("{e:#}"), "ledger check failed; retrying next round"),
+        }
     }
 }

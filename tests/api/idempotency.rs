@@ -270,22 +270,22 @@ async fn an_attempt_whose_claim_was_taken_over_cannot_complete() {
     let app = spawn_app().await;
     let (lease, keep) = (Duration::from_secs(30), Duration::from_secs(86_400));
     let (slow, fresh) = (Uuid::now_v7(), Uuid::now_v7());
-    assert_eq!(store::claim(&app.db, 1, "k", "fp", slow, lease, keep).await.unwrap(), ClaimOutcome::Claimed);
-    assert_eq!(store::claim(&app.db, 1, "k", "fp", fresh, lease, keep).await.unwrap(), ClaimOutcome::InProgress);
+    assert_eq!(store::claim(&app.db, 1, "k", "fp", slow, lease, keep).await.unwrap().0, ClaimOutcome::Claimed);
+    assert_eq!(store::claim(&app.db, 1, "k", "fp", fresh, lease, keep).await.unwrap().0, ClaimOutcome::InProgress);
     // The slow attempt overruns its lease; a retry takes the key over.
     sqlx::query("UPDATE idempotency_keys SET claimed_at = now() - interval '1 minute'").execute(&app.db).await.unwrap();
-    assert_eq!(store::claim(&app.db, 1, "k", "fp", fresh, lease, keep).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(store::claim(&app.db, 1, "k", "fp", fresh, lease, keep).await.unwrap().0, ClaimOutcome::Claimed);
     let mut tx = app.db.begin().await.unwrap();
     assert!(!store::complete(&mut *tx, 1, "k", slow, 200, b"late", keep).await.unwrap(), "the slow one must roll back");
     tx.rollback().await.unwrap();
     store::release(&app.db, 1, "k", slow).await.unwrap();
     assert!(store::complete(&app.db, 1, "k", fresh, 201, b"{}", keep).await.unwrap());
     assert_eq!(
-        store::claim(&app.db, 1, "k", "fp", Uuid::now_v7(), lease, keep).await.unwrap(),
+        store::claim(&app.db, 1, "k", "fp", Uuid::now_v7(), lease, keep).await.unwrap().0,
         ClaimOutcome::Replay { status: 201, body: b"{}".to_vec() }
     );
     assert_eq!(
-        store::claim(&app.db, 1, "k", "other", Uuid::now_v7(), lease, keep).await.unwrap(),
+        store::claim(&app.db, 1, "k", "other", Uuid::now_v7(), lease, keep).await.unwrap().0,
         ClaimOutcome::KeyReused
     );
 }

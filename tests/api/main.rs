@@ -27,6 +27,7 @@ mod overload;
 mod payment;
 mod popular;
 mod prometheus_scrape;
+mod purchase;
 mod redis_cluster;
 mod redis_faults;
 mod seed;

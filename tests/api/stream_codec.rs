@@ -105,7 +105,12 @@ async fn what_the_reservation_script_appends_decodes_into_the_order_it_answered(
     let engine = OrderAdmission::new(app.db.clone(), &redis, Default::default(), app.config.order_ttl);
 
     let order = engine
-        .create(user, OrderSource::Items(vec![(option(1), 1), (option(0), 2), (option(1), 1)]), Utc::now())
+        .create(
+            uuid::Uuid::now_v7(),
+            user,
+            OrderSource::Items(vec![(option(1), 1), (option(0), 2), (option(1), 1)]),
+            Utc::now(),
+        )
         .await
         .expect("the script admits the order");
 

@@ -6,27 +6,36 @@
 //! whose Redis release has not run yet (it will, and must not count twice). Redis lists every
 //! order it holds in the due set, with the lines in the order's hash.
 //!
-//! **Hydration** creates missing counters with `SET NX` while holding `FOR SHARE` on the option
-//! rows: nothing can change `stock` or `reserved` of those options meanwhile (every writer locks
-//! them `FOR UPDATE` / `FOR NO KEY UPDATE`), no order can be admitted for them (their counter is
-//! missing, so the script refuses), and two instances hydrating at once compute the same figure
-//! and only the first `SET NX` lands: the stock counts once.
+//! Postgres's figures are exact only as rows plus pending ledger movements
+//! ([`crate::store::pg::movements`]): V2 payments, cancels, expiries and the consumer append
+//! movements without locking option rows. So both passes first lock the option rows `FOR SHARE`
+//! (which keeps out the fold, V1 orders and admin adjustments, the writers of the rows), and then
+//! read the derived figures *and* the statuses of the held orders in one statement
+//! ([`share_derived`]): one snapshot, in which an order's status change and its movement are
+//! visible together or not at all.
+//!
+//! **Hydration** creates missing counters with `SET NX` under that lock: no order can be admitted
+//! for those options (their counter is missing, so the script refuses), and two instances
+//! hydrating at once compute the same figure and only the first `SET NX` lands: the stock counts
+//! once. One window remains, as before the ledger: a V2 cancel or expiry that commits around the
+//! snapshot and runs its Redis release (a no-op on a missing counter) before the hash states are
+//! read can leave the new counter under-counting (units unsellable, never oversold), which
+//! reconciliation reports.
 //!
 //! **Reconciliation** locks the same way, reads the counters and the due set in one atomic
-//! Redis step, and compares. Counters read under the lock cannot have moved for reasons Postgres
-//! has not seen, except in the short window after a refund or a V1 write commits and before its
-//! Redis step runs (a transient negative drift).
+//! Redis step, then the Postgres snapshot, and compares. Under live traffic a settlement between
+//! the two reads shows as a transient drift (for one round); at rest the comparison is exact.
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
     admission::RECONCILE_DRIFT,
     store::{
         Fault,
-        pg::{orders, reservations::share_available},
+        pg::reservations::share_derived,
         redis::{stock::StockStore, streams::orders::AdmittedLine},
     },
 };
@@ -36,17 +45,18 @@ pub const STOCK_HYDRATED_TOTAL: &str = "stock_hydrated_total";
 
 /// Units Redis holds per option (of `options`) for the `held` orders that Postgres does not
 /// count as reserved: missing there, or already EXPIRED / CANCELLED while the hash is pending.
+/// `known` are the statuses Postgres has, read in the same snapshot as the figures.
 async fn holds(
-    tx: &mut PgConnection,
     stock: &StockStore,
     held: &[Uuid],
+    known: Vec<(Uuid, String)>,
     options: &HashSet<i64>,
 ) -> Result<HashMap<i64, i64>, Fault> {
     let mut out = HashMap::new();
     if held.is_empty() {
         return Ok(out);
     }
-    let known: HashMap<Uuid, String> = orders::statuses(&mut *tx, held).await?.into_iter().collect();
+    let known: HashMap<Uuid, String> = known.into_iter().collect();
     let outside: Vec<Uuid> =
         held.iter().filter(|id| known.get(id).is_none_or(|s| s == "EXPIRED" || s == "CANCELLED")).copied().collect();
     for (state, lines) in stock.states(&outside).await? {
@@ -69,9 +79,10 @@ pub async fn hydrate(db: &PgPool, stock: &StockStore, option_ids: &[i64]) -> Res
     // order of theirs can join the due set meanwhile.
     let held = stock.held().await?;
     let mut tx = db.begin().await?;
-    let rows = share_available(&mut tx, option_ids).await?;
+    let view = share_derived(&mut tx, option_ids, &held).await?;
+    let rows = view.available;
     let wanted: HashSet<i64> = rows.iter().map(|r| r.0).collect();
-    let holds = holds(&mut tx, stock, &held, &wanted).await?;
+    let holds = holds(stock, &held, view.statuses, &wanted).await?;
     let values: Vec<(i64, i64)> =
         rows.iter().map(|(id, avail)| (*id, avail - holds.get(id).copied().unwrap_or(0))).collect();
     let set = stock.set_if_absent(&values).await?;
@@ -121,13 +132,20 @@ pub async fn reconcile(db: &PgPool, stock: &StockStore) -> Result<StockDrift, Fa
         return Ok(StockDrift::default());
     }
     let mut tx = db.begin().await?;
-    let rows = share_available(&mut tx, &ids).await?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    if ids.is_empty() {
+    // Locked first, so the counters read next cannot move for reasons the figures read after
+    // them miss (except a V2 settlement's Redis step, see the module docs).
+    sqlx::query("SELECT id FROM product_options WHERE id = ANY($1) ORDER BY id FOR SHARE")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    let (counters, held) = stock.snapshot(&ids).await?;
+    let view = share_derived(&mut tx, &ids, &held).await?;
+    let rows = view.available;
+    if rows.len() != ids.len() {
+        // An option deleted meanwhile: compare the next round.
         return Ok(StockDrift::default());
     }
-    let (counters, held) = stock.snapshot(&ids).await?;
-    let holds = holds(&mut tx, stock, &held, &ids.iter().copied().collect()).await?;
+    let holds = holds(stock, &held, view.statuses, &ids.iter().copied().collect()).await?;
     tx.rollback().await?;
     let mut drift = StockDrift::default();
     for ((option_id, avail), counter) in rows.iter().zip(counters) {

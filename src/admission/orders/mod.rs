@@ -42,7 +42,7 @@ use crate::{
     store::{
         Fault, fault_conversions,
         pg::{
-            cart, catalog,
+            cart, catalog, movements,
             orders::{Order, OrderItem, OrderSource, Rejection, Reservation},
         },
         redis::{
@@ -157,9 +157,26 @@ impl OrderAdmission {
         hydrate::reconcile(&self.inner.db, &self.inner.stock).await
     }
 
-    /// Admits a PENDING order: every line reserved in Redis or none. Postgres is read only for
-    /// a cart order (the cart lives there) and on a cache miss.
-    pub async fn create(&self, user_id: i64, source: OrderSource, now: DateTime<Utc>) -> Result<Order, AdmitError> {
+    /// Checks Postgres against its own stock ledger (see
+    /// [`crate::store::pg::movements::check`]) and sets `reconcile_drift{kind="ledger"}` to the
+    /// number of options that disagree.
+    pub async fn check_ledger(&self) -> Result<Vec<movements::LedgerDrift>, Fault> {
+        let drift = movements::check(&self.inner.db).await?;
+        metrics::gauge!(crate::admission::RECONCILE_DRIFT, "kind" => "ledger").set(drift.len() as f64);
+        Ok(drift)
+    }
+
+    /// Admits a PENDING order with the id `order_id` (chosen by the caller, so it can be bound to
+    /// an idempotency key first): every line reserved in Redis or none. Admitting an id that is
+    /// already admitted changes nothing (the script answers "already admitted"). Postgres is read
+    /// only for a cart order (the cart lives there) and on a cache miss.
+    pub async fn create(
+        &self,
+        order_id: Uuid,
+        user_id: i64,
+        source: OrderSource,
+        now: DateTime<Utc>,
+    ) -> Result<Order, AdmitError> {
         let db = &self.inner.db;
         let market = self.inner.users.market(db, user_id).await?.ok_or(Rejection::UserNotFound)?;
         let currency = market.currency();
@@ -190,7 +207,7 @@ impl OrderAdmission {
         let created_at = now.trunc_subsecs(3);
         let ttl = chrono::Duration::from_std(self.inner.order_ttl).unwrap_or(chrono::Duration::minutes(10));
         let admission = Admission {
-            order_id: Uuid::now_v7(),
+            order_id,
             user_id,
             market,
             currency,

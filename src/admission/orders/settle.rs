@@ -29,7 +29,10 @@ use crate::{
 };
 
 /// Persists an order Postgres does not have yet from its Redis hash (the sink's code, so it
-/// is idempotent); false when Redis has no such order either.
+/// is idempotent); false when Redis has no such order either. Writes only that order's rows
+/// (order, items, its `reserve` movements, `order.created`), in a short transaction: a consumer
+/// batch persisting it at the same moment inserts nothing twice (`ON CONFLICT DO NOTHING` on the
+/// order, movements only for orders actually inserted).
 pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid) -> Result<bool, Fault> {
     let fields = stock.order(order_id).await?;
     if fields.is_empty() {

@@ -1,7 +1,8 @@
 //! Stock adjustments with an audit trail.
 //!
 //! An adjustment (goods received, a stock count correcting the books) changes the physical
-//! stock of one option under its row lock. It may never leave less stock than PENDING orders
+//! stock of one option under its row lock, after folding the option's pending ledger movements
+//! into the row (so it reads exact figures), and leaves an `adjust` row in the ledger as history. It may never leave less stock than PENDING orders
 //! hold, so a reservation that was promised can always be fulfilled. The new figures, an audit
 //! entry (actor, time, reason, before, after) and a `stock.changed` outbox event commit together.
 //!
@@ -20,6 +21,7 @@ use crate::{
     services::{AppState, Fault, fault_conversions},
     store::pg::{
         inventory::{self, NewAuditEntry},
+        movements,
         outbox::{self, EventType},
     },
 };
@@ -64,7 +66,12 @@ pub async fn adjust(
     delta: i32,
 ) -> Result<StockLevel, InventoryError> {
     let mut tx = state.db.begin().await?;
-    let before = inventory::lock_stock(&mut tx, option_id).await?.ok_or(InventoryError::OptionNotFound)?;
+    let mut before = inventory::lock_stock(&mut tx, option_id).await?.ok_or(InventoryError::OptionNotFound)?;
+    // Exact figures: the pending ledger movements of this option folded into the locked row.
+    for (_, ds, dr) in movements::fold_options(&mut tx, &[option_id]).await? {
+        before.stock += ds as i32;
+        before.reserved += dr as i32;
+    }
     let after = before.stock.checked_add(delta).ok_or(InventoryError::Overflow)?;
     if after < before.reserved {
         return Err(InventoryError::BelowReserved {
@@ -112,6 +119,7 @@ async fn record(
     after: i32,
 ) -> sqlx::Result<()> {
     inventory::set_stock(tx, option_id, after).await?;
+    movements::record_adjust(tx, option_id, i64::from(delta)).await?;
     let entry = NewAuditEntry { option_id, actor_user_id, reason, delta, stock_before, stock_after: after };
     let (_, at) = inventory::record_audit(tx, &entry).await?;
     let event = json!({ "product_option_id": option_id, "delta": delta, "reason": reason });

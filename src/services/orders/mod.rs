@@ -84,11 +84,20 @@ pub async fn create(
             Ok(order)
         }
         OrderStrategy::RedisLua => {
-            let order = state.order_admission.create(user_id, source, Utc::now()).await?;
+            // The id is bound to the key (committed) before the admission, so a crash between the
+            // admission and the stored answer leaves the key pointing at the admitted order: the
+            // retry that takes the abandoned claim over finds that order and answers it.
+            if let Some(prior) = receipt.prior_order()
+                && let Some(order) = get(state, prior).await?
+            {
+                let mut conn = state.db.acquire().await?;
+                receipt.record(&mut conn, &order).await?;
+                return Ok(order);
+            }
+            let order_id = receipt.prior_order().unwrap_or_else(Uuid::now_v7);
+            receipt.bind_order(&state.db, order_id).await?;
+            let order = state.order_admission.create(order_id, user_id, source, Utc::now()).await?;
             if receipt.is_active() {
-                // Stored right after the admission (Redis and Postgres share no transaction): a
-                // crash in between lets a retry after the key's lease order again; the extra
-                // order expires unpaid and returns its stock.
                 let mut conn = state.db.acquire().await?;
                 receipt.record(&mut conn, &order).await?;
             }

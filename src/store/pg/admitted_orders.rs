@@ -2,19 +2,19 @@
 //! the read-your-writes path that persists one order from its Redis hash).
 //!
 //! Persisting is idempotent: orders are inserted with `ON CONFLICT (id) DO NOTHING`, and only
-//! the orders actually inserted get their items, their `reserved += qty` and their
-//! `order.created` event. A redelivered entry, or an order the payment path persisted first,
+//! the orders actually inserted get their items, their `reserve` movements (the ledger,
+//! [`super::movements`]) and their `order.created` event. A redelivered entry, or an order the payment path persisted first,
 //! changes nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::{
+    movements::{self, Kind},
     outbox::{self, EventType, NewEvent},
-    reservations,
 };
 use crate::store::redis::streams::{
     Decoded, DecodedSink, PersistError,
@@ -73,11 +73,10 @@ pub async fn persist(tx: &mut PgConnection, admissions: &[Admission]) -> sqlx::R
     .execute(&mut *tx)
     .await?;
 
-    let mut reserved: BTreeMap<i64, i64> = BTreeMap::new();
-    for (_, l) in &lines {
-        *reserved.entry(l.option_id).or_default() += l.quantity;
-    }
-    reservations::apply(&mut *tx, &reserved.iter().map(|(id, q)| (*id, 0, *q)).collect::<Vec<_>>()).await?;
+    // The reservation is a ledger row per line, keyed by order: no option row is locked, so a
+    // batch never queues behind payments of the same product (nor they behind it).
+    let reserved: Vec<(Uuid, i64, i64)> = lines.iter().map(|(id, l)| (*id, l.option_id, l.quantity)).collect();
+    movements::append_lines(&mut *tx, Kind::Reserve, &reserved).await?;
 
     let events = new
         .iter()

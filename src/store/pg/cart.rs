@@ -40,9 +40,10 @@ impl CartLine {
 }
 
 const LINES: &str = "SELECT ci.id, po.product_id, ci.option_id, p.name_ko, p.name_en, po.name AS option_name, \
-     p.category, op.amount AS unit_price, ci.quantity, (po.stock - po.reserved)::bigint AS available \
+     p.category, op.amount AS unit_price, ci.quantity, (s.stock - s.reserved)::bigint AS available \
      FROM cart_items ci \
      JOIN product_options po ON po.id = ci.option_id \
+     JOIN option_stock s ON s.id = po.id \
      JOIN products p ON p.id = po.product_id \
      JOIN option_prices op ON op.option_id = po.id AND op.currency = $2 \
      WHERE ci.user_id = $1";
@@ -71,7 +72,8 @@ pub async fn line(
 /// What an option offers a user: whether it is sold in the user's currency and how much is left.
 async fn offer(db: impl PgExecutor<'_>, option_id: i64, currency: &str) -> Result<i64, StoreError> {
     let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-        "SELECT (po.stock - po.reserved)::bigint, op.amount FROM product_options po \
+        "SELECT (s.stock - s.reserved)::bigint, op.amount FROM product_options po \
+         JOIN option_stock s ON s.id = po.id \
          JOIN products p ON p.id = po.product_id AND p.on_sale \
          LEFT JOIN option_prices op ON op.option_id = po.id AND op.currency = $2 WHERE po.id = $1",
     )

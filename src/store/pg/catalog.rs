@@ -89,9 +89,10 @@ const LISTED: &str = r"
     listed AS (
         SELECT p.id, p.name_ko, p.name_en, p.category, p.created_at,
                min(pr.amount) AS price,
-               sum(GREATEST(o.stock - o.reserved, 0))::bigint AS available
+               sum(GREATEST(s.stock - s.reserved, 0))::bigint AS available
         FROM products p
         JOIN product_options o ON o.product_id = p.id
+        JOIN option_stock s ON s.id = o.id
         JOIN option_prices pr ON pr.option_id = o.id AND pr.currency = $1
         WHERE p.on_sale
           AND ($2::text IS NULL OR p.category = $2)
@@ -184,8 +185,9 @@ pub async fn priced_options(
     currency: Currency,
 ) -> sqlx::Result<Vec<OptionRow>> {
     sqlx::query_as(
-        "SELECT o.id, o.name, pr.amount AS price, GREATEST(o.stock - o.reserved, 0)::bigint AS available
+        "SELECT o.id, o.name, pr.amount AS price, GREATEST(s.stock - s.reserved, 0)::bigint AS available
          FROM product_options o
+         JOIN option_stock s ON s.id = o.id
          JOIN option_prices pr ON pr.option_id = o.id AND pr.currency = $2
          WHERE o.product_id = $1
          ORDER BY o.id",

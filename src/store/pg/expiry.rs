@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{
+    movements::Kind,
     orders::{HeldStock, Reservation},
     reservations,
 };
@@ -30,7 +31,8 @@ pub async fn expire_locked(
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    reservations::release(tx, &ids).await?;
+    let held: Vec<(Uuid, Reservation)> = orders.iter().map(|(id, r)| (*id, Reservation::parse(r))).collect();
+    reservations::release(tx, &held, Kind::Expire).await?;
     sqlx::query("UPDATE orders SET status = 'EXPIRED', updated_at = $2 WHERE id = ANY($1) AND status = 'PENDING'")
         .bind(&ids)
         .bind(now)

@@ -34,7 +34,9 @@ struct Existing {
     response_body: Option<Vec<u8>>,
 }
 
-/// Claims `key` for `user_id` with a fresh `token`, or reports why it cannot.
+/// Claims `key` for `user_id` with a fresh `token`, or reports why it cannot. With
+/// [`ClaimOutcome::Claimed`] comes the order id an abandoned claim of the same request had bound
+/// ([`bind_order`]) before its process died: the retry must find that order, not admit another.
 ///
 /// The claim commits on its own (autocommit) before the handler starts, so concurrent attempts
 /// see it at once. A row counts as absent when it has expired, or when it is an `IN_PROGRESS`
@@ -48,21 +50,24 @@ pub async fn claim(
     token: Uuid,
     lease: Duration,
     retention: Duration,
-) -> sqlx::Result<ClaimOutcome> {
+) -> sqlx::Result<(ClaimOutcome, Option<Uuid>)> {
     // A row can vanish between the failed insert and the read (a 5xx released it): try again.
     for _ in 0..5 {
-        let won: Option<Uuid> = sqlx::query_scalar(
+        let won: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
             "INSERT INTO idempotency_keys
                  (user_id, key, request_hash, state, claim_token, claimed_at, created_at, expires_at)
              VALUES ($1, $2, $3, 'IN_PROGRESS', $4, now(), now(), now() + make_interval(secs => $6))
              ON CONFLICT (user_id, key) DO UPDATE
                  SET request_hash = EXCLUDED.request_hash, state = 'IN_PROGRESS',
                      response_status = NULL, response_body = NULL, claim_token = EXCLUDED.claim_token,
-                     claimed_at = now(), created_at = now(), expires_at = EXCLUDED.expires_at
+                     claimed_at = now(), created_at = now(), expires_at = EXCLUDED.expires_at,
+                     order_id = CASE WHEN idempotency_keys.expires_at >= now()
+                                      AND idempotency_keys.request_hash = EXCLUDED.request_hash
+                                     THEN idempotency_keys.order_id END
                  WHERE idempotency_keys.expires_at < now()
                     OR (idempotency_keys.state = 'IN_PROGRESS'
                         AND idempotency_keys.claimed_at < now() - make_interval(secs => $5))
-             RETURNING claim_token",
+             RETURNING claim_token, order_id",
         )
         .bind(user_id)
         .bind(key)
@@ -72,8 +77,8 @@ pub async fn claim(
         .bind(retention.as_secs_f64())
         .fetch_optional(db)
         .await?;
-        if won.is_some() {
-            return Ok(ClaimOutcome::Claimed);
+        if let Some((_, order_id)) = won {
+            return Ok((ClaimOutcome::Claimed, order_id));
         }
         let existing: Option<Existing> = sqlx::query_as(
             "SELECT request_hash, state, response_status, response_body
@@ -84,7 +89,7 @@ pub async fn claim(
         .fetch_optional(db)
         .await?;
         let Some(row) = existing else { continue };
-        return Ok(if row.request_hash != fingerprint {
+        let outcome = if row.request_hash != fingerprint {
             ClaimOutcome::KeyReused
         } else if row.state == "COMPLETED" {
             ClaimOutcome::Replay {
@@ -93,9 +98,32 @@ pub async fn claim(
             }
         } else {
             ClaimOutcome::InProgress
-        });
+        };
+        return Ok((outcome, None));
     }
-    Ok(ClaimOutcome::InProgress)
+    Ok((ClaimOutcome::InProgress, None))
+}
+
+/// Binds the order our claim is about to admit (committed on its own, before the admission);
+/// `false` when the claim is no longer ours.
+pub async fn bind_order(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    key: &str,
+    token: Uuid,
+    order_id: Uuid,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE idempotency_keys SET order_id = $4
+         WHERE user_id = $1 AND key = $2 AND claim_token = $3 AND state = 'IN_PROGRESS'",
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(token)
+    .bind(order_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Turns our claim into the stored answer; `false` when the claim is no longer ours (it was
@@ -130,11 +158,16 @@ pub async fn complete(
 }
 
 /// Drops our claim so the client may retry (after a 5xx). A completed row is left alone: if the
-/// business transaction did commit, its answer must stay replayable.
+/// business transaction did commit, its answer must stay replayable. A claim that bound an order
+/// is not deleted but marked abandoned at once: the order may have been admitted, and the retry
+/// that takes the claim over must find it.
 pub async fn release(db: impl PgExecutor<'_>, user_id: i64, key: &str, token: Uuid) -> sqlx::Result<()> {
     sqlx::query(
-        "DELETE FROM idempotency_keys
-         WHERE user_id = $1 AND key = $2 AND claim_token = $3 AND state = 'IN_PROGRESS'",
+        "WITH gone AS (DELETE FROM idempotency_keys
+                       WHERE user_id = $1 AND key = $2 AND claim_token = $3 AND state = 'IN_PROGRESS'
+                         AND order_id IS NULL)
+         UPDATE idempotency_keys SET claimed_at = '-infinity'
+         WHERE user_id = $1 AND key = $2 AND claim_token = $3 AND state = 'IN_PROGRESS' AND order_id IS NOT NULL",
     )
     .bind(user_id)
     .bind(key)

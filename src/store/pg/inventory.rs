@@ -22,7 +22,9 @@ impl StockLevel {
 /// Reads an option's stock and locks its row until the transaction ends, so an adjustment and
 /// concurrent reservations are serialised on it.
 pub async fn lock_stock(tx: &mut PgConnection, option_id: i64) -> sqlx::Result<Option<StockLevel>> {
-    sqlx::query_as("SELECT stock, reserved FROM product_options WHERE id = $1 FOR UPDATE")
+    // NO KEY: the adjustment never changes the key, so order items referencing the option
+    // (their foreign-key check takes KEY SHARE) are never held up by it.
+    sqlx::query_as("SELECT stock, reserved FROM product_options WHERE id = $1 FOR NO KEY UPDATE")
         .bind(option_id)
         .fetch_optional(tx)
         .await

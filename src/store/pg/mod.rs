@@ -8,6 +8,7 @@ pub mod coupons;
 pub mod expiry;
 pub mod idempotency;
 pub mod inventory;
+pub mod movements;
 pub mod orders;
 pub mod outbox;
 pub mod payment;

@@ -1,7 +1,9 @@
 //! Paying an order from the wallet, and cancelling (or refunding) it, each in one transaction.
 //!
 //! Lock order, the same in every path so none can deadlock another: the order row, then the
-//! owner's wallet (`users`) row, then the held coupon, then the option rows in id order.
+//! owner's wallet (`users`) row, then the held coupon, then (V1 orders only) the option rows in
+//! id order. A V2 order's stock moves through the ledger ([`super::movements`]): its payment,
+//! cancel and refund touch only rows of that order and that user, never a shared option row.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -9,7 +11,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{
-    orders::{ORDER_COLUMNS, Order, OrderRow, Rejection, StoreError, items_of},
+    movements::Kind,
+    orders::{ORDER_COLUMNS, Order, OrderRow, Rejection, Reservation, StoreError, items_of},
     outbox::{self, EventType},
     redemption, reservations,
 };
@@ -136,7 +139,7 @@ pub async fn pay(
     }
 
     let balance_after = move_money(&mut *tx, user_id, "PAYMENT", -final_amount, &row.currency, order_id, now).await?;
-    reservations::confirm(&mut *tx, order_id).await?;
+    reservations::confirm(&mut *tx, order_id, Reservation::parse(&row.reservation)).await?;
     if let Some(c) = &coupon {
         redemption::mark_used(&mut *tx, c.user_coupon_id, order_id, now).await?;
     }
@@ -204,7 +207,9 @@ pub async fn cancel(
     let row = lock_order(&mut tx, order_id, visible).await?;
     let next = row.status().apply(OrderEvent::Cancel).map_err(Rejection::Transition)?;
     match next {
-        OrderStatus::Cancelled => reservations::release(&mut tx, &[order_id]).await?,
+        OrderStatus::Cancelled => {
+            reservations::release(&mut tx, &[(order_id, Reservation::parse(&row.reservation))], Kind::Release).await?
+        }
         _ => {
             lock_wallet(&mut tx, row.user_id).await?;
             move_money(&mut tx, row.user_id, "REFUND", row.final_amount, &row.currency, order_id, now).await?;
@@ -212,7 +217,7 @@ pub async fn cancel(
                 redemption::lock(&mut tx, uc).await?;
                 redemption::restore(&mut tx, uc, now).await?;
             }
-            reservations::restock(&mut tx, order_id).await?;
+            reservations::restock(&mut tx, order_id, Reservation::parse(&row.reservation)).await?;
             sqlx::query("UPDATE payments SET status = 'REFUNDED', updated_at = $2 WHERE order_id = $1")
                 .bind(order_id)
                 .bind(now)

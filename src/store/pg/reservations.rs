@@ -1,6 +1,9 @@
-//! Stock movements of the shopping flow on Postgres: reserve on order (V1 `db-pessimistic`, or
-//! when a V2 admission is persisted), confirm on payment, release on cancel/expiry, restock on
-//! refund.
+//! Stock movements of the shopping flow on Postgres: reserve on order (V1 `db-pessimistic`),
+//! confirm on payment, release on cancel/expiry, restock on refund.
+//!
+//! Where an order's reservation lives decides how: a V1 order (`reservation = 'db'`) updates the
+//! option rows under their locks, as it always did; a V2 order (`'redis'`) appends to the
+//! stock-movement ledger ([`super::movements`]) and locks no option row.
 //!
 //! Every function that changes option rows first locks them in ascending id order, whatever
 //! order the caller lists them in: two transactions touching overlapping sets of options then
@@ -13,6 +16,11 @@ use std::collections::BTreeMap;
 
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
+
+use super::{
+    movements::{self, Kind},
+    orders::Reservation,
+};
 
 /// An option row as locked for an order, with what the order needs to capture.
 #[derive(Debug, Clone, FromRow)]
@@ -44,10 +52,11 @@ impl LockedOption {
     }
 }
 
-/// Locks the options `ids` (ascending) and reads them with their price in `currency`.
+/// Locks the options `ids` (ascending) and reads them with their price in `currency`, exact:
+/// movements of V2 orders the fold has not applied yet are folded into the locked rows first.
 pub async fn lock_for_order(tx: &mut PgConnection, ids: &[i64], currency: &str) -> sqlx::Result<Vec<LockedOption>> {
     // ORDER BY sits below the row-locking step in the plan, so rows are locked in id order.
-    sqlx::query_as(
+    let mut rows: Vec<LockedOption> = sqlx::query_as(
         "SELECT po.id, po.product_id, po.name AS option_name, p.name_ko, p.name_en, p.on_sale, \
                 po.stock, po.reserved, op.amount AS price \
          FROM product_options po \
@@ -57,8 +66,16 @@ pub async fn lock_for_order(tx: &mut PgConnection, ids: &[i64], currency: &str) 
     )
     .bind(ids)
     .bind(currency)
-    .fetch_all(tx)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    // Nothing is pending in a pure V1 deployment: an empty index scan.
+    for (id, ds, dr) in movements::fold_options(tx, ids).await? {
+        if let Some(r) = rows.iter_mut().find(|r| r.id == id) {
+            r.stock += ds as i32;
+            r.reserved += dr as i32;
+        }
+    }
+    Ok(rows)
 }
 
 /// Adds `stock_delta` and `reserved_delta` to each option, locking them in id order first.
@@ -94,15 +111,44 @@ pub async fn apply(tx: &mut PgConnection, changes: &[(i64, i64, i64)]) -> sqlx::
     Ok(())
 }
 
-/// Locks the options `ids` `FOR SHARE` (ascending ids) and reads `(id, stock - reserved)`: no
-/// writer can move their stock or reservations until the transaction ends.
-pub async fn share_available(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<(i64, i64)>> {
-    sqlx::query_as(
-        "SELECT id, (stock - reserved)::bigint FROM product_options WHERE id = ANY($1) ORDER BY id FOR SHARE",
+/// What [`share_derived`] read in one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct SharedView {
+    /// `(id, stock - reserved)` of each option, exact (rows plus pending movements), ascending.
+    pub available: Vec<(i64, i64)>,
+    /// `(id, status)` of those of the asked orders Postgres has.
+    pub statuses: Vec<(Uuid, String)>,
+}
+
+/// Locks the options `ids` `FOR SHARE` (ascending ids): neither the fold, nor a V1 order, nor
+/// an adjustment can change their rows until the transaction ends. Then reads, in ONE statement
+/// (one snapshot), their exact availability and the statuses of `orders`: a payment, cancel or
+/// expiry of a V2 order does not take these locks, and the snapshot makes its `reserved`
+/// movement and its status change visible together or not at all. (Locking and reading in one
+/// statement would not do: a row re-read after waiting for the fold would carry deltas the
+/// statement's snapshot still counts as pending.)
+pub async fn share_derived(tx: &mut PgConnection, ids: &[i64], orders: &[Uuid]) -> sqlx::Result<SharedView> {
+    sqlx::query("SELECT id FROM product_options WHERE id = ANY($1) ORDER BY id FOR SHARE")
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+    let rows: Vec<(i64, i64, Vec<Uuid>, Vec<String>)> = sqlx::query_as(
+        "WITH st AS (SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(status), '{}') AS sts \
+                     FROM orders WHERE id = ANY($2)) \
+         SELECT s.id, s.stock - s.reserved, st.ids, st.sts FROM option_stock s, st WHERE s.id = ANY($1) ORDER BY s.id",
     )
     .bind(ids)
-    .fetch_all(tx)
-    .await
+    .bind(orders)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut view = SharedView::default();
+    for (i, (id, avail, ids, sts)) in rows.into_iter().enumerate() {
+        if i == 0 {
+            view.statuses = ids.into_iter().zip(sts).collect();
+        }
+        view.available.push((id, avail));
+    }
+    Ok(view)
 }
 
 /// The quantity of each option across the items of `order_ids`.
@@ -116,20 +162,39 @@ pub async fn quantities(tx: &mut PgConnection, order_ids: &[Uuid]) -> sqlx::Resu
     .await
 }
 
-/// Returns the reservations of PENDING orders (cancel, expiry): `reserved -= qty`.
-pub async fn release(tx: &mut PgConnection, order_ids: &[Uuid]) -> sqlx::Result<()> {
-    let q = quantities(tx, order_ids).await?;
+/// Returns the reservations of PENDING orders (cancel: [`Kind::Release`], expiry:
+/// [`Kind::Expire`]): `reserved -= qty`, on the rows for V1 orders, in the ledger for V2 ones.
+pub async fn release(tx: &mut PgConnection, orders: &[(Uuid, Reservation)], kind: Kind) -> sqlx::Result<()> {
+    let (v2, v1) = split(orders);
+    movements::append_for_orders(tx, kind, &v2).await?;
+    if v1.is_empty() {
+        return Ok(());
+    }
+    let q = quantities(tx, &v1).await?;
     apply(tx, &q.iter().map(|(id, n)| (*id, 0, -n)).collect::<Vec<_>>()).await
 }
 
 /// Turns an order's reservation into a sale (payment): `stock -= qty, reserved -= qty`.
-pub async fn confirm(tx: &mut PgConnection, order_id: Uuid) -> sqlx::Result<()> {
+pub async fn confirm(tx: &mut PgConnection, order_id: Uuid, reservation: Reservation) -> sqlx::Result<()> {
+    if reservation == Reservation::Redis {
+        return movements::append_for_orders(tx, Kind::Sale, &[order_id]).await;
+    }
     let q = quantities(tx, &[order_id]).await?;
     apply(tx, &q.iter().map(|(id, n)| (*id, -n, -n)).collect::<Vec<_>>()).await
 }
 
 /// Puts a refunded order's goods back on sale: `stock += qty`.
-pub async fn restock(tx: &mut PgConnection, order_id: Uuid) -> sqlx::Result<()> {
+pub async fn restock(tx: &mut PgConnection, order_id: Uuid, reservation: Reservation) -> sqlx::Result<()> {
+    if reservation == Reservation::Redis {
+        return movements::append_for_orders(tx, Kind::Refund, &[order_id]).await;
+    }
     let q = quantities(tx, &[order_id]).await?;
     apply(tx, &q.iter().map(|(id, n)| (*id, *n, 0)).collect::<Vec<_>>()).await
+}
+
+/// `(V2 order ids, V1 order ids)`.
+fn split(orders: &[(Uuid, Reservation)]) -> (Vec<Uuid>, Vec<Uuid>) {
+    let v2 = orders.iter().filter(|o| o.1 == Reservation::Redis).map(|o| o.0).collect();
+    let v1 = orders.iter().filter(|o| o.1 != Reservation::Redis).map(|o| o.0).collect();
+    (v2, v1)
 }

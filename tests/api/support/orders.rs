@@ -76,7 +76,8 @@ pub(crate) use for_each_strategy;
 /// (stock, reserved) of an option (after settling the admission stream).
 pub async fn stock_of(app: &TestApp, option_id: i64) -> (i32, i32) {
     settle(app).await;
-    sqlx::query_as("SELECT stock, reserved FROM product_options WHERE id = $1")
+    // Exact at any moment: the option row plus the ledger movements not folded yet.
+    sqlx::query_as("SELECT stock::int, reserved::int FROM option_stock WHERE id = $1")
         .bind(option_id)
         .fetch_one(&app.db)
         .await

@@ -101,7 +101,8 @@ pub async fn sweep(app: &TestApp, now: DateTime<Utc>) -> u64 {
 
 /// (stock, reserved) straight from Postgres, without settling the stream first.
 pub async fn raw_stock(app: &TestApp, option_id: i64) -> (i32, i32) {
-    sqlx::query_as("SELECT stock, reserved FROM product_options WHERE id = $1")
+    // Exact at any moment: the option row plus the ledger movements not folded yet.
+    sqlx::query_as("SELECT stock::int, reserved::int FROM option_stock WHERE id = $1")
         .bind(option_id)
         .fetch_one(&app.db)
         .await
