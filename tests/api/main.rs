@@ -26,6 +26,7 @@ mod overload;
 mod payment;
 mod popular;
 mod prometheus_scrape;
+mod read_path;
 mod seed;
 mod stream_codec;
 mod stream_consumer;
