@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    TestApp,
+    Strategy, TestApp,
     child::{ChildServe, serve_app},
     json_of, opt, order_items, product, redis_cmd, sibling, simple, spawn_app,
 };
@@ -32,7 +32,11 @@ struct Other {
 
 impl Other {
     async fn start(app: &TestApp) -> Other {
-        let serve = serve_app(app, &[]).await;
+        Other::start_with(app, &[]).await
+    }
+
+    async fn start_with(app: &TestApp, extra: &[(&str, &str)]) -> Other {
+        let serve = serve_app(app, extra).await;
         let base = format!("http://{}", serve.addr);
         Other { base, client: reqwest::Client::new(), state: None, _serve: Some(serve), stop: None }
     }
@@ -123,6 +127,23 @@ async fn an_order_on_one_instance_shows_on_the_others_pages_and_the_last_unit_se
     assert!(took <= LIST_AVAILABILITY_AGE + Duration::from_millis(300), "{took:?}");
     let page = json_of(app.get("/api/products").await, 200).await;
     assert_eq!(item(&page, id).unwrap()["stock_status"], "SOLD_OUT");
+}
+
+#[tokio::test]
+async fn under_v1_an_order_on_one_instance_changes_the_others_page_within_a_second() {
+    let app = Strategy::DbPessimistic.spawn().await;
+    let (id, options) = product(&app, "V1 deal", "home", true, &[opt(1_000, 3)]).await;
+    let b = Other::start_with(&app, &[("JUPANG_ORDER_STRATEGY", "db-pessimistic")]).await;
+    let user = app.create_user("KR", 1_000_000).await;
+    let page = format!("/api/products/{id}");
+    assert_eq!(b.get(&page).await["options"][0]["available"], 3);
+    assert_eq!(detail(&app, id).await["options"][0]["available"], 3);
+
+    // No V2 counter follows a V1 reservation: the Stock notice is what B obeys.
+    json_of(order_items(&app, user, &[(options[0], 1)]).await, 201).await;
+    assert_eq!(detail(&app, id).await["options"][0]["available"], 2, "the writer's instance at once");
+    within(Duration::from_secs(1), "B's page shows 2 left", || b.get(&page), |d| d["options"][0]["available"] == 2)
+        .await;
 }
 
 #[tokio::test]
