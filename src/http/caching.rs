@@ -99,18 +99,34 @@ pub fn etag_of(body: &[u8]) -> String {
 /// `value` as JSON with its `ETag`, `Cache-Control` and `Vary`; `304 Not Modified` (same headers,
 /// no body) when `if_none_match` names the tag.
 pub fn json<T: Serialize>(value: &T, audience: Audience, if_none_match: &IfNoneMatch) -> Response {
-    let body = match serde_json::to_vec(value) {
-        Ok(body) => body,
-        Err(e) => return ApiError::internal(e).into_response(),
-    };
+    let (body, etag) = render(value);
+    if body.is_empty() {
+        return ApiError::internal(Unrenderable).into_response();
+    }
+    prepared(body, &etag, audience, if_none_match)
+}
+
+/// A body that could not be serialised (never, for this crate's types).
+#[derive(Debug, thiserror::Error)]
+#[error("a response body could not be serialised")]
+struct Unrenderable;
+
+/// `value` as JSON bytes with their entity tag (empty bytes when it cannot be serialised).
+pub fn render<T: Serialize>(value: &T) -> (Vec<u8>, String) {
+    let body = serde_json::to_vec(value).unwrap_or_default();
     let etag = etag_of(&body);
+    (body, etag)
+}
+
+/// A rendered JSON body (see [`render`]) answered as [`json`] answers.
+pub fn prepared(body: Vec<u8>, etag: &str, audience: Audience, if_none_match: &IfNoneMatch) -> Response {
     let mut headers = HeaderMap::with_capacity(4);
     headers.insert(header::CACHE_CONTROL, audience.cache_control());
     headers.insert(header::VARY, HeaderValue::from_static(VARY));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, v);
     }
-    if if_none_match.matches(&etag) {
+    if if_none_match.matches(etag) {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -24,7 +24,7 @@ use crate::{
         catalog::{ProductSort, contains_pattern},
     },
     services::{
-        AppState,
+        AppState, Fault,
         catalog::{self, ListPage, Listing, MarketHint, ProductView},
         catalog_cache::CachedProduct,
     },
@@ -173,25 +173,34 @@ async fn list_products(
     };
     let answer = catalog::list(&state, hint, listing, page).await?;
     let currency = answer.market.currency();
-    let ListPage { page: listed, available } = &answer.value;
-    let items = listed
-        .rows
-        .iter()
-        .zip(available.iter())
-        .map(|(r, &available)| {
-            let status = StockStatus::from_available(available);
-            ProductSummary {
-                id: r.id,
-                name: if lang == Lang::En { &r.name_en } else { &r.name_ko },
-                category: &r.category,
-                price: Money::new(r.price, currency),
-                stock_status: status,
-                purchasable: status.purchasable(),
-            }
+    let ListPage { key, page: listed, available } = &answer.value;
+    // Rendered once per page, language and availability refresh; most reads reuse the bytes.
+    let rendered = state
+        .catalog
+        .rendered(key, lang, available, || {
+            let items = listed
+                .rows
+                .iter()
+                .zip(available.iter())
+                .map(|(r, &available)| {
+                    let status = StockStatus::from_available(available);
+                    ProductSummary {
+                        id: r.id,
+                        name: if lang == Lang::En { &r.name_en } else { &r.name_ko },
+                        category: &r.category,
+                        price: Money::new(r.price, currency),
+                        stock_status: status,
+                        purchasable: status.purchasable(),
+                    }
+                })
+                .collect();
+            caching::render(&ProductPage { items, page: page.page, size: page.size, total: listed.total })
         })
-        .collect();
-    let body = ProductPage { items, page: page.page, size: page.size, total: listed.total };
-    Ok(caching::json(&body, Audience::of(answer.personal), &if_none_match))
+        .await;
+    if rendered.body.is_empty() {
+        return Err(ApiError::internal(Fault::invariant("a product page could not be serialised")));
+    }
+    Ok(caching::prepared(rendered.body.clone(), &rendered.etag, Audience::of(answer.personal), &if_none_match))
 }
 
 /// Query parameters of the product detail.

@@ -100,6 +100,8 @@ pub struct Answer<T> {
 /// A page of the listing with live availability.
 #[derive(Debug)]
 pub struct ListPage {
+    /// What the page is cached under (for the rendered body, [`CatalogCache::rendered`]).
+    pub key: ListKey,
     /// The page as cached (rows and total).
     pub page: Arc<ListedPage>,
     /// Each row's available units (same order), at most `LIST_AVAILABILITY_AGE` old.
@@ -127,7 +129,7 @@ pub async fn list(
         })
         .await?;
     let available = state.catalog.live_list(state.order_admission.stock(), &key, &listed).await;
-    Ok(Answer { market, personal, value: ListPage { page: listed, available } })
+    Ok(Answer { market, personal, value: ListPage { key, page: listed, available } })
 }
 
 /// A product with live availability.

@@ -7,6 +7,7 @@
 //! | --- | --- | --- | --- |
 //! | list pages | market, category, search pattern, sort, page, size | [`LIST_PAGES`] entries | one listing query |
 //! | list availability | the same key | [`LIST_PAGES`] entries, each at most [`LIST_AVAILABILITY_AGE`] old | one `MGET` of the page's counters |
+//! | rendered list pages | the same key and the language | 2 x [`LIST_PAGES`] entries | the HTTP layer's rendering, kept while the availability it shows is current |
 //! | product details | market, product (a product not sold there too) | [`DETAILS`] entries | two queries |
 //! | popular products | market | 2 entries, at most [`TOP_AGE`] old | the latest snapshot |
 //!
@@ -36,7 +37,7 @@ use moka::future::Cache;
 
 use super::Fault;
 use crate::{
-    domain::{Market, PageRequest, catalog::ProductSort},
+    domain::{Lang, Market, PageRequest, catalog::ProductSort},
     store::{
         pg::{
             catalog::{OptionRow, ProductRow, ProductSummaryRow},
@@ -115,6 +116,18 @@ pub struct CachedProduct {
 /// The latest popular-products snapshot of a market, if any.
 pub type Top = Option<(DateTime<Utc>, Vec<RankedProduct>)>;
 
+/// A list page rendered for one language with the availability it shows: what most catalog reads
+/// answer, byte for byte, until the availability or the page changes.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The availability the body shows (compared by identity: a refresh is a new `Arc`).
+    pub available: Arc<Vec<i64>>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Its entity tag.
+    pub etag: String,
+}
+
 /// The in-process catalog of one instance.
 #[derive(Clone)]
 pub struct CatalogCache {
@@ -123,6 +136,7 @@ pub struct CatalogCache {
     loads: Arc<AtomicU64>,
     lists: Cache<Generational<ListKey>, Arc<ListedPage>>,
     list_avail: Cache<Generational<ListKey>, Arc<Vec<i64>>>,
+    rendered: Cache<(Generational<ListKey>, Lang), Arc<Rendered>>,
     details: Cache<Generational<(Market, i64)>, Option<Arc<CachedProduct>>>,
     top: Cache<Generational<Market>, Arc<Top>>,
 }
@@ -150,6 +164,7 @@ impl CatalogCache {
             loads: Arc::default(),
             lists: Cache::builder().max_capacity(LIST_PAGES).build(),
             list_avail: Cache::builder().max_capacity(LIST_PAGES).time_to_live(LIST_AVAILABILITY_AGE).build(),
+            rendered: Cache::builder().max_capacity(2 * LIST_PAGES).build(),
             details: Cache::builder().max_capacity(DETAILS).build(),
             top: Cache::builder().max_capacity(2).time_to_live(TOP_AGE).build(),
         }
@@ -170,6 +185,7 @@ impl CatalogCache {
         // The new generation already hides them; this frees the memory.
         self.lists.invalidate_all();
         self.list_avail.invalidate_all();
+        self.rendered.invalidate_all();
         self.details.invalidate_all();
         self.top.invalidate_all();
     }
@@ -233,6 +249,27 @@ impl CatalogCache {
             tracing::warn!(error.cause = %e, "catalog: stock counters unreadable; listing Postgres's count");
             fallback()
         })
+    }
+
+    /// The list page of `key` rendered in `lang` with `available`: the body rendered before
+    /// when it showed this very availability, else `render`'s (then kept).
+    pub async fn rendered(
+        &self,
+        key: &ListKey,
+        lang: Lang,
+        available: &Arc<Vec<i64>>,
+        render: impl FnOnce() -> (Vec<u8>, String),
+    ) -> Arc<Rendered> {
+        let k = (self.list_key(key), lang);
+        if let Some(r) = self.rendered.get(&k).await
+            && Arc::ptr_eq(&r.available, available)
+        {
+            return r;
+        }
+        let (body, etag) = render();
+        let r = Arc::new(Rendered { available: available.clone(), body, etag });
+        self.rendered.insert(k, r.clone()).await;
+        r
     }
 
     /// A product's detail in a market (`None`: not on sale there), from memory or `load`.
