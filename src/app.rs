@@ -12,7 +12,7 @@ use crate::{
     auth::JwtKeys,
     config::{Config, IssueStrategy, OrderStrategy},
     http, metrics,
-    services::{self, AppState, Shared},
+    services::{self, AppState, Shared, catalog_cache::CatalogCache},
     store::{
         Fault, pg,
         redis::{RedisStore, notices::Notices},
@@ -111,7 +111,10 @@ impl Application {
         workers::register_metrics(&config);
         let coupon_admission = CouponAdmission::new(db.clone(), redis.clone(), users);
         let notices = Notices::new(&redis);
+        let catalog = CatalogCache::new();
+        catalog.subscribe(&notices);
         let state = AppState::new(Shared {
+            catalog,
             order_admission,
             coupon_admission,
             notices,

@@ -22,7 +22,7 @@ impl FieldError {
 
 /// The order of a product listing. Every order ends with the product id, so pages never
 /// overlap or skip a product whatever the ties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ProductSort {
     /// Cheapest listed price first (ties: lower id first).
     PriceAsc,

@@ -6,7 +6,7 @@
 //! language is `Accept-Language` alone (Korean by default), so a Korean shopper can browse the
 //! US catalogue in Korean.
 
-use axum::{Json, extract::State};
+use axum::{extract::State, response::Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -14,6 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::AcceptLanguage;
 use super::{
     auth::MaybeCaller,
+    caching::{self, Audience, IfNoneMatch, NotModified},
     error::{ApiError, ErrorBody},
     extract::{Path, Query},
 };
@@ -23,8 +24,9 @@ use crate::{
         catalog::{ProductSort, contains_pattern},
     },
     services::{
-        AppState,
-        catalog::{self, Listing, MarketHint},
+        AppState, Fault,
+        catalog::{self, ListPage, Listing, MarketHint, ProductView},
+        catalog_cache::CachedProduct,
     },
 };
 
@@ -70,13 +72,13 @@ pub struct ListQuery {
 
 /// A product in a listing.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProductSummary {
+pub struct ProductSummary<'a> {
     /// Product id.
     pub id: i64,
     /// Name in the `Accept-Language` language.
-    pub name: String,
+    pub name: &'a str,
     /// Category slug.
-    pub category: String,
+    pub category: &'a str,
     /// Lowest option price in the market's currency.
     pub price: Money,
     /// `IN_STOCK` (10+ available), `LOW_STOCK` (1-9) or `SOLD_OUT` (0), over all options.
@@ -87,9 +89,9 @@ pub struct ProductSummary {
 
 /// A page of products.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProductPage {
+pub struct ProductPage<'a> {
     /// The products of this page.
-    pub items: Vec<ProductSummary>,
+    pub items: Vec<ProductSummary<'a>>,
     /// This page's number, from 1.
     pub page: i64,
     /// Items per page.
@@ -100,11 +102,11 @@ pub struct ProductPage {
 
 /// One option (SKU) of a product.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OptionView {
+pub struct OptionView<'a> {
     /// Option id (what carts and orders name).
     pub id: i64,
     /// Option name.
-    pub name: String,
+    pub name: &'a str,
     /// Price in the market's currency.
     pub price: Money,
     /// Live sellable quantity: stock minus reservations.
@@ -115,17 +117,17 @@ pub struct OptionView {
 
 /// A product in full.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProductDetail {
+pub struct ProductDetail<'a> {
     /// Product id.
     pub id: i64,
     /// Name in the `Accept-Language` language.
-    pub name: String,
+    pub name: &'a str,
     /// Description in the `Accept-Language` language.
-    pub description: String,
+    pub description: &'a str,
     /// Category slug.
-    pub category: String,
+    pub category: &'a str,
     /// Picture URL.
-    pub image_url: Option<String>,
+    pub image_url: Option<&'a str>,
     /// Lowest option price in the market's currency.
     pub price: Money,
     /// Stock status over all options sold in the market.
@@ -133,20 +135,30 @@ pub struct ProductDetail {
     /// False when sold out.
     pub purchasable: bool,
     /// The options sold in the market, by id.
-    pub options: Vec<OptionView>,
+    pub options: Vec<OptionView<'a>>,
 }
 
 /// Lists the products on sale in a market.
 #[utoipa::path(
-    get, path = "/products", tag = "catalog", params(ListQuery),
-    responses((status = 200, body = ProductPage), (status = 400, body = ErrorBody)),
+    get, path = "/products", tag = "catalog",
+    params(ListQuery, ("If-None-Match" = Option<String>, Header, description = "An `ETag` seen before: 304 when still current")),
+    responses(
+        (status = 200, body = ProductPage, headers(
+            ("ETag" = String, description = "Strong tag of the body"),
+            ("Cache-Control" = String, description = "`public, max-age=1`; `private, no-cache` when the caller's own market priced it"),
+            ("Vary" = String, description = "`Accept-Language`"),
+        )),
+        NotModified,
+        (status = 400, body = ErrorBody),
+    ),
 )]
 async fn list_products(
     State(state): State<AppState>,
     caller: MaybeCaller,
     accept: AcceptLanguage,
+    if_none_match: IfNoneMatch,
     Query(query): Query<ListQuery>,
-) -> Result<Json<ProductPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let page = PageRequest::parse(query.page.as_deref(), query.size.as_deref())?;
     let sort = match query.sort.as_deref().filter(|s| !s.is_empty()) {
         None => ProductSort::default(),
@@ -160,23 +172,36 @@ async fn list_products(
         name_pattern: query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(contains_pattern),
         sort,
     };
-    let (market, rows, total) = catalog::list(&state, hint, listing, page).await?;
-    let currency = market.currency();
-    let items = rows
-        .into_iter()
-        .map(|r| {
-            let status = StockStatus::from_available(r.available);
-            ProductSummary {
-                id: r.id,
-                name: if lang == Lang::En { r.name_en } else { r.name_ko },
-                category: r.category,
-                price: Money::new(r.price, currency),
-                stock_status: status,
-                purchasable: status.purchasable(),
-            }
+    let answer = catalog::list(&state, hint, listing, page).await?;
+    let currency = answer.market.currency();
+    let ListPage { key, page: listed, available } = &answer.value;
+    // Rendered once per page, language and availability refresh; most reads reuse the bytes.
+    let rendered = state
+        .catalog
+        .rendered(key, lang, available, || {
+            let items = listed
+                .rows
+                .iter()
+                .zip(available.iter())
+                .map(|(r, &available)| {
+                    let status = StockStatus::from_available(available);
+                    ProductSummary {
+                        id: r.id,
+                        name: if lang == Lang::En { &r.name_en } else { &r.name_ko },
+                        category: &r.category,
+                        price: Money::new(r.price, currency),
+                        stock_status: status,
+                        purchasable: status.purchasable(),
+                    }
+                })
+                .collect();
+            caching::render(&ProductPage { items, page: page.page, size: page.size, total: listed.total })
         })
-        .collect();
-    Ok(Json(ProductPage { items, page: page.page, size: page.size, total }))
+        .await;
+    if rendered.body.is_empty() {
+        return Err(ApiError::internal(Fault::invariant("a product page could not be serialised")));
+    }
+    Ok(caching::prepared(rendered.body.clone(), &rendered.etag, Audience::of(answer.personal), &if_none_match))
 }
 
 /// Query parameters of the product detail.
@@ -190,40 +215,57 @@ pub struct DetailQuery {
 /// A product with its options, stock and prices in a market.
 #[utoipa::path(
     get, path = "/products/{product_id}", tag = "catalog",
-    params(("product_id" = i64, Path, description = "Product id"), DetailQuery),
-    responses((status = 200, body = ProductDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(
+        ("product_id" = i64, Path, description = "Product id"), DetailQuery,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` seen before: 304 when still current"),
+    ),
+    responses(
+        (status = 200, body = ProductDetail, headers(
+            ("ETag" = String, description = "Strong tag of the body (availability included)"),
+            ("Cache-Control" = String, description = "`public, max-age=1`; `private, no-cache` when the caller's own market priced it"),
+            ("Vary" = String, description = "`Accept-Language`"),
+        )),
+        NotModified,
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
 )]
 async fn get_product(
     State(state): State<AppState>,
     caller: MaybeCaller,
     accept: AcceptLanguage,
+    if_none_match: IfNoneMatch,
     Path(product_id): Path<i64>,
     Query(query): Query<DetailQuery>,
-) -> Result<Json<ProductDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     let hint = market_hint(query.market.as_deref(), &caller, accept)?;
-    let (market, product, options) = catalog::product(&state, hint, product_id).await?;
-    let currency = market.currency();
+    let answer = catalog::product(&state, hint, product_id).await?;
+    let currency = answer.market.currency();
+    let ProductView { product: cached, available } = &answer.value;
+    let CachedProduct { product, options } = &**cached;
     let price = options.iter().map(|o| o.price).min().unwrap_or_default();
-    let status = StockStatus::from_available(options.iter().map(|o| o.available).sum());
+    let status = StockStatus::from_available(available.iter().sum());
     let lang = accept.lang();
-    Ok(Json(ProductDetail {
+    let body = ProductDetail {
         id: product.id,
-        name: if lang == Lang::En { product.name_en } else { product.name_ko },
-        description: if lang == Lang::En { product.description_en } else { product.description_ko },
-        category: product.category,
-        image_url: product.image_url,
+        name: if lang == Lang::En { &product.name_en } else { &product.name_ko },
+        description: if lang == Lang::En { &product.description_en } else { &product.description_ko },
+        category: &product.category,
+        image_url: product.image_url.as_deref(),
         price: Money::new(price, currency),
         stock_status: status,
         purchasable: status.purchasable(),
         options: options
-            .into_iter()
-            .map(|o| OptionView {
+            .iter()
+            .zip(available.iter())
+            .map(|(o, &available)| OptionView {
                 id: o.id,
-                name: o.name,
+                name: &o.name,
                 price: Money::new(o.price, currency),
-                available: o.available,
-                stock_status: StockStatus::from_available(o.available),
+                available,
+                stock_status: StockStatus::from_available(available),
             })
             .collect(),
-    }))
+    };
+    Ok(caching::json(&body, Audience::of(answer.personal), &if_none_match))
 }

@@ -158,7 +158,11 @@ impl From<Fault> for ApiError {
                 ApiError::overloaded(RETRY_AFTER_SECS)
             }
             Fault::Redis(e) => ApiError::internal(e),
-            f @ Fault::Invariant(_) => ApiError::internal(f),
+            // A load many readers waited on: still recognised as overload when it was one.
+            Fault::Shared(inner) if matches!(&*inner, Fault::Db(sqlx::Error::PoolTimedOut)) => {
+                ApiError::internal(sqlx::Error::PoolTimedOut)
+            }
+            f @ (Fault::Invariant(_) | Fault::Shared(_)) => ApiError::internal(f),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod caching;
 pub mod cart;
 pub mod catalog;
 pub mod catalog_admin;
@@ -85,6 +86,8 @@ pub fn router(state: AppState) -> Router {
             axum::response::IntoResponse::into_response(error::ApiError::internal(error::Panicked))
         }))
         .layer(middleware::from_fn(error::localize))
+        // After localize, so error answers are covered too.
+        .layer(middleware::map_response(caching::no_store_by_default))
         // Outermost, so what it counts is what the client got: sheds, timeouts and panics too.
         .layer(middleware::from_fn(observe::track))
         .with_state(state)

@@ -8,7 +8,7 @@
 //! Products are ranked by units sold, ties by the more recent sale, then by product id; a
 //! product is listed even if it went off sale after selling (the snapshot reports what sold).
 
-use axum::{Json, extract::State, middleware};
+use axum::{Json, extract::State, middleware, response::Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -18,6 +18,7 @@ use super::catalog::market_hint;
 use super::extract::AcceptLanguage;
 use super::{
     auth::{MaybeCaller, Role, require_roles},
+    caching::{self, Audience, IfNoneMatch, NotModified},
     error::{ApiError, ErrorBody},
     extract,
 };
@@ -43,17 +44,17 @@ pub struct TopQuery {
 
 /// One of the top products.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TopItem {
+pub struct TopItem<'a> {
     /// 1-5.
     pub rank: i32,
     /// The product.
     pub product_id: i64,
     /// Name in the language of `Accept-Language`.
-    pub name: String,
+    pub name: &'a str,
     /// Lowest option price in the market's currency.
     pub price: Option<Money>,
     /// Category.
-    pub category: String,
+    pub category: &'a str,
     /// Units sold in the 3 days before the snapshot.
     pub sold_quantity: i64,
     /// The most recent of those sales.
@@ -62,47 +63,58 @@ pub struct TopItem {
 
 /// The latest snapshot of a market.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TopResponse {
+pub struct TopResponse<'a> {
     /// When the snapshot was computed; null when none was ever computed.
     pub generated_at: Option<DateTime<Utc>>,
     /// At most 5, best first; empty when nothing sold.
-    pub items: Vec<TopItem>,
+    pub items: Vec<TopItem<'a>>,
 }
 
-/// The top 5 products of the last 3 days, from the latest daily snapshot.
+/// The top 5 products of the last 3 days, from the latest daily snapshot (kept in memory).
 #[utoipa::path(
-    get, path = "/products/top", tag = "catalog", params(TopQuery),
-    responses((status = 200, body = TopResponse), (status = 400, body = ErrorBody)),
+    get, path = "/products/top", tag = "catalog",
+    params(TopQuery, ("If-None-Match" = Option<String>, Header, description = "An `ETag` seen before: 304 when still current")),
+    responses(
+        (status = 200, body = TopResponse, headers(
+            ("ETag" = String, description = "Strong tag of the body"),
+            ("Cache-Control" = String, description = "`public, max-age=1`; `private, no-cache` when the caller's own market priced it"),
+            ("Vary" = String, description = "`Accept-Language`"),
+        )),
+        NotModified,
+        (status = 400, body = ErrorBody),
+    ),
 )]
 async fn top_products(
     State(state): State<AppState>,
     caller: MaybeCaller,
     accept: AcceptLanguage,
+    if_none_match: IfNoneMatch,
     extract::Query(q): extract::Query<TopQuery>,
-) -> Result<Json<TopResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let hint = market_hint(q.market.as_deref(), &caller, accept)?;
     let lang = accept.lang();
-    let (market, latest) = popular::top(&state, hint).await?;
-    let Some((generated_at, rows)) = latest else {
-        return Ok(Json(TopResponse { generated_at: None, items: Vec::new() }));
+    let answer = popular::top(&state, hint).await?;
+    let audience = Audience::of(answer.personal);
+    let Some((generated_at, rows)) = answer.value.as_ref() else {
+        return Ok(caching::json(&TopResponse { generated_at: None, items: Vec::new() }, audience, &if_none_match));
     };
-    let currency = market.currency();
+    let currency = answer.market.currency();
     let items = rows
-        .into_iter()
+        .iter()
         .map(|r| TopItem {
             rank: r.rank,
             product_id: r.product_id,
             name: match lang {
-                Lang::Ko => r.name_ko,
-                Lang::En => r.name_en,
+                Lang::Ko => &r.name_ko,
+                Lang::En => &r.name_en,
             },
             price: r.price.map(|p| Money::new(p, currency)),
-            category: r.category,
+            category: &r.category,
             sold_quantity: r.sold_quantity,
             last_sold_at: r.last_sold_at,
         })
         .collect();
-    Ok(Json(TopResponse { generated_at: Some(generated_at), items }))
+    Ok(caching::json(&TopResponse { generated_at: Some(*generated_at), items }, audience, &if_none_match))
 }
 
 /// One market's part of a job run.

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod cart;
 pub mod catalog;
+pub mod catalog_cache;
 pub mod coupons;
 pub mod health;
 pub mod idempotency;

@@ -5,7 +5,7 @@
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{AppState, idempotency::Receipt, orders::OrderError};
+use super::{AppState, catalog, idempotency::Receipt, orders::OrderError};
 pub use crate::store::pg::payment::Paid;
 use crate::{
     admission::orders::settle,
@@ -57,6 +57,7 @@ pub async fn pay(
                     // Found overdue before the sweeper: expire it now, as the sweeper would.
                     for held in expiry::expire_if_overdue(&state.db, order_id, now).await? {
                         settle::released(stock, &held).await;
+                        catalog::stock_changed(state, &held).await;
                     }
                 }
                 return Err(e.into());
@@ -85,5 +86,6 @@ pub async fn cancel(state: &AppState, order_id: Uuid, visible: impl Fn(i64) -> b
     };
     // Postgres committed; now the counters (exactly once, whatever retries or sweeps follow).
     settle::after(stock, &order.held(), order.status).await;
+    catalog::stock_changed(state, &order.held()).await;
     Ok(order)
 }

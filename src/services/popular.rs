@@ -1,15 +1,18 @@
 //! Popular products: the daily top-5 snapshot per market and the job that writes it (the
 //! ranking rules are in `store::pg::popular`).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 
 use super::{
     AppState, Fault,
-    catalog::{self, MarketHint},
+    catalog::{self, Answer, MarketHint},
+    catalog_cache::Top,
     fault_conversions,
 };
 pub use crate::store::pg::popular::{MarketSnapshot, RankedProduct};
-use crate::{domain::Market, store::pg::popular};
+use crate::store::{pg::popular, redis::notices::Topic};
 
 /// Why a popular-products request failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,14 +24,12 @@ pub enum PopularError {
 
 fault_conversions!(PopularError);
 
-/// The latest snapshot of the hinted market: the market, and when the snapshot was generated
-/// with its ranked products (`None` when the job never ran for the market).
-pub async fn top(
-    state: &AppState,
-    hint: MarketHint,
-) -> Result<(Market, Option<(DateTime<Utc>, Vec<RankedProduct>)>), PopularError> {
-    let market = catalog::market(state, hint).await?;
-    Ok((market, popular::latest(&state.db, market).await?))
+/// The latest snapshot of the hinted market, from memory (Postgres on a miss): when it was
+/// generated with its ranked products (`None` when the job never ran for the market).
+pub async fn top(state: &AppState, hint: MarketHint) -> Result<Answer<Arc<Top>>, PopularError> {
+    let (market, personal) = catalog::resolve(state, hint).await?;
+    let top = state.catalog.top(market, async { Ok(popular::latest(&state.db, market).await?) }).await?;
+    Ok(Answer { market, personal, value: top })
 }
 
 /// What one run of the snapshot job wrote.
@@ -48,6 +49,8 @@ pub async fn run_snapshot(state: &AppState) -> Result<SnapshotRun, PopularError>
     let at = Utc::now().trunc_subsecs(6);
     let snapshot_date = at.date_naive();
     let markets = popular::write_snapshot(&state.db, snapshot_date, at).await?;
+    // Every instance's cached top lists are now stale.
+    state.notices.publish(Topic::Popular, None).await?;
     tracing::info!(snapshot.date = %snapshot_date, "popular-products snapshot written");
     Ok(SnapshotRun { snapshot_date, generated_at: at, markets })
 }

@@ -9,6 +9,7 @@ use crate::{
     admission::{coupons::CouponAdmission, orders::OrderAdmission},
     auth::JwtKeys,
     config::Config,
+    services::catalog_cache::CatalogCache,
     store::redis::{RedisStore, notices::Notices},
 };
 
@@ -51,4 +52,6 @@ pub struct Shared {
     pub coupon_admission: CouponAdmission,
     /// Change notices: what every instance's caches obey (publish after a committed change).
     pub notices: Notices,
+    /// The catalog in memory (subscribed to the notices).
+    pub catalog: CatalogCache,
 }

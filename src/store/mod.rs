@@ -19,6 +19,9 @@ pub enum Fault {
     /// Stored data (or a store's answer) that cannot be: a bug or a manual edit.
     #[error("{0}")]
     Invariant(String),
+    /// A fault shared by every reader that waited on the same load (a single-flight cache).
+    #[error(transparent)]
+    Shared(std::sync::Arc<Fault>),
 }
 
 impl Fault {

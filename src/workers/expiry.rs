@@ -8,8 +8,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::services::orders::expiry::BATCH;
 use crate::{
-    services::{AppState, Fault, orders::expiry},
-    store::{pg::idempotency, redis::stock::StockStore},
+    services::{AppState, Fault, catalog, orders::expiry},
+    store::{
+        pg::idempotency,
+        redis::{notices::Topic, stock::StockStore},
+    },
 };
 
 /// `order_expired_total`: orders the sweeper expired.
@@ -47,8 +50,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {
                 // A failed sweep is retried at the next tick; the orders stay due until then.
-                if let Err(e) = sweep(&state.db, state.order_admission.stock(), Utc::now()).await {
-                    tracing::error!(error.cause = %e, "expiry sweep failed");
+                match sweep(&state.db, state.order_admission.stock(), Utc::now()).await {
+                    // Stock returned: availability that V1 reservations held changed.
+                    Ok(n) if n > 0 => catalog::changed(&state, Topic::Stock, None).await,
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error.cause = %e, "expiry sweep failed"),
                 }
                 // Bounded per pass so a large backlog never holds a long transaction.
                 if let Err(e) = idempotency::purge_expired(&state.db, 10_000).await {

@@ -253,5 +253,5 @@ async fn the_openapi_document_describes_the_catalog_routes() {
     }
     let params = doc["paths"]["/api/products"]["get"]["parameters"].as_array().unwrap();
     let names: Vec<_> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["category", "sort", "q", "market", "page", "size"]);
+    assert_eq!(names, ["category", "sort", "q", "market", "page", "size", "If-None-Match"]);
 }

@@ -28,6 +28,7 @@ mod payment;
 mod popular;
 mod prometheus_scrape;
 mod purchase;
+mod read_path;
 mod redis_cluster;
 mod redis_faults;
 mod seed;

@@ -122,6 +122,11 @@ impl OrderAdmission {
         &self.inner.stock
     }
 
+    /// The process's cache of users' markets.
+    pub fn users(&self) -> &UserMarkets {
+        &self.inner.users
+    }
+
     /// The Postgres pool.
     pub fn db(&self) -> &PgPool {
         &self.inner.db

@@ -18,11 +18,14 @@ use sqlx::PgConnection;
 pub use crate::store::pg::inventory::{AuditRow, StockLevel};
 use crate::{
     domain::PageRequest,
-    services::{AppState, Fault, fault_conversions},
-    store::pg::{
-        inventory::{self, NewAuditEntry},
-        movements,
-        outbox::{self, EventType},
+    services::{AppState, Fault, catalog, fault_conversions},
+    store::{
+        pg::{
+            inventory::{self, NewAuditEntry},
+            movements,
+            outbox::{self, EventType},
+        },
+        redis::notices::Topic,
     },
 };
 
@@ -104,6 +107,7 @@ pub async fn adjust(
         }
         return Err(e.into());
     }
+    catalog::changed(state, Topic::Stock, Some(option_id)).await;
     tracing::info!(product_option.id = option_id, stock.delta = delta, actor.user_id = actor, "stock adjusted");
     Ok(StockLevel { stock: after, reserved: before.reserved })
 }

@@ -11,9 +11,12 @@ use crate::{
         catalog::{self, MarketHint},
         fault_conversions,
     },
-    store::pg::{
-        catalog::{self as store, InsertedProduct},
-        outbox::{self, EventType, NewEvent},
+    store::{
+        pg::{
+            catalog::{self as store, InsertedProduct},
+            outbox::{self, EventType, NewEvent},
+        },
+        redis::notices::Topic,
     },
 };
 
@@ -53,6 +56,7 @@ pub async fn create(
         .collect();
     outbox::enqueue_all(&mut tx, events).await?;
     tx.commit().await?;
+    catalog::changed(state, Topic::Product, Some(inserted.id)).await;
     tracing::info!(product.id = inserted.id, actor.user_id = actor, "product created");
     Ok((inserted, preferred))
 }

@@ -81,6 +81,7 @@ pub async fn create(
             receipt.record(&mut tx, &order).await?;
             tx.commit().await?;
             settle::created_v1(state.order_admission.stock(), &order.held()).await;
+            super::catalog::stock_changed(state, &order.held()).await;
             Ok(order)
         }
         OrderStrategy::RedisLua => {

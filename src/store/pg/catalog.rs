@@ -40,6 +40,8 @@ pub struct ProductSummaryRow {
     pub price: i64,
     /// Sum of sellable quantities (stock minus reservations) of the priced options.
     pub available: i64,
+    /// The priced options, by id (whose live counters make up `available` under V2).
+    pub option_ids: Vec<i64>,
 }
 
 /// A product's own columns, for the detail view.
@@ -89,7 +91,8 @@ const LISTED: &str = r"
     listed AS (
         SELECT p.id, p.name_ko, p.name_en, p.category, p.created_at,
                min(pr.amount) AS price,
-               sum(GREATEST(s.stock - s.reserved, 0))::bigint AS available
+               sum(GREATEST(s.stock - s.reserved, 0))::bigint AS available,
+               array_agg(o.id ORDER BY o.id) AS option_ids
         FROM products p
         JOIN product_options o ON o.product_id = p.id
         JOIN option_stock s ON s.id = o.id
@@ -123,7 +126,7 @@ pub async fn list(
     let sql = if filter.sort == ProductSort::Popular {
         format!(
             "WITH {LISTED}, {SALES}
-             SELECT l.id, l.name_ko, l.name_en, l.category, l.price, l.available,
+             SELECT l.id, l.name_ko, l.name_en, l.category, l.price, l.available, l.option_ids,
                     COALESCE(s.sold, 0) AS sold, s.last_sold_at, count(*) OVER () AS total
              FROM listed l LEFT JOIN sales s ON s.product_id = l.id
              ORDER BY {} LIMIT $4 OFFSET $5",
@@ -132,7 +135,8 @@ pub async fn list(
     } else {
         format!(
             "WITH {LISTED}
-             SELECT l.id, l.name_ko, l.name_en, l.category, l.price, l.available, count(*) OVER () AS total
+             SELECT l.id, l.name_ko, l.name_en, l.category, l.price, l.available, l.option_ids,
+                    count(*) OVER () AS total
              FROM listed l
              ORDER BY {} LIMIT $4 OFFSET $5",
             order_by(filter.sort)

@@ -46,13 +46,15 @@ pub enum Topic {
     Coupon,
     /// A product, its options or prices (id: the product).
     Product,
-    /// An option's sellable stock rose (id: the option).
+    /// An option's sellable stock changed outside the V2 counters (id: the option).
     Stock,
+    /// A new popular-products snapshot (no id).
+    Popular,
 }
 
 impl Topic {
     /// Every topic, for the revision check.
-    pub const ALL: [Topic; 3] = [Topic::Coupon, Topic::Product, Topic::Stock];
+    pub const ALL: [Topic; 4] = [Topic::Coupon, Topic::Product, Topic::Stock, Topic::Popular];
 
     /// The name on the wire.
     pub fn as_str(self) -> &'static str {
@@ -60,6 +62,7 @@ impl Topic {
             Topic::Coupon => "coupon",
             Topic::Product => "product",
             Topic::Stock => "stock",
+            Topic::Popular => "popular",
         }
     }
 
