@@ -175,7 +175,9 @@ impl Notices {
             }
         }
         let mut messages = pubsub.into_on_message();
-        let mut check = tokio::time::interval(CHECK_EVERY);
+        // The revisions were just read: the first check is one period away (an immediate one
+        // could see a change whose notice is still on its way and announce it twice).
+        let mut check = tokio::time::interval_at(tokio::time::Instant::now() + CHECK_EVERY, CHECK_EVERY);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
