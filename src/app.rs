@@ -15,7 +15,10 @@ use crate::{
     services::{self, AppState, Shared},
     store::{
         Fault, pg,
-        redis::{RedisStore, notices::Notices},
+        redis::{
+            RedisStore,
+            notices::{Notices, Topic},
+        },
     },
     workers,
 };
@@ -111,6 +114,10 @@ impl Application {
         workers::register_metrics(&config);
         let coupon_admission = CouponAdmission::new(db.clone(), redis.clone(), users);
         let notices = Notices::new(&redis);
+        let coupons = coupon_admission.clone();
+        notices.on(Topic::Coupon, move |id| coupons.forget(id));
+        let orders = order_admission.clone();
+        notices.on(Topic::Stock, move |id| orders.stock_rose(id));
         let state = AppState::new(Shared {
             order_admission,
             coupon_admission,
