@@ -223,21 +223,24 @@ async fn a_sold_out_option_is_refused_from_memory_until_a_cancel_returns_its_sto
 #[tokio::test]
 async fn a_new_sale_reaches_postgres_within_100_ms_of_its_last_answer() {
     let app = coupon_app().await;
-    // An earlier sale, persisted: the consumer is now blocked reading its stream.
+    let users = app.create_users(4, "KR", 0).await;
+    // An earlier sale, persisted: the consumer is now blocked reading its stream (for up to 1 s
+    // at a time). Each new sale must be read at once, not after that read: three in a row, so
+    // a consumer that is not woken passes by luck at most (0.1 + slack)^3 of the time.
     let earlier = create_coupon(&app, 5, json!({})).await;
-    let users = app.create_users(6, "KR", 0).await;
-    json_of(issue(&app, earlier, users[5]).await, 201).await;
+    json_of(issue(&app, earlier, users[0]).await, 201).await;
     settled(&app).await;
-
-    let coupon = create_coupon(&app, 5, json!({})).await;
-    for &u in &users[..5] {
-        json_of(issue(&app, coupon, u).await, 201).await;
+    for &user in &users[1..] {
+        let coupon = create_coupon(&app, 5, json!({})).await;
+        json_of(issue(&app, coupon, user).await, 201).await;
+        let answered = Instant::now();
+        while persisted(&app.db, coupon).await.1 < 1 {
+            assert!(answered.elapsed() < Duration::from_secs(3), "not persisted");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let took = answered.elapsed();
+        // 100 ms is the promise; the slack absorbs a loaded test machine's scheduling.
+        assert!(took <= Duration::from_millis(100) + SLACK, "persisted {took:?} after the last answer");
+        settled(&app).await;
     }
-    let answered = Instant::now();
-    while persisted(&app.db, coupon).await.1 < 5 {
-        assert!(answered.elapsed() < Duration::from_secs(3), "not persisted");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let took = answered.elapsed();
-    assert!(took <= Duration::from_millis(100), "persisted {took:?} after the last answer");
 }

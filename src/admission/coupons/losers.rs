@@ -128,32 +128,24 @@ impl Losers {
         self.remember(coupon_id, epoch, known);
     }
 
-    /// Claims the reading of a sold-out coupon's holders; `false` when it is remembered already
-    /// or another request reads them. A claim is released by [`Losers::sold_out`] or
-    /// [`Losers::unclaim`].
-    pub fn claim(&self, coupon_id: i64) -> bool {
+    /// Claims the reading of a sold-out coupon's holders; `None` when it is remembered already
+    /// or another request reads them. The claim is released when dropped (also when the request
+    /// is abandoned while reading), or by [`Losers::sold_out`].
+    pub fn claim(&self, coupon_id: i64) -> Option<Claim<'_>> {
         let known = self.map.with(|entries| {
             matches!(entries.get(&coupon_id), Some(Entry { known: Known::SoldOut { .. } | Known::Ended, .. }))
         });
-        if known {
-            return false;
-        }
-        self.loading.lock().unwrap_or_else(PoisonError::into_inner).insert(coupon_id)
-    }
-
-    /// Releases a claim without remembering anything (the holders could not be read).
-    pub fn unclaim(&self, coupon_id: i64) {
-        self.loading.lock().unwrap_or_else(PoisonError::into_inner).remove(&coupon_id);
+        let claimed = !known && self.loading.lock().unwrap_or_else(PoisonError::into_inner).insert(coupon_id);
+        claimed.then_some(Claim { losers: self, coupon_id })
     }
 
     /// Remembers a `SOLD_OUT` in the window `[starts_ms, ends_ms)` with the coupon's holders
-    /// (read after the refusal), unless a forget happened since `epoch`; releases the claim.
-    pub fn sold_out(&self, coupon_id: i64, epoch: u64, starts_ms: i64, ends_ms: i64, holders: Vec<i64>) {
+    /// (read after the refusal, under `claim`), unless a forget happened since `epoch`.
+    pub fn sold_out(&self, claim: Claim<'_>, epoch: u64, starts_ms: i64, ends_ms: i64, holders: Vec<i64>) {
         if holders.len() <= MAX_REMEMBERED_HOLDERS {
             let holders = Arc::new(holders.into_iter().collect());
-            self.remember(coupon_id, epoch, Known::SoldOut { starts_ms, ends_ms, holders });
+            self.remember(claim.coupon_id, epoch, Known::SoldOut { starts_ms, ends_ms, holders });
         }
-        self.unclaim(coupon_id);
     }
 
     fn remember(&self, coupon_id: i64, epoch: u64, known: Known) {
@@ -166,6 +158,18 @@ impl Losers {
     }
 }
 
+/// The right to read one sold-out coupon's holders (one reader per coupon at a time).
+pub struct Claim<'a> {
+    losers: &'a Losers,
+    coupon_id: i64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.losers.loading.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.coupon_id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,9 +178,10 @@ mod tests {
     fn a_sold_out_coupon_answers_in_rule_order_and_a_forget_clears_it() {
         let l = Losers::default();
         let e = l.epoch();
-        assert!(l.claim(1));
-        assert!(!l.claim(1), "one reader at a time");
-        l.sold_out(1, e, 100, 200, vec![7]);
+        let claim = l.claim(1).expect("the first claim");
+        assert!(l.claim(1).is_none(), "one reader at a time");
+        l.sold_out(claim, e, 100, 200, vec![7]);
+        assert!(l.claim(1).is_none(), "remembered: nothing left to read");
         assert_eq!(l.answer(1, 8, 150), Some(IssueError::SoldOut));
         assert_eq!(l.answer(1, 7, 150), Some(IssueError::AlreadyIssued));
         assert_eq!(l.answer(1, 8, 200), Some(IssueError::NotActive));

@@ -145,15 +145,10 @@ impl CouponAdmission {
     /// Remembers a sold-out coupon with its holders (read now: with nothing left the set no
     /// longer grows). One request per coupon reads them; a failure only leaves it unremembered.
     async fn remember_sold_out(&self, coupon_id: i64, epoch: u64, starts_ms: i64, ends_ms: i64) {
-        if !self.losers.claim(coupon_id) {
-            return;
-        }
+        let Some(claim) = self.losers.claim(coupon_id) else { return };
         match coupons::holders(&self.redis, coupon_id).await {
-            Ok(holders) => self.losers.sold_out(coupon_id, epoch, starts_ms, ends_ms, holders),
-            Err(e) => {
-                self.losers.unclaim(coupon_id);
-                tracing::warn!(coupon.id = coupon_id, error.cause = %e, "sold-out coupon not remembered");
-            }
+            Ok(holders) => self.losers.sold_out(claim, epoch, starts_ms, ends_ms, holders),
+            Err(e) => tracing::warn!(coupon.id = coupon_id, error.cause = %e, "sold-out coupon not remembered"),
         }
     }
 
