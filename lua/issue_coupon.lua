@@ -11,8 +11,10 @@
 -- names below in step with it (tests/api/stream_codec.rs round-trips this script's entries).
 --
 -- Replies: {'NOT_HYDRATED'} | {'STALE'} (the caller's terms are outdated: reload, retry) |
--- {'NOT_ACTIVE'} | {'ALREADY_ISSUED'} | {'SOLD_OUT'} | {'ISSUED', remaining, stream_entry_id}.
--- Rule order as the domain's: window, already held, stock.
+-- {'NOT_ACTIVE', starts_ms, ends_ms} | {'ALREADY_ISSUED'} | {'SOLD_OUT', starts_ms, ends_ms} |
+-- {'ISSUED', remaining, stream_entry_id}.
+-- Rule order as the domain's: window, already held, stock. The window comes with the refusals
+-- that close a coupon, so the caller can remember them (src/admission/coupons/losers.rs).
 local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms', 'rev')
 if not meta[1] or not meta[2] then
   return {'NOT_HYDRATED'}
@@ -22,14 +24,14 @@ if meta[3] ~= ARGV[6] then
 end
 local now = tonumber(ARGV[1])
 if now < tonumber(meta[1]) or now >= tonumber(meta[2]) then
-  return {'NOT_ACTIVE'}
+  return {'NOT_ACTIVE', tonumber(meta[1]), tonumber(meta[2])}
 end
 if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then
   return {'ALREADY_ISSUED'}
 end
 local remaining = tonumber(redis.call('GET', KEYS[2]) or '0')
 if remaining <= 0 then
-  return {'SOLD_OUT'}
+  return {'SOLD_OUT', tonumber(meta[1]), tonumber(meta[2])}
 end
 -- The stream entry first: should it fail, nothing else has changed and nothing is acknowledged.
 local id = redis.call('XADD', KEYS[5], '*',

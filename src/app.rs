@@ -15,7 +15,10 @@ use crate::{
     services::{self, AppState, Shared, catalog_cache::CatalogCache},
     store::{
         Fault, pg,
-        redis::{RedisStore, notices::Notices},
+        redis::{
+            RedisStore,
+            notices::{Notices, Topic},
+        },
     },
     workers,
 };
@@ -113,6 +116,10 @@ impl Application {
         let notices = Notices::new(&redis);
         let catalog = CatalogCache::new();
         catalog.subscribe(&notices);
+        let coupons = coupon_admission.clone();
+        notices.on(Topic::Coupon, move |id| coupons.forget(id));
+        let orders = order_admission.clone();
+        notices.on(Topic::Stock, move |id| orders.stock_rose(id));
         let state = AppState::new(Shared {
             catalog,
             order_admission,

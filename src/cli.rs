@@ -138,6 +138,10 @@ async fn reconcile(args: ReconcileArgs, env: &ToolEnv) -> anyhow::Result<()> {
         );
     }
     if args.repair {
+        if repaired != coupon_reconcile::Repaired::default() {
+            // The running instances' loser memory forgets what the repair may have changed.
+            store::redis::notices::Notices::new(&redis).publish(store::redis::notices::Topic::Coupon, None).await?;
+        }
         println!(
             "repaired: {} users added to Redis, remaining lowered by {}, {} coupon terms re-applied",
             repaired.users_added, repaired.remaining_lowered, repaired.terms_synced

@@ -10,12 +10,14 @@
 //! - [`orders`]: reserve, the option cache, hydration of stock counters, settle/repair after
 //!   Postgres changed an order, reconcile.
 //! - [`user_markets`]: each user's market, shared by both.
+//! - [`refusals`]: the core of both engines' memories of refusals (losers answered without Redis).
 //!
 //! The Redis side (keys, scripts, stream codecs) is `store::redis`; the Postgres side of
 //! persistence is `store::pg::admitted_coupons` / `admitted_orders`.
 
 pub mod coupons;
 pub mod orders;
+pub mod refusals;
 pub mod user_markets;
 
 /// `reconcile_drift{kind}` gauge: what the reconcilers found, as of their last round. Coupon

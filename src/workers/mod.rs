@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Config,
     services::AppState,
-    store::pg::{admitted_coupons::CouponSink, admitted_orders::OrderSink},
+    store::{
+        pg::{admitted_coupons::CouponSink, admitted_orders::OrderSink},
+        redis::notices::Topic,
+    },
 };
 
 /// Describes the workers' metrics and creates the series of those that run at zero.
@@ -35,7 +38,9 @@ pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<(
         tasks.push(tokio::spawn(expiry::run(state.clone(), shutdown.clone())));
     }
     if config.workers.consumer {
-        tasks.push(consumer::spawn(CouponSink::new(state.redis.clone()), state, shutdown));
+        // A new coupon's stream is announced by its hydration's notice: read at once.
+        let coupons = CouponSink::new(state.redis.clone());
+        tasks.push(consumer::spawn_woken(coupons, state, shutdown, Topic::Coupon));
         // V2 orders: admissions of the reservation script, persisted into Postgres.
         let orders = OrderSink::new(state.order_admission.stock().keys().stream());
         tasks.push(consumer::spawn(orders, state, shutdown));

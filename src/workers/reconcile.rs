@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admission::{RECONCILE_DRIFT, coupons::reconcile},
     services::AppState,
+    store::redis::notices::Topic,
 };
 
 /// Creates the drift series this worker maintains at zero: no drift known until its first round
@@ -36,6 +37,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                     metrics::gauge!(RECONCILE_DRIFT, "kind" => kind).set(value as f64);
                 }
                 if repaired != reconcile::Repaired::default() {
+                    // Users added to a sold-out coupon's set, terms re-applied: the instances'
+                    // loser memory must forget (lowering `remaining` alone never needs it).
+                    if let Err(e) = state.notices.publish(Topic::Coupon, None).await {
+                        tracing::warn!(error.cause = %e, "coupon change notice after a repair not published");
+                    }
                     tracing::warn!(
                         users_added = repaired.users_added,
                         remaining_lowered = repaired.remaining_lowered,

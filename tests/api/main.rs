@@ -18,6 +18,7 @@ mod expiry;
 mod idempotency;
 mod inventory;
 mod loadgen;
+mod loser_memory;
 mod notices;
 mod observe;
 mod order_concurrency;

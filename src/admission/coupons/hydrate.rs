@@ -9,7 +9,7 @@ use super::{CachedTerms, CouponAdmission, terms_of};
 use crate::store::{
     Fault,
     pg::{admitted_coupons, coupons},
-    redis::coupons as scripts,
+    redis::{coupons as scripts, notices::Topic},
 };
 
 impl CouponAdmission {
@@ -38,6 +38,10 @@ impl CouponAdmission {
                 pending = pending.len(),
                 "coupon hydrated into Redis"
             );
+            // A new stream: the consumers read it at once rather than after their blocked read.
+            if let Err(e) = self.notices.publish(Topic::Coupon, Some(coupon_id)).await {
+                tracing::warn!(coupon.id = coupon_id, error.cause = %e, "hydration notice not published");
+            }
         }
         let terms = scripts::terms(redis, coupon_id)
             .await?

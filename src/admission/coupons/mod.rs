@@ -20,12 +20,16 @@
 //! `GET /users/{id}/coupons` persists the user's not-yet-persisted coupons the same way before
 //! reading ("persist on read"), so paging and totals stay exact.
 //!
+//! **Loser memory** ([`losers`]): once the script has refused a coupon as sold out or closed,
+//! its losers are answered from memory, with no Redis call, until an edit's change notice.
+//!
 //! **Reconciliation** ([`reconcile`]) compares Redis with Postgres per coupon and repairs only
 //! in the safe direction.
 //!
 //! [`admitted_coupons::persist`]: crate::store::pg::admitted_coupons::persist
 
 pub mod hydrate;
+pub mod losers;
 pub mod persist;
 pub mod reconcile;
 pub mod terms_cache;
@@ -36,6 +40,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use self::losers::Losers;
 pub use self::terms_cache::{CachedTerms, CouponTermsCache, terms_of};
 use super::user_markets::UserMarkets;
 use crate::{
@@ -45,6 +50,7 @@ use crate::{
         redis::{
             RedisStore,
             coupons::{self, AdjustReply, IssueReply, IssuingTerms},
+            notices::Notices,
         },
     },
 };
@@ -77,15 +83,27 @@ pub struct CouponAdmission {
     db: PgPool,
     redis: RedisStore,
     terms: Arc<CouponTermsCache>,
+    losers: Arc<Losers>,
     users: Arc<UserMarkets>,
     /// One restart repair at a time ([`CouponAdmission::rearm`]).
     rearming: Arc<tokio::sync::Mutex<()>>,
+    /// For announcing hydrations (the consumers' cue to read a new stream).
+    notices: Notices,
 }
 
 impl CouponAdmission {
     /// An engine over the stores; `users` is the process's shared user-market cache.
     pub fn new(db: PgPool, redis: RedisStore, users: Arc<UserMarkets>) -> CouponAdmission {
-        CouponAdmission { db, redis, terms: Arc::default(), users, rearming: Arc::default() }
+        let notices = Notices::new(&redis);
+        CouponAdmission {
+            db,
+            redis,
+            terms: Arc::default(),
+            losers: Arc::default(),
+            users,
+            rearming: Arc::default(),
+            notices,
+        }
     }
 
     /// Issues one coupon to a user with the issue script: the coupon usable at once, persisted
@@ -102,6 +120,11 @@ impl CouponAdmission {
                 return Err(AdmitError::MarketMismatch);
             }
             let at = now();
+            let now_ms = at.timestamp_millis();
+            if let Some(refusal) = self.losers.answer(coupon_id, user_id, now_ms) {
+                return Err(refusal.into());
+            }
+            let epoch = self.losers.epoch();
             let coupon = IssuedCoupon {
                 id: Uuid::now_v7(),
                 coupon_id,
@@ -110,11 +133,17 @@ impl CouponAdmission {
                 issued_at: at,
                 expires_at: terms.validity.expires_at(at),
             };
-            match coupons::issue(&self.redis, &coupon, at.timestamp_millis(), &terms.rev).await? {
+            match coupons::issue(&self.redis, &coupon, now_ms, &terms.rev).await? {
                 IssueReply::Issued { remaining } => return Ok((coupon, remaining)),
-                IssueReply::NotActive => return Err(IssueError::NotActive.into()),
+                IssueReply::NotActive { starts_ms, ends_ms } => {
+                    self.losers.not_active(coupon_id, epoch, now_ms, starts_ms, ends_ms);
+                    return Err(IssueError::NotActive.into());
+                }
                 IssueReply::AlreadyIssued => return Err(IssueError::AlreadyIssued.into()),
-                IssueReply::SoldOut => return Err(IssueError::SoldOut.into()),
+                IssueReply::SoldOut { starts_ms, ends_ms } => {
+                    self.remember_sold_out(coupon_id, epoch, starts_ms, ends_ms).await;
+                    return Err(IssueError::SoldOut.into());
+                }
                 IssueReply::ScriptMissing if !rearmed => {
                     rearmed = true;
                     self.rearm().await?;
@@ -152,6 +181,16 @@ impl CouponAdmission {
         Ok(())
     }
 
+    /// Remembers a sold-out coupon with its holders (read now: with nothing left the set no
+    /// longer grows). One request per coupon reads them; a failure only leaves it unremembered.
+    async fn remember_sold_out(&self, coupon_id: i64, epoch: u64, starts_ms: i64, ends_ms: i64) {
+        let Some(claim) = self.losers.claim(coupon_id) else { return };
+        match coupons::holders(&self.redis, coupon_id).await {
+            Ok(holders) => self.losers.sold_out(claim, epoch, starts_ms, ends_ms, holders),
+            Err(e) => tracing::warn!(coupon.id = coupon_id, error.cause = %e, "sold-out coupon not remembered"),
+        }
+    }
+
     /// The live `(total, remaining)` of the hydrated coupons among `ids` (Redis counts every
     /// admission at once, Postgres only once it is persisted).
     pub async fn live(&self, ids: &[i64]) -> redis::RedisResult<HashMap<i64, (u32, u32)>> {
@@ -164,9 +203,17 @@ impl CouponAdmission {
         coupons::adjust(&self.redis, coupon_id, terms).await
     }
 
-    /// Drops the cached terms of a coupon (an edit changed them).
-    pub fn forget(&self, coupon_id: i64) {
-        self.terms.forget(coupon_id);
+    /// Drops what this process knows of a coupon (`None`: of every coupon), its cached terms
+    /// and remembered refusals: an edit changed it. Edits call it before acknowledging, and every
+    /// instance on each [`Topic::Coupon`] notice.
+    ///
+    /// [`Topic::Coupon`]: crate::store::redis::notices::Topic::Coupon
+    pub fn forget(&self, coupon_id: Option<i64>) {
+        self.losers.forget(coupon_id);
+        match coupon_id {
+            Some(id) => self.terms.forget(id),
+            None => self.terms.forget_all(),
+        }
     }
 }
 

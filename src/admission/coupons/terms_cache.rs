@@ -47,6 +47,11 @@ impl CouponTermsCache {
     pub fn forget(&self, coupon_id: i64) {
         self.terms.write().expect("cache lock").remove(&coupon_id);
     }
+
+    /// Drops every cached entry.
+    pub fn forget_all(&self) {
+        self.terms.write().expect("cache lock").clear();
+    }
 }
 
 /// The terms to store in Redis for a coupon as Postgres has it (with a fresh revision).

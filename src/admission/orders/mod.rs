@@ -28,6 +28,7 @@
 pub mod hydrate;
 pub mod option_cache;
 pub mod settle;
+pub mod sold_out;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -35,7 +36,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use self::option_cache::OptionCache;
+use self::{option_cache::OptionCache, sold_out::SoldOut};
 use super::user_markets::UserMarkets;
 use crate::{
     domain::order::OrderStatus,
@@ -86,6 +87,8 @@ struct Inner {
     stock: StockStore,
     cache: OptionCache,
     users: Arc<UserMarkets>,
+    /// Options known to be sold out: their orders are refused without Redis.
+    sold_out: SoldOut,
     order_ttl: Duration,
     /// One hydration at a time per process: a burst that finds a counter missing hydrates it
     /// once instead of once per request.
@@ -111,6 +114,7 @@ impl OrderAdmission {
                 stock: StockStore::new(redis),
                 cache: OptionCache::default(),
                 users,
+                sold_out: SoldOut::default(),
                 order_ttl,
                 hydrating: tokio::sync::Mutex::new(()),
             }),
@@ -154,6 +158,12 @@ impl OrderAdmission {
         let avail = self.inner.stock.available(option_ids).await?;
         let missing: Vec<i64> = option_ids.iter().zip(avail).filter(|(_, a)| a.is_none()).map(|(id, _)| *id).collect();
         hydrate::hydrate(&self.inner.db, &self.inner.stock, &missing).await
+    }
+
+    /// Forgets that an option (`None`: every option) was sold out: its counter rose. Every
+    /// instance calls it on each `Topic::Stock` notice.
+    pub fn stock_rose(&self, option_id: Option<i64>) {
+        self.inner.sold_out.forget(option_id);
     }
 
     /// Compares every hydrated stock counter with Postgres and sets
@@ -222,12 +232,21 @@ impl OrderAdmission {
             lines,
         };
         let stock = &self.inner.stock;
+        let sold_out = &self.inner.sold_out;
+        if let Some(option_id) = sold_out.known(admission.lines.iter().map(|l| l.option_id)) {
+            let requested = admission.lines.iter().find(|l| l.option_id == option_id).map_or(0, |l| l.quantity);
+            return Err(Rejection::InsufficientStock { option_id, available: 0, requested }.into());
+        }
         let mut hydrated = false;
         loop {
+            let epoch = sold_out.epoch();
             match stock.reserve(&admission, self.inner.order_ttl + RECENT_GRACE).await? {
                 ReserveOutcome::Admitted => break,
                 ReserveOutcome::Short { line, available } => {
                     let l = &admission.lines[line];
+                    if available <= 0 {
+                        sold_out.remember(l.option_id, epoch);
+                    }
                     return Err(Rejection::InsufficientStock {
                         option_id: l.option_id,
                         available: available.max(0),

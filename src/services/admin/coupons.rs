@@ -18,7 +18,7 @@ use crate::{
     },
     store::{
         pg::coupons::{self, CouponStats},
-        redis::coupons::AdjustReply,
+        redis::{coupons::AdjustReply, notices::Topic},
     },
 };
 
@@ -127,7 +127,11 @@ pub async fn update(
             }
             AdjustReply::NotHydrated | AdjustReply::Adjusted { .. } => {}
         }
-        state.coupon_admission.forget(coupon_id);
+        // Forgotten here before the answer, and in every other instance on the notice (within
+        // its latency, or notices::CHECK_EVERY if it is lost). Unannounced, a raise could stay
+        // unseen by the others' loser memory: a failure to announce is not acknowledged.
+        state.coupon_admission.forget(Some(coupon_id));
+        state.notices.publish(Topic::Coupon, Some(coupon_id)).await?;
         tracing::info!(coupon.id = coupon_id, "coupon campaign edited");
         stored.coupon = edited;
     }

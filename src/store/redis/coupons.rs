@@ -79,12 +79,22 @@ pub enum IssueReply {
     NotHydrated,
     /// The caller's terms revision is not the stored one: reload the terms, then retry.
     Stale,
-    /// Outside the issue window.
-    NotActive,
+    /// Outside the issue window `[starts_ms, ends_ms)`.
+    NotActive {
+        /// Window start, epoch ms, as Redis has it.
+        starts_ms: i64,
+        /// Window end, epoch ms, as Redis has it.
+        ends_ms: i64,
+    },
     /// The user holds one already.
     AlreadyIssued,
-    /// None left.
-    SoldOut,
+    /// None left (in the window `[starts_ms, ends_ms)`).
+    SoldOut {
+        /// Window start, epoch ms, as Redis has it.
+        starts_ms: i64,
+        /// Window end, epoch ms, as Redis has it.
+        ends_ms: i64,
+    },
     /// Issued and recorded in the coupon's stream.
     Issued {
         /// Left after this one.
@@ -138,9 +148,9 @@ pub async fn issue(redis: &RedisStore, coupon: &IssuedCoupon, now_ms: i64, rev: 
         "ISSUED" => IssueReply::Issued { remaining: u32::try_from(int(&reply, 1)).unwrap_or(0) },
         "NOT_HYDRATED" => IssueReply::NotHydrated,
         "STALE" => IssueReply::Stale,
-        "NOT_ACTIVE" => IssueReply::NotActive,
+        "NOT_ACTIVE" => IssueReply::NotActive { starts_ms: int(&reply, 1), ends_ms: int(&reply, 2) },
         "ALREADY_ISSUED" => IssueReply::AlreadyIssued,
-        "SOLD_OUT" => IssueReply::SoldOut,
+        "SOLD_OUT" => IssueReply::SoldOut { starts_ms: int(&reply, 1), ends_ms: int(&reply, 2) },
         _ => return Err(unexpected("issue_coupon", &reply)),
     })
 }

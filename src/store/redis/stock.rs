@@ -14,6 +14,10 @@
 //! | `P:{stock}:due` | sorted set | pending orders by `expires_at` (ms): the sweeper's list of what Redis still holds |
 //! | `P:{stock}:recent:<user_id>` | sorted set | a user's latest order ids by creation, for read-your-writes of order lists |
 //! | `P:{stock}:options` | set | option ids whose counter was hydrated (what reconciliation checks) |
+//!
+//! Every call that raises a counter (release, restock, a positive adjustment) then publishes a
+//! [`Topic::Stock`] notice per option (hydration: one for the whole topic), so every instance forgets that the option was
+//! sold out (`admission::orders::sold_out`).
 
 use std::{sync::LazyLock, time::Duration};
 
@@ -21,8 +25,11 @@ use chrono::{DateTime, Utc};
 use redis::Script;
 use uuid::Uuid;
 
-use super::RedisStore;
-use super::streams::orders::Admission;
+use super::{
+    RedisStore,
+    notices::{Notices, Topic},
+    streams::orders::Admission,
+};
 
 /// The hash tag of every stock key.
 pub const HASH_TAG: &str = "{stock}";
@@ -109,6 +116,7 @@ pub enum ReserveOutcome {
 pub struct StockStore {
     redis: RedisStore,
     keys: StockKeys,
+    notices: Notices,
 }
 
 fn secs(d: Duration) -> u64 {
@@ -118,7 +126,18 @@ fn secs(d: Duration) -> u64 {
 impl StockStore {
     /// The stock store of the deployment `redis` is configured for.
     pub fn new(redis: &RedisStore) -> StockStore {
-        StockStore { redis: redis.clone(), keys: StockKeys::new(redis.prefix()) }
+        StockStore { redis: redis.clone(), keys: StockKeys::new(redis.prefix()), notices: Notices::new(redis) }
+    }
+
+    /// Announces that the counters of `option_ids` rose (after the increment). The increment
+    /// stands whatever happens here: a notice that cannot be published is logged, and the
+    /// instances' sold-out memory forgets the option within its TTL anyway.
+    async fn rose(&self, option_ids: Vec<i64>) {
+        for id in option_ids {
+            if let Err(e) = self.notices.publish(Topic::Stock, Some(id)).await {
+                tracing::warn!(option.id = id, error.cause = %e, "stock notice not published");
+            }
+        }
     }
 
     /// The key names.
@@ -183,6 +202,9 @@ impl StockStore {
     pub async fn release(&self, order_id: Uuid, lines: &[(i64, i64)]) -> redis::RedisResult<bool> {
         let released: i64 =
             self.settle_invocation(&RELEASE, order_id, lines).invoke_async(&mut self.redis.conn()).await?;
+        if released == 1 {
+            self.rose(lines.iter().map(|l| l.0).collect()).await;
+        }
         Ok(released == 1)
     }
 
@@ -195,6 +217,9 @@ impl StockStore {
     /// Puts a refunded order's lines back on sale, exactly once; false when already done.
     pub async fn restock(&self, order_id: Uuid, lines: &[(i64, i64)]) -> redis::RedisResult<bool> {
         let done: i64 = self.settle_invocation(&RESTOCK, order_id, lines).invoke_async(&mut self.redis.conn()).await?;
+        if done == 1 {
+            self.rose(lines.iter().map(|l| l.0).collect()).await;
+        }
         Ok(done == 1)
     }
 
@@ -212,7 +237,10 @@ impl StockStore {
         let reply: Vec<i64> = inv.invoke_async(&mut self.redis.conn()).await?;
         Ok(match reply.as_slice() {
             [0, i, available] => Err((deltas[(*i as usize).saturating_sub(1)].0, *available)),
-            _ => Ok(()),
+            _ => {
+                self.rose(deltas.iter().filter(|d| d.1 > 0).map(|d| d.0).collect()).await;
+                Ok(())
+            }
         })
     }
 
@@ -228,6 +256,12 @@ impl StockStore {
         }
         pipe.cmd("SADD").arg(self.keys.hydrated()).arg(values.iter().map(|v| v.0).collect::<Vec<_>>()).ignore();
         let set: Vec<Option<String>> = pipe.query_async(&mut self.redis.conn()).await?;
+        if set.iter().any(Option::is_some) {
+            // Counters appeared (possibly many at start-up): one notice for the whole topic.
+            if let Err(e) = self.notices.publish(Topic::Stock, None).await {
+                tracing::warn!(error.cause = %e, "stock notice after hydration not published");
+            }
+        }
         Ok(set.iter().map(Option::is_some).collect())
     }
 

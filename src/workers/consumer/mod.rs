@@ -26,18 +26,20 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context;
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
+use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     services::AppState,
     store::redis::{
         RedisConn, RedisStore,
+        notices::Topic,
         streams::{
             MAX_DELIVERIES, PersistError, StreamEntry, StreamSink,
             commands::{self as streams},
@@ -75,6 +77,9 @@ pub struct ConsumerSettings {
     pub housekeeping_every: Duration,
     /// When the sink names no stream, ask again after this long.
     pub idle_poll: Duration,
+    /// Signalled when the sink may name a new stream (a new sale): a blocked read is given up
+    /// and the streams listed again at once, instead of after the current `block`.
+    pub wake: Option<Arc<Notify>>,
 }
 
 impl ConsumerSettings {
@@ -87,6 +92,7 @@ impl ConsumerSettings {
             claim_idle,
             housekeeping_every: Duration::from_secs(2),
             idle_poll: Duration::from_millis(250),
+            wake: None,
         }
     }
 
@@ -112,6 +118,21 @@ pub fn consumer_name() -> String {
 /// is cancelled.
 pub fn spawn<S: StreamSink>(sink: S, state: &AppState, shutdown: &CancellationToken) -> JoinHandle<()> {
     let settings = ConsumerSettings::new(state.config.stream_claim_idle);
+    tokio::spawn(run(sink, state.db.clone(), state.redis.clone(), settings, shutdown.clone()))
+}
+
+/// Like [`spawn`], woken by every change notice of `topic` (new streams appear with them).
+pub fn spawn_woken<S: StreamSink>(
+    sink: S,
+    state: &AppState,
+    shutdown: &CancellationToken,
+    topic: Topic,
+) -> JoinHandle<()> {
+    let mut settings = ConsumerSettings::new(state.config.stream_claim_idle);
+    let wake = Arc::new(Notify::new());
+    let notify = wake.clone();
+    state.notices.on(topic, move |_| notify.notify_waiters());
+    settings.wake = Some(wake);
     tokio::spawn(run(sink, state.db.clone(), state.redis.clone(), settings, shutdown.clone()))
 }
 
@@ -188,9 +209,18 @@ fn due(last: Option<Instant>, every: Duration) -> bool {
 
 impl<S: StreamSink> Consumer<S> {
     async fn round(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        // Armed before the streams are listed: a stream announced after the listing wakes the
+        // read. Without a wake signal this Notify is never notified.
+        let wake = self.settings.wake.clone().unwrap_or_default();
+        let mut woken = std::pin::pin!(wake.notified());
+        woken.as_mut().enable();
         let streams = self.sink.streams().await.context("listing the sink's streams")?;
         if streams.is_empty() {
-            tokio::select! { _ = tokio::time::sleep(self.settings.idle_poll) => {}, _ = shutdown.cancelled() => {} }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.idle_poll) => {},
+                _ = shutdown.cancelled() => {},
+                () = woken.as_mut() => {},
+            }
             return Ok(());
         }
         let mut conn = self.redis.conn();
@@ -227,6 +257,14 @@ impl<S: StreamSink> Consumer<S> {
             tokio::select! {
                 r = read => r,
                 _ = shutdown.cancelled() => return Ok(()),
+                () = woken => {
+                    // The blocked read is abandoned: its connection stays blocked server-side,
+                    // so it is replaced, and whatever it may have been handed is re-read from
+                    // this consumer's pending entries first.
+                    self.reader = None;
+                    self.history = true;
+                    return Ok(());
+                }
             }
         };
         let entries = match entries {
