@@ -305,3 +305,20 @@ async fn numbers_and_paging_read_as_the_document_states_them() {
     let balance = json_of(app.get_as(user, &format!("/api/users/{user}/balance")).await, 200).await;
     assert_eq!(balance["balance"]["amount"], 100);
 }
+
+#[tokio::test]
+async fn a_path_integer_with_a_zero_fraction_is_that_integer() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    let res = app.request(Method::GET, &format!("/api/coupons/{}.0", i64::MAX)).send().await.unwrap();
+    assert_error(res, 404, "COUPON_NOT_FOUND").await;
+    let res = app
+        .request(Method::DELETE, &format!("/api/users/{user}/cart/7.00"))
+        .bearer_auth(app.customer(user))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 404, "CART_ITEM_NOT_FOUND").await;
+    let res = app.get("/api/coupons/7.5").await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "coupon_id");
+}
