@@ -114,6 +114,8 @@ async fn every_operation_declares_its_error_answers_and_bounds_every_text_input(
     let charge = &doc["paths"]["/api/users/{user_id}/balance/charge"]["post"]["parameters"];
     let key = charge.as_array().unwrap().iter().find(|p| p["name"] == "Idempotency-Key").expect("Idempotency-Key");
     assert_eq!(key["schema"]["maxLength"], 255);
+    let created = &doc["paths"]["/api/orders"]["post"]["responses"]["201"];
+    assert_eq!(created["headers"]["Idempotent-Replayed"]["schema"]["enum"], json!(["true"]));
 }
 
 #[tokio::test]
