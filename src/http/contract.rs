@@ -3,7 +3,8 @@
 //!
 //! - **Answers.** Every operation declares, with the [`ErrorBody`](super::error::ErrorBody)
 //!   schema: 400 when it reads input (a path, query, header or body); 401 and 403 when it needs a
-//!   token; 404 when it has a path parameter; 409 and 422 when it takes an `Idempotency-Key`; 413 and 415 when it reads a body; 500; and 503
+//!   token; 404 when it has a path parameter; 409 and 422 when it takes an `Idempotency-Key`
+//!   (whose answers may carry `Idempotent-Replayed: true`); 413 and 415 when it reads a body; 500; and 503
 //!   (`OVERLOADED` with `Retry-After`, or `TIMEOUT`).
 //! - **Text.** Every request string the server reads without an enum or a format refuses NUL
 //!   ([`text::NUL_FREE_PATTERN`]); one that must not be empty (`minLength` >= 1) must not be blank
@@ -93,7 +94,8 @@ fn operation(op: &mut Map<String, Value>, components: &Value, request_schemas: &
     if has_path {
         errors.push(("404", "The resource does not exist"));
     }
-    if params.iter().any(|p| p["in"] == "header" && p["name"] == "Idempotency-Key") {
+    let idempotent = params.iter().any(|p| p["in"] == "header" && p["name"] == "Idempotency-Key");
+    if idempotent {
         errors.push(("409", "IDEMPOTENCY_IN_PROGRESS: the first request with this key still runs"));
         errors.push(("422", "IDEMPOTENCY_KEY_REUSED: the key was used for a different request"));
     }
@@ -114,6 +116,17 @@ fn operation(op: &mut Map<String, Value>, components: &Value, request_schemas: &
             "description": "Seconds to wait before retrying (OVERLOADED only)",
             "schema": { "type": "integer", "minimum": 1 },
         });
+        if idempotent {
+            // A replayed answer says so, whatever its status.
+            for (_, res) in
+                responses.iter_mut().filter(|(status, _)| status.as_str() != "500" && status.as_str() != "503")
+            {
+                res["headers"][super::idempotency::REPLAYED_HEADER_NAME] = json!({
+                    "description": "`true` when this is the stored answer to an earlier request with the same key",
+                    "schema": { "type": "string", "enum": ["true"] },
+                });
+            }
+        }
     }
     if let Some(list) = op.get_mut("parameters").and_then(Value::as_array_mut) {
         for p in list {

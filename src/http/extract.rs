@@ -185,6 +185,31 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         }
         match AxumPath::<T>::from_request_parts(parts, state).await {
             Ok(AxumPath(v)) => Ok(Path(v)),
+            Err(_) if raw.0.values().any(|v| integral_text(v).is_some()) => {
+                // As for bodies and queries: `5.0` is the integer 5 to JSON Schema. The
+                // parameters in route order, one value or an array, as `Path` would read them.
+                let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+                    .await
+                    .map_err(|e| ApiError::validation("path", e.body_text()))?;
+                let mut values: Vec<Value> = params
+                    .iter()
+                    .map(|(_, v)| {
+                        integral_text(v).unwrap_or(v).parse::<i64>().map_or_else(|_| Value::from(v), Value::from)
+                    })
+                    .collect();
+                let value = if values.len() == 1 { values.remove(0) } else { Value::Array(values) };
+                let field = || {
+                    let mut names: Vec<_> =
+                        raw.0.keys().filter(|k| integral_text(&raw.0[*k]).is_none()).cloned().collect();
+                    names.sort();
+                    names
+                        .into_iter()
+                        .find(|k| raw.0[k].parse::<i64>().is_err() && uuid::Uuid::parse_str(&raw.0[k]).is_err())
+                };
+                serde_json::from_value::<T>(value).map(Path).map_err(|_| {
+                    ApiError::validation(field().unwrap_or_else(|| "path".to_owned()), "not a valid identifier")
+                })
+            }
             Err(_) => {
                 let mut names: Vec<_> = raw.0.keys().cloned().collect();
                 names.sort();

@@ -70,6 +70,8 @@ use crate::services::{
 pub const KEY_HEADER: &str = "idempotency-key";
 /// The response header marking a replayed answer.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// [`REPLAYED_HEADER`] as the document spells it.
+pub const REPLAYED_HEADER_NAME: &str = "Idempotent-Replayed";
 /// Bodies are buffered to be fingerprinted; the same bound as every body extractor.
 const MAX_BODY_BYTES: usize = super::extract::MAX_BODY_BYTES;
 

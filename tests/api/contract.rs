@@ -114,6 +114,8 @@ async fn every_operation_declares_its_error_answers_and_bounds_every_text_input(
     let charge = &doc["paths"]["/api/users/{user_id}/balance/charge"]["post"]["parameters"];
     let key = charge.as_array().unwrap().iter().find(|p| p["name"] == "Idempotency-Key").expect("Idempotency-Key");
     assert_eq!(key["schema"]["maxLength"], 255);
+    let created = &doc["paths"]["/api/orders"]["post"]["responses"]["201"];
+    assert_eq!(created["headers"]["Idempotent-Replayed"]["schema"]["enum"], json!(["true"]));
 }
 
 #[tokio::test]
@@ -259,4 +261,66 @@ async fn header_abuse_is_4xx_and_changes_nothing() {
 
     let balance = json_of(app.get_as(user, &format!("/api/users/{user}/balance")).await, 200).await;
     assert_eq!(balance["balance"]["amount"], 0);
+}
+
+#[tokio::test]
+async fn numbers_and_paging_read_as_the_document_states_them() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    // JSON Schema counts 100.0 as the integer 100; so does the server, and it charges once.
+    let res = app
+        .send_json(
+            Method::POST,
+            &format!("/api/users/{user}/balance/charge"),
+            Some(&app.customer(user)),
+            &json!({"amount": 100.0}),
+        )
+        .await;
+    assert_eq!(json_of(res, 200).await["balance"]["amount"], 100);
+    json_of(app.get("/api/coupons?page=1.0&size=20").await, 200).await;
+    let res = app.get("/api/products?size=").await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "size");
+
+    let doc = openapi(&app).await;
+    let amount = &doc["components"]["schemas"]["ChargeRequest"]["properties"]["amount"];
+    assert_eq!((amount["minimum"].as_i64(), amount["maximum"].as_i64()), (Some(1), Some(100_000_000)));
+    let res = app
+        .send_json(
+            Method::POST,
+            &format!("/api/users/{user}/balance/charge"),
+            Some(&app.customer(user)),
+            &json!({"amount": 100_000_001}),
+        )
+        .await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "amount");
+    // A body naming another user than the path is acting for someone else, even for an admin.
+    let admin = app.token(1, &[Role::OpsAdmin]);
+    let res = app
+        .send_json(
+            Method::POST,
+            &format!("/api/users/{user}/balance/charge"),
+            Some(&admin),
+            &json!({"amount": 5, "user_id": user + 1}),
+        )
+        .await;
+    assert_eq!(assert_error(res, 403, "FORBIDDEN").await["details"]["field"], "user_id");
+    let balance = json_of(app.get_as(user, &format!("/api/users/{user}/balance")).await, 200).await;
+    assert_eq!(balance["balance"]["amount"], 100);
+}
+
+#[tokio::test]
+async fn a_path_integer_with_a_zero_fraction_is_that_integer() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    let res = app.request(Method::GET, &format!("/api/coupons/{}.0", i64::MAX)).send().await.unwrap();
+    assert_error(res, 404, "COUPON_NOT_FOUND").await;
+    let res = app
+        .request(Method::DELETE, &format!("/api/users/{user}/cart/7.00"))
+        .bearer_auth(app.customer(user))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 404, "CART_ITEM_NOT_FOUND").await;
+    let res = app.get("/api/coupons/7.5").await;
+    assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "coupon_id");
 }
