@@ -66,15 +66,28 @@ impl Audience {
     }
 }
 
+/// The longest `If-None-Match` accepted (declared in the document): a list of this service's
+/// tags never comes near it.
+pub const IF_NONE_MATCH_MAX: usize = 1024;
+
 /// The request's `If-None-Match`, if any.
 #[derive(Debug, Clone, Default)]
 pub struct IfNoneMatch(pub Option<HeaderValue>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
-    type Rejection = std::convert::Infallible;
+    type Rejection = super::error::ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(IfNoneMatch(parts.headers.get(header::IF_NONE_MATCH).cloned()))
+        let value = parts.headers.get(header::IF_NONE_MATCH);
+        if let Some(v) = value
+            && (v.len() > IF_NONE_MATCH_MAX || v.to_str().is_err())
+        {
+            return Err(super::error::ApiError::validation(
+                "If-None-Match",
+                format!("at most {IF_NONE_MATCH_MAX} printable ASCII characters"),
+            ));
+        }
+        Ok(IfNoneMatch(value.cloned()))
     }
 }
 

@@ -141,7 +141,7 @@ pub struct ProductDetail<'a> {
 /// Lists the products on sale in a market.
 #[utoipa::path(
     get, path = "/products", tag = "catalog",
-    params(ListQuery, ("If-None-Match" = Option<String>, Header, description = "An `ETag` seen before: 304 when still current")),
+    params(ListQuery, ("If-None-Match" = Option<String>, Header, max_length = 1024, pattern = "^[\\x20-\\x7e]*$", description = "An `ETag` seen before: 304 when still current")),
     responses(
         (status = 200, body = ProductPage, headers(
             ("ETag" = String, description = "Strong tag of the body"),
@@ -217,7 +217,7 @@ pub struct DetailQuery {
     get, path = "/products/{product_id}", tag = "catalog",
     params(
         ("product_id" = i64, Path, description = "Product id"), DetailQuery,
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` seen before: 304 when still current"),
+        ("If-None-Match" = Option<String>, Header, max_length = 1024, pattern = "^[\\x20-\\x7e]*$", description = "An `ETag` seen before: 304 when still current"),
     ),
     responses(
         (status = 200, body = ProductDetail, headers(

@@ -73,7 +73,7 @@ pub struct TopResponse<'a> {
 /// The top 5 products of the last 3 days, from the latest daily snapshot (kept in memory).
 #[utoipa::path(
     get, path = "/products/top", tag = "catalog",
-    params(TopQuery, ("If-None-Match" = Option<String>, Header, description = "An `ETag` seen before: 304 when still current")),
+    params(TopQuery, ("If-None-Match" = Option<String>, Header, max_length = 1024, pattern = "^[\\x20-\\x7e]*$", description = "An `ETag` seen before: 304 when still current")),
     responses(
         (status = 200, body = TopResponse, headers(
             ("ETag" = String, description = "Strong tag of the body"),
