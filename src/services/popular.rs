@@ -49,7 +49,9 @@ pub async fn run_snapshot(state: &AppState) -> Result<SnapshotRun, PopularError>
     let at = Utc::now().trunc_subsecs(6);
     let snapshot_date = at.date_naive();
     let markets = popular::write_snapshot(&state.db, snapshot_date, at).await?;
-    // Every instance's cached top lists are now stale.
+    // Every instance's cached top lists are now stale: this one's at once (its next read sees
+    // the snapshot), the others' through the notice.
+    state.catalog.invalidate();
     state.notices.publish(Topic::Popular, None).await?;
     tracing::info!(snapshot.date = %snapshot_date, "popular-products snapshot written");
     Ok(SnapshotRun { snapshot_date, generated_at: at, markets })
