@@ -17,7 +17,7 @@ use crate::{
     store::{
         pg::outbox::{self, EventType, NewEvent},
         redis::{
-            RedisStore,
+            RedisStore, coupons as redis_coupons,
             streams::{Decoded, DecodedSink, PersistError, coupons::CouponStreams},
         },
     },
@@ -100,12 +100,13 @@ pub async fn holders(db: impl PgExecutor<'_>, coupon_id: i64) -> sqlx::Result<Ve
 #[derive(Clone)]
 pub struct CouponSink {
     source: CouponStreams,
+    redis: RedisStore,
 }
 
 impl CouponSink {
     /// A sink over the deployment's Redis.
     pub fn new(redis: RedisStore) -> CouponSink {
-        CouponSink { source: CouponStreams::new(redis) }
+        CouponSink { source: CouponStreams::new(redis.clone()), redis }
     }
 }
 
@@ -114,6 +115,29 @@ impl DecodedSink for CouponSink {
 
     fn source(&self) -> &CouponStreams {
         &self.source
+    }
+
+    /// Persisted coupons Redis lost (it restarted after this consumer read them): their holders
+    /// go back into the users set and `remaining` is lowered to match, so nobody is issued a
+    /// second one and the total holds (the reconciler's safe repair, for these users only).
+    async fn restore_decoded<'a>(&'a self, items: &'a [IssuedCoupon]) -> redis::RedisResult<()> {
+        let mut by_coupon: HashMap<i64, Vec<i64>> = HashMap::new();
+        for c in items {
+            by_coupon.entry(c.coupon_id).or_default().push(c.user_id);
+        }
+        for (coupon_id, users) in by_coupon {
+            if let Some((added, lowered)) = redis_coupons::repair(&self.redis, coupon_id, &users).await?
+                && added > 0
+            {
+                tracing::warn!(
+                    coupon.id = coupon_id,
+                    users_added = added,
+                    remaining_lowered = lowered,
+                    "Redis had lost persisted coupons (a restart after they were read); restored"
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn persist_decoded<'a>(

@@ -284,6 +284,24 @@ impl<S: StreamSink> Consumer<S> {
         self.process(entries, !history).await
     }
 
+    /// `XACK` of a batch Postgres has committed, retried while Redis is unreachable: if Redis
+    /// restarted meanwhile and lost these entries, only the count this returns tells (they are
+    /// pending nowhere, so no later round sees them again), and [`StreamSink::restore`] must run.
+    async fn ack_committed(&mut self, stream: &str, ids: &[&str]) -> anyhow::Result<u64> {
+        let mut failures = 0;
+        loop {
+            match streams::ack(&mut self.redis.conn(), stream, GROUP, ids).await {
+                Ok(n) => return Ok(n),
+                Err(e) if failures < 20 => {
+                    failures += 1;
+                    tracing::warn!(error.cause = %e, "acknowledging a persisted batch failed; retrying");
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+                Err(e) => return Err(e).context("acknowledging a persisted batch"),
+            }
+        }
+    }
+
     /// Takes over entries idle longer than the claim threshold (their consumer is presumably
     /// dead) and processes them.
     async fn claim(&mut self, streams: &[String]) -> anyhow::Result<()> {
@@ -386,9 +404,13 @@ impl<S: StreamSink> Consumer<S> {
             by_stream.entry(&e.stream).or_default().push(&e.id);
         }
         for (stream, ids) in by_stream {
-            // Failing here leaves committed entries pending: they are delivered again later and
-            // the sink's idempotence absorbs them.
-            streams::ack(&mut conn, stream, GROUP, &ids).await.context("acknowledging a persisted batch")?;
+            // Failing for good leaves committed entries pending: they are delivered again later
+            // and the sink's idempotence absorbs them.
+            let acked = self.ack_committed(stream, &ids).await?;
+            if acked < ids.len() as u64 {
+                let persisted: Vec<&StreamEntry> = entries.iter().filter(|e| e.stream == stream).collect();
+                self.sink.restore(&persisted).await.context("restoring entries Redis no longer knew")?;
+            }
         }
         if let Some(oldest) = entries.iter().filter_map(StreamEntry::appended_ms).min() {
             let lag = now_ms().saturating_sub(oldest) as f64 / 1000.0;

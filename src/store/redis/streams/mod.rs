@@ -119,6 +119,14 @@ pub trait DecodedSink: Send + Sync + 'static {
         tx: &'a mut PgConnection,
         items: &'a [Decoded<<Self::Source as StreamSource>::Item>],
     ) -> impl Future<Output = Result<(), PersistError>> + Send + 'a;
+
+    /// See [`StreamSink::restore`]; receives what decoded. Default: nothing to restore.
+    fn restore_decoded<'a>(
+        &'a self,
+        _items: &'a [<Self::Source as StreamSource>::Item],
+    ) -> impl Future<Output = RedisResult<()>> + Send + 'a {
+        async { Ok(()) }
+    }
 }
 
 /// What a consumer task drives: one kind of admission, from its own streams, persisted from raw
@@ -142,6 +150,14 @@ pub trait StreamSink: Send + Sync + 'static {
     /// Where entries of `stream` that can never be persisted are moved (`<stream>:dead`).
     fn dead_letter_stream(&self, stream: &str) -> String {
         format!("{stream}:dead")
+    }
+
+    /// Called after `XACK` found fewer of the persisted `entries` pending than were sent: Redis no
+    /// longer knows some of them (it restarted and lost its last writes after the consumer read
+    /// them, or another consumer acknowledged them first). The sink makes Redis account for what
+    /// Postgres now holds; harmless when nothing was lost. Default: nothing to restore.
+    fn restore<'a>(&'a self, _entries: &'a [&'a StreamEntry]) -> impl Future<Output = RedisResult<()>> + Send + 'a {
+        async { Ok(()) }
     }
 }
 
@@ -176,5 +192,10 @@ impl<S: DecodedSink> StreamSink for S {
 
     fn dead_letter_stream(&self, stream: &str) -> String {
         self.source().dead_letter_stream(stream)
+    }
+
+    async fn restore<'a>(&'a self, entries: &'a [&'a StreamEntry]) -> RedisResult<()> {
+        let items: Vec<_> = entries.iter().filter_map(|e| self.source().decode(e).ok()).collect();
+        self.restore_decoded(&items).await
     }
 }
