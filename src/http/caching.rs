@@ -80,7 +80,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let value = parts.headers.get(header::IF_NONE_MATCH);
         if let Some(v) = value
-            && (v.len() > IF_NONE_MATCH_MAX || v.to_str().is_err())
+            && (v.len() > IF_NONE_MATCH_MAX || !v.as_bytes().iter().all(|b| (0x20..=0x7e).contains(b)))
         {
             return Err(super::error::ApiError::validation(
                 "If-None-Match",

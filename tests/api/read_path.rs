@@ -315,3 +315,13 @@ async fn the_openapi_document_declares_the_caching_headers_and_304() {
         assert!(params.iter().any(|p| p["name"] == "If-None-Match" && p["in"] == "header"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn an_if_none_match_outside_its_declared_pattern_or_length_is_400_naming_the_header() {
+    let app = crate::support::spawn_app().await;
+    for bad in ["\"a\"\t\"b\"".to_owned(), "x".repeat(1_025)] {
+        let res = app.request(reqwest::Method::GET, "/api/products").header("If-None-Match", bad).send().await.unwrap();
+        let body = crate::support::assert_error(res, 400, "VALIDATION_ERROR").await;
+        assert_eq!(body["details"]["field"], "If-None-Match");
+    }
+}
