@@ -162,47 +162,62 @@ async fn two_instances_on_redis_cluster_issue_exactly_1000_of_10000_requests_onc
     assert_exact(&app, coupon, 1_000, &shots).await;
 }
 
+/// A sale of 500 coupons for 5,000 people under way: the coupon, how many were answered so far
+/// (at least 300 when this returns) and the run itself.
+struct SaleUnderWay {
+    coupon: i64,
+    people: usize,
+    answered: Arc<AtomicUsize>,
+    run: tokio::task::JoinHandle<Vec<Shot>>,
+}
+
+impl SaleUnderWay {
+    async fn start(app: &TestApp) -> SaleUnderWay {
+        let coupon = create_coupon(app, 500, json!({})).await;
+        let requests = crowd(app, 5_000, 0).await;
+        let answered = Arc::new(AtomicUsize::new(0));
+        let run = burst(app, std::slice::from_ref(&app.base), coupon, &requests, 32, answered.clone());
+        eventually(20, "the sale under way", || async { answered.load(Ordering::Relaxed) >= 300 }).await;
+        SaleUnderWay { coupon, people: requests.len(), answered, run }
+    }
+
+    /// Asserts the sale is still running, then waits for its end and checks it was exact.
+    async fn finish_exactly(self, app: &TestApp, what: &str) {
+        assert!(self.answered.load(Ordering::Relaxed) < self.people, "{what} while the sale ran");
+        let shots = self.run.await.unwrap();
+        // What clients saw: nothing but the sale's own answers (acknowledged() refuses any other).
+        assert_exact(app, self.coupon, 500, &shots).await;
+    }
+}
+
 #[tokio::test]
 async fn a_manual_failover_of_the_hot_coupons_master_mid_sale_loses_no_acknowledged_coupon() {
     let _turn = cluster_turn().await;
     let app = cluster_coupon_app().await;
-    let coupon = create_coupon(&app, 500, json!({})).await;
-    let requests = crowd(&app, 5_000, 0).await;
-    let (_, master) = master_of(&CouponKeys::new(&app.redis_prefix, coupon).meta).await;
+    let sale = SaleUnderWay::start(&app).await;
+    let hot = CouponKeys::new(&app.redis_prefix, sale.coupon).meta;
+    let (_, master) = master_of(&hot).await;
     let replica = nodes().await.into_iter().find(|n| n.2 == Some(master)).expect("a replica of the hot master").0;
 
-    let answered = Arc::new(AtomicUsize::new(0));
-    let run = burst(&app, std::slice::from_ref(&app.base), coupon, &requests, 32, answered.clone());
-    eventually(20, "the sale under way", || async { answered.load(Ordering::Relaxed) >= 300 }).await;
     // The replica takes over in a coordinated switch: the master stops taking writes, the
     // replica catches up, then answers for the slots; clients are redirected (MOVED).
     let ok: String = redis::cmd("CLUSTER").arg("FAILOVER").query_async(&mut node(replica).await).await.unwrap();
     assert_eq!(ok, "OK");
-    eventually(20, "the replica is master", || async {
-        master_of(&CouponKeys::new(&app.redis_prefix, coupon).meta).await.1 == replica
-    })
-    .await;
-    assert!(answered.load(Ordering::Relaxed) < requests.len(), "the switch happened while the sale ran");
-    let shots = run.await.unwrap();
-
-    // What clients saw: nothing but the sale's own answers (acknowledged() refuses any other).
-    assert_exact(&app, coupon, 500, &shots).await;
+    eventually(20, "the replica is master", || async { master_of(&hot).await.1 == replica }).await;
+    sale.finish_exactly(&app, "the switch happened").await;
 }
 
 #[tokio::test]
 async fn moving_the_hot_coupons_slot_to_another_master_mid_sale_keeps_the_sale_exact() {
     let _turn = cluster_turn().await;
     let app = cluster_coupon_app().await;
-    let coupon = create_coupon(&app, 500, json!({})).await;
-    let requests = crowd(&app, 5_000, 0).await;
-    let (slot, source) = master_of(&CouponKeys::new(&app.redis_prefix, coupon).meta).await;
+    let sale = SaleUnderWay::start(&app).await;
+    let hot = CouponKeys::new(&app.redis_prefix, sale.coupon).meta;
+    let (slot, source) = master_of(&hot).await;
     let all = nodes().await;
     let id_of = |port: u16| all.iter().find(|n| n.0 == port).unwrap().1.clone();
     let target = all.iter().find(|n| n.2.is_none() && n.0 != source).expect("another master").0;
 
-    let answered = Arc::new(AtomicUsize::new(0));
-    let run = burst(&app, std::slice::from_ref(&app.base), coupon, &requests, 32, answered.clone());
-    eventually(20, "the sale under way", || async { answered.load(Ordering::Relaxed) >= 300 }).await;
     // What `redis-cli --cluster reshard` does for one slot: mark it importing and migrating, move
     // its keys, then give it to the target everywhere.
     let (mut src, mut dst) = (node(source).await, node(target).await);
@@ -230,11 +245,8 @@ async fn moving_the_hot_coupons_slot_to_another_master_mid_sale_keeps_the_sale_e
     for n in all.iter().filter(|n| n.2.is_none()) {
         let _: () = setslot("NODE", id_of(target)).query_async(&mut node(n.0).await).await.unwrap();
     }
-    assert!(answered.load(Ordering::Relaxed) < requests.len(), "the slot moved while the sale ran");
-    let shots = run.await.unwrap();
-
-    assert_eq!(master_of(&CouponKeys::new(&app.redis_prefix, coupon).meta).await, (slot, target));
-    assert_exact(&app, coupon, 500, &shots).await;
+    assert_eq!(master_of(&hot).await, (slot, target));
+    sale.finish_exactly(&app, "the slot moved").await;
 }
 
 #[tokio::test]
