@@ -58,10 +58,10 @@ mod measures;
 mod persist;
 
 pub use self::{
-    housekeeping::backlog,
+    housekeeping::{RETIRE_EVERY, backlog, retire_closed, retire_sales},
     measures::{
-        CONSUMER_BATCH_SIZE, SINKS, STREAM_DEAD_LETTER_TOTAL, STREAM_PENDING_ENTRIES, STREAM_PERSIST_LAG_SECONDS,
-        register_metrics,
+        CONSUMER_BATCH_SIZE, COUPON_SALE_KEYS, SINKS, STREAM_DEAD_LETTER_TOTAL, STREAM_PENDING_ENTRIES,
+        STREAM_PERSIST_LAG_SECONDS, register_metrics,
     },
 };
 
