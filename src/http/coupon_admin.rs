@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
+    amount::{NonNegativeAmount, PositiveAmount},
     auth::{Role, require_roles},
     coupons::CouponView,
     error::{ApiError, ErrorBody},
@@ -15,7 +16,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Currency, FieldError, Market, Money,
+        Currency, FieldError, Market,
         coupon::{CouponPatch, CouponTerms, DiscountType, Validity},
     },
     services::{AppState, admin::coupons},
@@ -30,28 +31,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .route_layer(middleware::from_fn_with_state(&[Role::MarketingManager][..], require_roles))
 }
 
-/// An amount: minor units of the coupon's currency, or a Money object in that currency.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum AmountInput {
-    /// Minor units (KRW: won, USD: cents).
-    Minor(i64),
-    /// `{"amount": 5000, "currency": "KRW"}`.
-    Money(Money),
-}
-
-impl AmountInput {
-    fn minor(self, field: &'static str, currency: Currency) -> Result<i64, FieldError> {
-        match self {
-            AmountInput::Minor(a) => Ok(a),
-            AmountInput::Money(m) if m.currency == currency => Ok(m.amount),
-            AmountInput::Money(_) => {
-                Err(FieldError { field: field.into(), reason: format!("must be in {}", currency.code()) })
-            }
-        }
-    }
-}
-
 /// A new campaign. Give exactly one of `expires_at` and `valid_days`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -64,10 +43,10 @@ pub struct CreateCoupon {
     /// PERCENT: 1-100; FIXED: minor units, greater than 0.
     #[schema(minimum = 1)]
     pub discount_value: i64,
-    /// Cap of the discount (> 0), if any.
-    pub max_discount: Option<AmountInput>,
+    /// Cap of the discount (at least 1), if any.
+    pub max_discount: Option<PositiveAmount>,
     /// Smallest order total (default 0).
-    pub min_order_amount: Option<AmountInput>,
+    pub min_order_amount: Option<NonNegativeAmount>,
     /// KR or US; the coupon's currency is the market's.
     pub market: Market,
     /// Optional; if given, must be the market's currency.
@@ -197,10 +176,10 @@ pub struct UpdateCoupon {
     pub discount_value: Option<i64>,
     /// New cap; `null` removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<AmountInput>)]
-    pub max_discount: Option<Option<AmountInput>>,
+    #[schema(value_type = Option<PositiveAmount>)]
+    pub max_discount: Option<Option<PositiveAmount>>,
     /// New minimum order total.
-    pub min_order_amount: Option<AmountInput>,
+    pub min_order_amount: Option<NonNegativeAmount>,
     /// New market.
     pub market: Option<Market>,
     /// New total; never below what was issued.

@@ -389,7 +389,14 @@ impl From<InventoryError> for ApiError {
     fn from(e: InventoryError) -> Self {
         match e {
             InventoryError::OptionNotFound => ApiError::new(ErrorCode::ProductOptionNotFound),
-            InventoryError::Overflow => ApiError::validation("delta", "stock would overflow"),
+            InventoryError::LimitExceeded { option_id, stock, delta, max_delta } => {
+                ApiError::new(ErrorCode::StockLimitExceeded).with_details(json!({
+                    "product_option_id": option_id,
+                    "stock": stock,
+                    "delta": delta,
+                    "max_delta": max_delta,
+                }))
+            }
             InventoryError::BelowReserved { option_id, stock, reserved, delta, min_delta } => {
                 ApiError::new(ErrorCode::StockBelowReserved).with_details(json!({
                     "product_option_id": option_id,

@@ -74,6 +74,7 @@ error_codes! {
     CouponNotApplicable = "COUPON_NOT_APPLICABLE" => BAD_REQUEST, "이 주문에 적용할 수 없는 쿠폰입니다", "The coupon does not apply to this order";
     CouponUpdateNotAllowed = "COUPON_UPDATE_NOT_ALLOWED" => BAD_REQUEST, "발급이 시작된 쿠폰은 수량 증가와 발급 종료만 가능합니다", "Once issuing has started, a coupon may only gain quantity or end its window";
     StockBelowReserved = "STOCK_BELOW_RESERVED" => BAD_REQUEST, "예약된 수량보다 재고를 줄일 수 없습니다", "Stock cannot go below what is reserved";
+    StockLimitExceeded = "STOCK_LIMIT_EXCEEDED" => BAD_REQUEST, "재고가 저장할 수 있는 최대치(2147483647)를 넘습니다", "Stock cannot exceed its maximum (2147483647)";
     MarketMismatch = "MARKET_MISMATCH" => BAD_REQUEST, "다른 시장의 상품이나 쿠폰입니다", "The item or coupon belongs to another market";
     ConcurrencyConflict = "CONCURRENCY_CONFLICT" => CONFLICT, "요청이 몰려 처리하지 못했습니다. 다시 시도하세요", "Too much contention; please retry";
     IdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED" => UNPROCESSABLE_ENTITY, "같은 멱등 키로 다른 요청을 보냈습니다", "This Idempotency-Key was used for a different request";

@@ -67,14 +67,16 @@ pub struct StockResponse {
     pub available: i32,
 }
 
-/// Adjusts an option's stock; never below what is reserved.
+/// Adjusts an option's stock; never below what is reserved, never above 2147483647 (the stock
+/// is a 32-bit count): a delta the schema allows can still meet a stock it does not fit.
 #[utoipa::path(
     post, path = "/admin/inventory/{product_option_id}/adjust", tag = "admin", request_body = AdjustRequest,
     params(("product_option_id" = i64, Path, description = "Product option id")),
     security(("bearer" = [])),
     responses(
         (status = 200, body = StockResponse),
-        (status = 400, description = "VALIDATION_ERROR, or STOCK_BELOW_RESERVED (nothing changed)", body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "VALIDATION_ERROR; STOCK_BELOW_RESERVED (the stock would fall below \
+            what is reserved) or STOCK_LIMIT_EXCEEDED (it would exceed 2147483647): nothing changed"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "PRODUCT_OPTION_NOT_FOUND", body = ErrorBody),
     ),

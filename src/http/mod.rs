@@ -1,6 +1,7 @@
 //! The HTTP layer: one router per domain, merged here; cross-cutting middleware.
 
 pub mod admin;
+pub mod amount;
 pub mod auth;
 pub mod caching;
 pub mod cart;

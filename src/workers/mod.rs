@@ -46,6 +46,8 @@ pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<(
         tasks.push(consumer::spawn(orders, state, shutdown));
         // The stock ledger's fold: the other half of getting V2 stock into Postgres.
         tasks.push(tokio::spawn(fold::run(state.db.clone(), shutdown.clone())));
+        // Closed coupon sales leave Redis once the consumer has persisted all of them.
+        tasks.push(tokio::spawn(consumer::retire_sales(state.db.clone(), state.redis.clone(), shutdown.clone())));
     }
     if config.workers.reconcile {
         tasks.push(tokio::spawn(reconcile::run(state.clone(), shutdown.clone())));

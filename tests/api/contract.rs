@@ -5,7 +5,7 @@ use jupang::http::auth::Role;
 use reqwest::{Method, header::HeaderValue};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, assert_error, json_of, opt, product, spawn_app, stock_of};
+use crate::support::{TestApp, assert_error, coupon_body, json_of, manager, opt, product, spawn_app, stock_of};
 
 async fn openapi(app: &TestApp) -> Value {
     json_of(app.get("/api-docs/openapi.json").await, 200).await
@@ -17,6 +17,23 @@ async fn users(app: &TestApp) -> i64 {
 
 async fn audit_entries(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM inventory_audit_log").fetch_one(&app.db).await.unwrap()
+}
+
+async fn coupons(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM coupons").fetch_one(&app.db).await.unwrap()
+}
+
+/// `POST /api/admin/coupons` with a valid campaign whose `field` is the raw JSON text `number`
+/// (written by hand: serde_json would print a float its own way).
+async fn create_coupon_with(app: &TestApp, field: &str, number: &str) -> reqwest::Response {
+    let body = coupon_body(10, json!({ field: "@number@" })).to_string().replace("\"@number@\"", number);
+    app.request(Method::POST, "/api/admin/coupons")
+        .bearer_auth(manager(app))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -323,4 +340,104 @@ async fn a_path_integer_with_a_zero_fraction_is_that_integer() {
     assert_error(res, 404, "CART_ITEM_NOT_FOUND").await;
     let res = app.get("/api/coupons/7.5").await;
     assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["details"]["field"], "coupon_id");
+}
+
+#[tokio::test]
+async fn coupon_amounts_are_read_as_published_and_junk_is_400_naming_the_field() {
+    let app = spawn_app().await;
+    let doc = openapi(&app).await;
+    let create = &doc["components"]["schemas"]["CreateCoupon"]["properties"];
+    assert_eq!(create["max_discount"]["oneOf"][1]["$ref"], "#/components/schemas/AmountFrom1");
+    assert_eq!(create["min_order_amount"]["oneOf"][1]["$ref"], "#/components/schemas/AmountFrom0");
+    let cap = &doc["components"]["schemas"]["AmountFrom1"]["oneOf"];
+    assert_eq!(cap[0]["minimum"], 1);
+    assert_eq!(cap[1]["properties"]["amount"]["minimum"], 1);
+    assert_eq!(cap[1]["additionalProperties"], false);
+    assert_eq!(doc["components"]["schemas"]["AmountFrom0"]["oneOf"][0]["minimum"], 0);
+
+    let junk = [
+        ("max_discount", json!({"amount": 500, "currency": "KRW", "junk": {}})),
+        ("max_discount", json!({"currency": "KRW"})),
+        ("max_discount", json!(0)),
+        ("max_discount", json!({"amount": 0, "currency": "KRW"})),
+        ("min_order_amount", json!(-1)),
+        ("min_order_amount", json!({"amount": -1, "currency": "KRW"})),
+        ("min_order_amount", json!([1000])),
+    ];
+    for (field, value) in junk {
+        let res = app
+            .send_json(
+                Method::POST,
+                "/api/admin/coupons",
+                Some(&manager(&app)),
+                &coupon_body(10, json!({ field: value })),
+            )
+            .await;
+        let body = assert_error(res, 400, "VALIDATION_ERROR").await;
+        assert_eq!(body["details"]["field"], field, "{value}: {body}");
+    }
+    assert_eq!(coupons(&app).await, 0);
+    // Both published forms are read: an object in the market's currency, and 0 as a minimum.
+    let overrides = json!({"max_discount": {"amount": 500, "currency": "KRW"}, "min_order_amount": 0});
+    let res =
+        app.send_json(Method::POST, "/api/admin/coupons", Some(&manager(&app)), &coupon_body(10, overrides)).await;
+    let id = json_of(res, 201).await["id"].as_i64().unwrap();
+    let stored: (Option<i64>, i64) = sqlx::query_as("SELECT max_discount, min_order_amount FROM coupons WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, (Some(500), 0));
+}
+
+#[tokio::test]
+async fn a_json_number_is_an_integer_exactly_when_its_double_is() {
+    let app = spawn_app().await;
+    // Near 2^51 a double has quarters: `...247.2` is 2251799813685247.25, no integer, and
+    // `...247.0` is exactly the integer (the default serde_json parser read it as .25).
+    for number in ["2251799813685247.2", "2251799813685247.25", "1.5", "1e-3"] {
+        let res = create_coupon_with(&app, "min_order_amount", number).await;
+        let body = assert_error(res, 400, "VALIDATION_ERROR").await;
+        assert_eq!(body["details"]["field"], "min_order_amount", "{number}: {body}");
+    }
+    assert_eq!(coupons(&app).await, 0);
+    for (number, integer) in [("2251799813685247.0", 2_251_799_813_685_247_i64), ("4.5e15", 4_500_000_000_000_000)] {
+        let res = create_coupon_with(&app, "min_order_amount", number).await;
+        let id = json_of(res, 201).await["id"].as_i64().unwrap();
+        let stored: i64 = sqlx::query_scalar("SELECT min_order_amount FROM coupons WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(stored, integer, "{number}");
+    }
+}
+
+#[tokio::test]
+async fn a_delta_the_stock_cannot_take_is_a_declared_business_refusal_that_changes_nothing() {
+    let app = spawn_app().await;
+    let admin = app.token(1, &[Role::OpsAdmin]);
+    let option = product(&app, "Shirt", "fashion", true, &[opt(1000, 10)]).await.1[0];
+    let path = format!("/api/admin/inventory/{option}/adjust");
+    let doc = openapi(&app).await;
+    let declared =
+        doc["paths"]["/api/admin/inventory/{product_option_id}/adjust"]["post"]["responses"]["400"]["description"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert!(declared.contains("STOCK_LIMIT_EXCEEDED"), "{declared}");
+    let delta = &doc["components"]["schemas"]["AdjustRequest"]["properties"]["delta"]["oneOf"];
+    assert_eq!(delta[1]["maximum"], i32::MAX);
+
+    // The schema allows 2147483646; the stock of 10 cannot take it.
+    let res =
+        app.send_json(Method::POST, &path, Some(&admin), &json!({"delta": i32::MAX - 1, "reason": "count"})).await;
+    let body = assert_error(res, 400, "STOCK_LIMIT_EXCEEDED").await;
+    assert_eq!(body["details"]["max_delta"], i32::MAX - 10);
+    assert_eq!(stock_of(&app, option).await, (10, 0));
+    assert_eq!(audit_entries(&app).await, 0);
+    // The largest delta it names is accepted.
+    let res =
+        app.send_json(Method::POST, &path, Some(&admin), &json!({"delta": i32::MAX - 10, "reason": "count"})).await;
+    assert_eq!(json_of(res, 200).await["stock"], i32::MAX);
 }

@@ -32,6 +32,7 @@ mod purchase;
 mod read_path;
 mod redis_cluster;
 mod redis_faults;
+mod sale_retirement;
 mod seed;
 mod stream_codec;
 mod stream_consumer;

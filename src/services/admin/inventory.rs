@@ -35,9 +35,19 @@ pub enum InventoryError {
     /// No such option.
     #[error("no such product option")]
     OptionNotFound,
-    /// The stock would overflow its column.
-    #[error("stock would overflow")]
-    Overflow,
+    /// The stock would exceed its column's maximum (`i32::MAX`); nothing changed. A business
+    /// rule, not a form error: whether a delta fits depends on the stock it meets.
+    #[error("stock would exceed its maximum")]
+    LimitExceeded {
+        /// The option.
+        option_id: i64,
+        /// Physical stock now.
+        stock: i32,
+        /// The refused change.
+        delta: i32,
+        /// The largest change that would be accepted.
+        max_delta: i32,
+    },
     /// The stock would fall below what is reserved; nothing changed.
     #[error("stock would fall below what is reserved")]
     BelowReserved {
@@ -75,7 +85,12 @@ pub async fn adjust(
         before.stock += ds as i32;
         before.reserved += dr as i32;
     }
-    let after = before.stock.checked_add(delta).ok_or(InventoryError::Overflow)?;
+    let after = before.stock.checked_add(delta).ok_or(InventoryError::LimitExceeded {
+        option_id,
+        stock: before.stock,
+        delta,
+        max_delta: i32::MAX - before.stock,
+    })?;
     if after < before.reserved {
         return Err(InventoryError::BelowReserved {
             option_id,

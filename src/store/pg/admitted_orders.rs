@@ -17,7 +17,7 @@ use super::{
     outbox::{self, EventType, NewEvent},
 };
 use crate::store::redis::streams::{
-    Decoded, DecodedSink, PersistError,
+    Decoded, DecodedSink, PersistError, is_rejection,
     orders::{Admission, AdmittedLine, OrderStream},
 };
 
@@ -95,11 +95,6 @@ pub async fn persist(tx: &mut PgConnection, admissions: &[Admission]) -> sqlx::R
     Ok(inserted)
 }
 
-/// Whether an error is the data's fault (a constraint refused it) rather than the database's.
-fn is_data_error(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("23") || c.starts_with("22")))
-}
-
 /// The sink of V2 orders: persists the admission stream `P:{stock}:stream` ([`OrderStream`]).
 #[derive(Debug, Clone)]
 pub struct OrderSink {
@@ -133,7 +128,7 @@ impl DecodedSink for OrderSink {
         let mut sp = tx.begin().await?;
         match persist(&mut sp, &admissions).await {
             Ok(_) => sp.commit().await?,
-            Err(e) if is_data_error(&e) => {
+            Err(e) if is_rejection(&e) => {
                 sp.rollback().await?;
                 let (mut poison, mut reasons) = (Vec::new(), Vec::new());
                 // One savepoint per entry finds the culprits and keeps the others.
@@ -141,7 +136,7 @@ impl DecodedSink for OrderSink {
                     let mut one = tx.begin().await?;
                     match persist(&mut one, std::slice::from_ref(&d.item)).await {
                         Ok(_) => one.commit().await?,
-                        Err(e) if is_data_error(&e) => {
+                        Err(e) if is_rejection(&e) => {
                             one.rollback().await?;
                             poison.push(d.id.clone());
                             reasons.push(e.to_string());

@@ -11,11 +11,14 @@
 //! | [`USERS`] | set | user ids holding one (persisted or not) |
 //! | [`HELD`] | hash | user id -> `uc_id|issued_at|expires_at` of admitted coupons |
 //! | [`STREAM`] | stream | one entry per admission, drained into Postgres by the consumer |
-//! | `stream:dead` | stream | entries that could never be persisted (dead letters) |
+//! | [`DEAD`] | stream | entries that could never be persisted (dead letters) |
 //! | [`SCRATCH`]`:<token>:users`, `...:held` | set, hash | hydration's work in progress |
 //!
 //! Outside the coupon slots: [`HYDRATED_COUPONS`], the set of hydrated coupon ids (the consumer's
 //! list of streams and the read-your-writes lookup).
+//!
+//! A closed sale's keys are removed once all of it is persisted (`store::redis::sales`, decided
+//! by the consumer's housekeeping).
 
 /// Hash of the coupon's issuing terms, the script's source of truth while a sale runs:
 /// `starts_ms`, `ends_ms` (the window, epoch milliseconds, start inclusive, end exclusive),
@@ -37,6 +40,9 @@ pub const HELD: &str = "held";
 /// [`super::streams::coupons::FIELDS`]. Trimmed only below what the consumer group has
 /// acknowledged.
 pub const STREAM: &str = "stream";
+/// Stream of the entries of [`STREAM`] that could never be persisted (dead letters): the stream's
+/// key with `:dead` appended, as every sink names its dead-letter stream.
+pub const DEAD: &str = "stream:dead";
 /// Prefix of hydration's temporary keys (`scratch:<token>:users`, `scratch:<token>:held`), built
 /// outside the live keys and published atomically; they expire on their own if a hydration dies
 /// half-way.
@@ -69,6 +75,8 @@ pub struct CouponKeys {
     pub held: String,
     /// [`STREAM`].
     pub stream: String,
+    /// [`DEAD`].
+    pub dead: String,
 }
 
 impl CouponKeys {
@@ -80,7 +88,13 @@ impl CouponKeys {
             users: coupon_key(prefix, coupon_id, USERS),
             held: coupon_key(prefix, coupon_id, HELD),
             stream: coupon_key(prefix, coupon_id, STREAM),
+            dead: coupon_key(prefix, coupon_id, DEAD),
         }
+    }
+
+    /// Every key a sale holds (not hydration's scratch keys, which expire on their own).
+    pub fn all(&self) -> [&str; 6] {
+        [&self.meta, &self.remaining, &self.users, &self.held, &self.stream, &self.dead]
     }
 }
 
@@ -91,7 +105,7 @@ mod tests {
     #[test]
     fn every_key_of_a_coupon_shares_its_hash_tag() {
         let k = CouponKeys::new("jupang", 42);
-        for key in [&k.meta, &k.remaining, &k.users, &k.held, &k.stream] {
+        for key in k.all() {
             assert!(key.starts_with("jupang:{coupon:42}:"), "{key}");
         }
         assert_eq!(coupon_of_key("jupang", &k.stream), Some(42));

@@ -10,6 +10,7 @@ pub mod coupons;
 pub mod keys;
 pub mod lock;
 pub mod notices;
+pub mod sales;
 pub mod stock;
 pub mod streams;
 

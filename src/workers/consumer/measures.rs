@@ -15,6 +15,10 @@ pub const CONSUMER_BATCH_SIZE: &str = "consumer_batch_size";
 /// `stream_dead_letter_total{sink}`: entries moved to a dead-letter stream.
 pub const STREAM_DEAD_LETTER_TOTAL: &str = "stream_dead_letter_total";
 
+/// `coupon_sale_keys`: Redis keys the hydrated coupon sales still hold; closed sales lose theirs
+/// once everything is persisted and reconciled (`housekeeping::retire_sales`).
+pub const COUPON_SALE_KEYS: &str = "coupon_sale_keys";
+
 /// Describes the consumer metrics and, when the consumer runs, creates the series of each sink
 /// ([`SINKS`]) at zero.
 pub fn register_metrics(running: bool) {
@@ -31,7 +35,13 @@ pub fn register_metrics(running: bool) {
     );
     describe_histogram!(CONSUMER_BATCH_SIZE, Unit::Count, "Entries per batch the stream consumer persists");
     describe_counter!(STREAM_DEAD_LETTER_TOTAL, Unit::Count, "Stream entries moved to a dead-letter stream");
+    describe_gauge!(
+        COUPON_SALE_KEYS,
+        Unit::Count,
+        "Redis keys of hydrated coupon sales; a closed sale loses its keys once everything is persisted"
+    );
     if running {
+        metrics::gauge!(COUPON_SALE_KEYS).increment(0.0);
         for sink in SINKS {
             metrics::gauge!(STREAM_PENDING_ENTRIES, "stream" => sink).increment(0.0);
             metrics::gauge!(STREAM_PERSIST_LAG_SECONDS, "stream" => sink).increment(0.0);

@@ -9,13 +9,15 @@
 //! 1. `XREADGROUP ... BLOCK` for new entries, on a dedicated connection (a blocked read must not
 //!    stall the shared multiplexed connection that serves requests);
 //! 2. [`StreamSink::persist`] of the whole batch in one Postgres transaction; a
-//!    [`PersistError::Poison`] answer drops those ids and persists the rest in a new one;
+//!    [`PersistError::Poison`] answer drops those ids and persists the rest in a new one, a
+//!    [`PersistError::Rejected`] one (Postgres refused the data) splits the batch until the
+//!    refused entries stand alone (`persist.rs`);
 //! 3. `XACK` only after the commit. A crash between commit and ack delivers the entries again,
 //!    which the sink's idempotence absorbs.
 //!
 //! Failures: [`PersistError::Unavailable`] (Postgres down) backs off and retries the same
 //! entries (re-read from this consumer's pending list), never dead-lettering them. A poison
-//! entry stays pending and is retried until it has been delivered [`MAX_DELIVERIES`] times, then
+//! entry (named by the sink, or refused by Postgres on its own) stays pending and is retried until it has been delivered [`MAX_DELIVERIES`] times, then
 //! moves to the sink's dead-letter stream with an error log line and
 //! `stream_dead_letter_total{sink}`. Entries of a consumer that died are taken over with
 //! `XAUTOCLAIM` once idle for `JUPANG_STREAM_CLAIM_IDLE_MS`.
@@ -23,6 +25,10 @@
 //! Housekeeping every couple of seconds: the backlog and persistence lag gauges, and trimming
 //! each stream below what the group has acknowledged (never an unacknowledged entry: hydration
 //! counts those).
+//!
+//! [`PersistError::Poison`]: crate::store::redis::streams::PersistError::Poison
+//! [`PersistError::Rejected`]: crate::store::redis::streams::PersistError::Rejected
+//! [`PersistError::Unavailable`]: crate::store::redis::streams::PersistError::Unavailable
 
 use std::{
     collections::{HashMap, HashSet},
@@ -41,7 +47,7 @@ use crate::{
         RedisConn, RedisStore,
         notices::Topic,
         streams::{
-            MAX_DELIVERIES, PersistError, StreamEntry, StreamSink,
+            MAX_DELIVERIES, StreamEntry, StreamSink,
             commands::{self as streams},
         },
     },
@@ -49,12 +55,13 @@ use crate::{
 
 mod housekeeping;
 mod measures;
+mod persist;
 
 pub use self::{
-    housekeeping::backlog,
+    housekeeping::{RETIRE_EVERY, backlog, retire_closed, retire_sales},
     measures::{
-        CONSUMER_BATCH_SIZE, SINKS, STREAM_DEAD_LETTER_TOTAL, STREAM_PENDING_ENTRIES, STREAM_PERSIST_LAG_SECONDS,
-        register_metrics,
+        CONSUMER_BATCH_SIZE, COUPON_SALE_KEYS, SINKS, STREAM_DEAD_LETTER_TOTAL, STREAM_PENDING_ENTRIES,
+        STREAM_PERSIST_LAG_SECONDS, register_metrics,
     },
 };
 
@@ -363,41 +370,7 @@ impl<S: StreamSink> Consumer<S> {
         let name = self.sink.name();
         metrics::histogram!(CONSUMER_BATCH_SIZE, "sink" => name).record(entries.len() as f64);
 
-        let mut poison: Vec<(StreamEntry, String)> = Vec::new();
-        while !entries.is_empty() {
-            let mut tx = match self.db.begin().await {
-                Ok(tx) => tx,
-                Err(e) => {
-                    self.history = true;
-                    return Err(e).context("opening the persist transaction");
-                }
-            };
-            match self.sink.persist(&mut tx, &entries).await {
-                Ok(()) => {
-                    if let Err(e) = tx.commit().await {
-                        self.history = true;
-                        return Err(e).context("committing the persist transaction");
-                    }
-                    break;
-                }
-                Err(PersistError::Unavailable(e)) => {
-                    self.history = true;
-                    return Err(e).context("persisting a batch");
-                }
-                Err(PersistError::Poison { ids, reason }) => {
-                    drop(tx);
-                    let ids: HashSet<String> = ids.into_iter().collect();
-                    let (bad, good): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| ids.contains(&e.id));
-                    if bad.is_empty() {
-                        // The sink named nothing of this batch: retrying the same batch would loop.
-                        self.history = true;
-                        anyhow::bail!("the sink reported poison ids that are not in the batch: {reason}");
-                    }
-                    poison.extend(bad.into_iter().map(|e| (e, reason.clone())));
-                    entries = good;
-                }
-            }
-        }
+        let (entries, poison) = self.persist_all(entries).await?;
 
         let mut by_stream: HashMap<&str, Vec<&str>> = HashMap::new();
         for e in &entries {

@@ -63,12 +63,25 @@ pub struct Decoded<T> {
     pub item: T,
 }
 
+/// Whether Postgres refused the data itself: SQLSTATE class 22 (data exception: a value out of
+/// range, a malformed value) or 23 (integrity constraint violation: a CHECK, a foreign key, NOT
+/// NULL). The same statement fails the same way every time, unlike a lost connection, a
+/// timeout, a deadlock or a database that is shutting down.
+pub fn is_rejection(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")))
+}
+
 /// Why a sink refused entries.
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     /// The database failed (connection lost, ...): retry the batch later, nothing is dead-lettered.
     #[error("database unavailable: {0}")]
-    Unavailable(#[from] sqlx::Error),
+    Unavailable(sqlx::Error),
+    /// Postgres refused the batch's data ([`is_rejection`]) without saying which entries are at
+    /// fault: the consumer splits the batch until it finds them, and treats each alone-refused
+    /// entry as poison.
+    #[error("rejected by the database: {0}")]
+    Rejected(sqlx::Error),
     /// These entries can never be persisted (malformed, referring to nothing): candidates for
     /// the dead-letter stream once they reach [`MAX_DELIVERIES`].
     #[error("poison entries: {ids:?}: {reason}")]
@@ -78,6 +91,14 @@ pub enum PersistError {
         /// Why.
         reason: String,
     },
+}
+
+impl From<sqlx::Error> for PersistError {
+    /// [`PersistError::Rejected`] for a refusal of the data, [`PersistError::Unavailable`] for
+    /// anything else: a `?` in a sink classifies its errors.
+    fn from(e: sqlx::Error) -> PersistError {
+        if is_rejection(&e) { PersistError::Rejected(e) } else { PersistError::Unavailable(e) }
+    }
 }
 
 /// The Redis half of one kind of stream: where its entries are and how they decode.
