@@ -14,7 +14,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{
-    AppState,
+    AppState, Fault,
     cart::{self, Cart, CartError, CartLine},
 };
 use crate::{
@@ -87,7 +87,19 @@ pub async fn add(
     quantity: i64,
 ) -> Result<(CartLine, Currency), CartError> {
     let (owner, currency) = open(state, token).await?;
-    cart::add_to(state, owner, currency, option_id, quantity).await
+    cart::add_to(state, owner, currency, option_id, quantity).await.map_err(merged_meanwhile)
+}
+
+/// A line added while a merge took the cart: the merge deleted the cart row after this request
+/// found it, so the line's foreign key refuses it. The cart is gone, as a later request would
+/// be told.
+fn merged_meanwhile(e: CartError) -> CartError {
+    match &e {
+        CartError::Fault(Fault::Db(db)) if db.as_database_error().is_some_and(|d| d.is_foreign_key_violation()) => {
+            CartError::CartNotFound
+        }
+        _ => e,
+    }
 }
 
 /// Sets a line's quantity, as [`cart::set_quantity`] does for a user.

@@ -209,3 +209,32 @@ async fn a_bad_item_id_is_400_naming_item_id() {
     let res = app.request(Method::DELETE, &format!("/api/guest-carts/{token}/items/7.0")).send().await.unwrap();
     assert_error(res, 404, "CART_ITEM_NOT_FOUND").await;
 }
+
+#[tokio::test]
+async fn adds_racing_a_merge_land_in_the_user_cart_or_are_told_the_cart_is_gone() {
+    let app = spawn_app().await;
+    let user = app.create_user("KR", 0).await;
+    let opt = option(&app, 1_000, 1_000).await;
+    let token = new_cart(&app).await;
+    json_of(guest_add(&app, &token, opt, 1).await, 201).await;
+
+    let body = json!({ "product_option_id": opt, "quantity": 1 });
+    let mut requests: Vec<_> =
+        (0..12).map(|_| app.request(Method::POST, &format!("/api/guest-carts/{token}/items")).json(&body)).collect();
+    requests.insert(6, merge_request(&app, user, user, &token));
+    let answers = send_all(requests).await;
+    let mut added = 0;
+    for (i, res) in answers.into_iter().enumerate() {
+        let status = res.status().as_u16();
+        let answer: Value = res.json().await.unwrap();
+        match (i == 6, status) {
+            (true, 200) => {}
+            (false, 201) => added += 1,
+            (false, 404) => assert_eq!(answer["code"], "CART_NOT_FOUND"),
+            _ => panic!("request {i}: {status} {answer}"),
+        }
+    }
+    // Every unit acknowledged to the guest was merged; none was lost or counted twice.
+    assert_eq!(user_quantities(&app, user).await, vec![(opt, 1 + added)]);
+    assert_eq!(guest_rows(&app).await, (0, 0));
+}

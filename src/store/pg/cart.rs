@@ -206,13 +206,6 @@ pub async fn lock_quantities(tx: &mut PgConnection, user_id: i64) -> sqlx::Resul
 
 const QUANTITIES: &str = "SELECT option_id, quantity::bigint FROM cart_items WHERE user_id = $1 ORDER BY option_id";
 
-/// The `(option, quantity)` lines of any cart in option order.
-pub async fn quantities_of(db: impl PgExecutor<'_>, owner: Owner) -> sqlx::Result<Vec<(i64, i64)>> {
-    let sql =
-        format!("SELECT option_id, quantity::bigint FROM cart_items WHERE {} = $1 ORDER BY option_id", owner.column());
-    sqlx::query_as(&sql).bind(owner.id()).fetch_all(db).await
-}
-
 /// Removes the lines of `option_ids` from the user's cart (what an order of the cart took).
 pub async fn remove_options(db: impl PgExecutor<'_>, user_id: i64, option_ids: &[i64]) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND option_id = ANY($2)")

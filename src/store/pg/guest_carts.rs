@@ -61,7 +61,8 @@ pub struct MergedLine {
 /// Takes the guest cart of `token_hash` into the user's cart in one transaction: `None` when
 /// there is no live cart (unknown, expired, or already merged). The guest cart row is locked
 /// first, so of two merges of one token the second waits and then finds nothing: a token merges
-/// once. Lines are taken in option order (the order every cart writer locks in).
+/// once; an add racing the merge either lands before it (and is merged) or finds the cart gone.
+/// Lines are taken in option order (the order every cart writer locks in).
 ///
 /// Per option the quantities add up, capped at what is available; a user's own line already
 /// beyond that is left as it is (the merge never takes away what the user chose). An option no
@@ -79,7 +80,14 @@ pub async fn merge_into(
             .fetch_optional(&mut *tx)
             .await?;
     let Some(cart_id) = cart else { return Ok(None) };
-    let guest = cart::quantities_of(&mut *tx, Owner::Guest(cart_id)).await?;
+    // Locked too: an add to an existing line changes no foreign key, so it does not wait for the
+    // cart row's lock; it must wait here, or the delete below would drop its acknowledged units.
+    let guest: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT option_id, quantity::bigint FROM cart_items WHERE guest_cart_id = $1 ORDER BY option_id FOR UPDATE",
+    )
+    .bind(cart_id)
+    .fetch_all(&mut *tx)
+    .await?;
     let mut merged = Vec::with_capacity(guest.len());
     for (option_id, qty) in guest {
         let mine: i64 = sqlx::query_scalar(
