@@ -52,8 +52,16 @@ pub struct CartItemPath {
     pub item_id: String,
 }
 
-fn token(raw: &str, field: &str) -> Result<CartToken, ApiError> {
-    CartToken::parse(raw).ok_or_else(|| ApiError::validation(field, "must be a cart token (64 lower-case hex digits)"))
+fn token(raw: &str) -> Result<CartToken, ApiError> {
+    CartToken::parse(raw)
+        .ok_or_else(|| ApiError::validation("cart_token", "must be a cart token (64 lower-case hex digits)"))
+}
+
+impl CartItemPath {
+    /// The token and the item id, or 400 naming the one at fault.
+    fn parse(&self) -> Result<(CartToken, i64), ApiError> {
+        Ok((token(&self.cart_token)?, extract::integer(&self.item_id, "item_id")?))
+    }
 }
 
 /// Where a new guest cart sells.
@@ -102,7 +110,7 @@ async fn get_guest_cart(
     accept: AcceptLanguage,
     Path(path): Path<CartPath>,
 ) -> Result<Json<CartView>, ApiError> {
-    let cart = guest_carts::view(&state, &token(&path.cart_token, "cart_token")?).await?;
+    let cart = guest_carts::view(&state, &token(&path.cart_token)?).await?;
     Ok(Json(CartView::of(&cart, accept.lang())))
 }
 
@@ -122,7 +130,7 @@ async fn add_to_guest_cart(
     Path(path): Path<CartPath>,
     extract::Json(body): extract::Json<AddToCart>,
 ) -> Result<(StatusCode, Json<CartItem>), ApiError> {
-    let cart_token = token(&path.cart_token, "cart_token")?;
+    let cart_token = token(&path.cart_token)?;
     let qty = quantity(body.quantity, "quantity")?;
     let (line, currency) = guest_carts::add(&state, &cart_token, body.product_option_id, qty).await?;
     Ok((StatusCode::CREATED, Json(item(&line, currency, accept.lang()))))
@@ -144,10 +152,9 @@ async fn update_guest_cart_item(
     Path(path): Path<CartItemPath>,
     extract::Json(body): extract::Json<UpdateCartItem>,
 ) -> Result<Json<CartItem>, ApiError> {
-    let cart_token = token(&path.cart_token, "cart_token")?;
+    let (cart_token, item_id) = path.parse()?;
     let qty = quantity(body.quantity, "quantity")?;
-    let (line, currency) =
-        guest_carts::set_quantity(&state, &cart_token, extract::integer(&path.item_id, "item_id")?, qty).await?;
+    let (line, currency) = guest_carts::set_quantity(&state, &cart_token, item_id, qty).await?;
     Ok(Json(item(&line, currency, accept.lang())))
 }
 
@@ -164,8 +171,8 @@ async fn remove_guest_cart_item(
     State(state): State<AppState>,
     Path(path): Path<CartItemPath>,
 ) -> Result<StatusCode, ApiError> {
-    let item_id = extract::integer(&path.item_id, "item_id")?;
-    guest_carts::remove(&state, &token(&path.cart_token, "cart_token")?, item_id).await?;
+    let (cart_token, item_id) = path.parse()?;
+    guest_carts::remove(&state, &cart_token, item_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -220,7 +227,7 @@ async fn merge_guest_cart(
     accept: AcceptLanguage,
     extract::Json(body): extract::Json<MergeGuestCart>,
 ) -> Result<Json<MergeResult>, ApiError> {
-    let cart_token = token(&body.cart_token, "cart_token")?;
+    let cart_token = token(&body.cart_token)?;
     let merged = guest_carts::merge(&state, scope.user_id, &cart_token).await?;
     let capped = merged
         .capped
