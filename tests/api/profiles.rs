@@ -7,7 +7,9 @@ use reqwest::{Method, Response};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{TestApp, assert_error, create_coupon, eventually, issue, json_of, manager, sibling, spawn_app};
+use crate::support::{
+    TestApp, add_to_cart, assert_error, create_coupon, eventually, issue, json_of, manager, option, sibling, spawn_app,
+};
 
 async fn set_language(app: &TestApp, user_id: i64, language: &str) -> Response {
     let body = json!({ "language": language });
@@ -71,6 +73,17 @@ async fn messages_follow_the_profile_language_without_a_header_and_the_header_wi
     assert_eq!(assert_error(res, 403, "FORBIDDEN").await["message"], "You are not allowed to do this");
     let res = app.get_as(user, &format!("/api/users/{user}/balance/transactions?size=0")).await;
     assert_eq!(assert_error(res, 400, "VALIDATION_ERROR").await["message"], "The request is invalid");
+    // Product text too, in the cart and the catalog.
+    let opt = option(&app, 1_000, 5).await;
+    json_of(add_to_cart(&app, user, opt, 1).await, 201).await;
+    let cart = json_of(app.get_as(user, &format!("/api/users/{user}/cart")).await, 200).await;
+    assert_eq!(cart["items"][0]["name"], "Test product");
+    let res = app.request(Method::GET, &format!("/api/users/{user}/cart")).bearer_auth(app.customer(user));
+    let cart = json_of(res.header("Accept-Language", "ko").send().await.unwrap(), 200).await;
+    assert_eq!(cart["items"][0]["name"], "한국어 Test product");
+    let product = cart["items"][0]["product_id"].as_i64().unwrap();
+    let detail = json_of(app.get_as(user, &format!("/api/products/{product}")).await, 200).await;
+    assert_eq!(detail["name"], "Test product");
     // Anonymous callers have no profile: Korean by default.
     let res = app.get("/api/products/999999").await;
     assert_eq!(assert_error(res, 404, "PRODUCT_NOT_FOUND").await["message"], "상품을 찾을 수 없습니다");
