@@ -56,8 +56,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// The users' markets could not be loaded for the V2 caches.
-    #[error("loading users' markets")]
+    /// The users' markets and languages could not be loaded for the caches.
+    #[error("loading users' markets and languages")]
     UserMarkets(#[source] sqlx::Error),
     /// Coupon admission (redis-lua) could not start.
     #[error("starting coupon admission (redis-lua)")]
@@ -94,11 +94,10 @@ impl Application {
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let v2_orders = config.order_strategy == OrderStrategy::RedisLua;
         let users = Arc::new(UserMarkets::default());
-        if v2_orders || config.issue_strategy == IssueStrategy::RedisLua {
-            // Once for both V2 paths: their hot paths then never read a user's market from Postgres.
-            let n = users.preload(&db).await.map_err(StartError::UserMarkets)?;
-            tracing::info!(users.cached = n, "user markets cached");
-        }
+        // Once for every path: the V2 hot paths then never read a user's market from Postgres,
+        // nor any answer without Accept-Language the caller's language.
+        let n = users.preload(&db).await.map_err(StartError::UserMarkets)?;
+        tracing::info!(users.cached = n, "user markets and languages cached");
         let order_admission = OrderAdmission::new(db.clone(), &redis, users.clone(), config.order_ttl);
         if v2_orders {
             // Without it the first orders fill the caches and counters themselves, a bit slower.
@@ -112,7 +111,7 @@ impl Application {
         services::coupons::register_metrics(config.issue_strategy);
         admission::register_metrics();
         workers::register_metrics(&config);
-        let coupon_admission = CouponAdmission::new(db.clone(), redis.clone(), users);
+        let coupon_admission = CouponAdmission::new(db.clone(), redis.clone(), users.clone());
         let notices = Notices::new(&redis);
         let catalog = CatalogCache::new();
         catalog.subscribe(&notices);
@@ -120,6 +119,19 @@ impl Application {
         notices.on(Topic::Coupon, move |id| coupons.forget(id));
         let orders = order_admission.clone();
         notices.on(Topic::Stock, move |id| orders.stock_rose(id));
+        let pool = db.clone();
+        notices.on(Topic::User, move |id| {
+            users.forget(id);
+            if id.is_none() {
+                // Possibly anyone changed: read everyone again, the old entries answering meanwhile.
+                let (users, pool) = (users.clone(), pool.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = users.reload(&pool).await {
+                        tracing::warn!(error.cause = %e, "could not reload users' languages; entries are read on demand");
+                    }
+                });
+            }
+        });
         let state = AppState::new(Shared {
             catalog,
             order_admission,

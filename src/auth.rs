@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 #[error("the caller may not act for this user")]
 pub struct Forbidden;
 
-/// A role a token can carry.
+/// A role a token can carry. The contract's `guest` is no token at all: an anonymous caller
+/// (`http::auth::MaybeCaller(None)`) browses and keeps a guest cart, and nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

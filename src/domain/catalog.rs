@@ -73,6 +73,13 @@ pub struct Localized {
     pub en: String,
 }
 
+impl From<&str> for Localized {
+    /// The same text in both languages.
+    fn from(text: &str) -> Localized {
+        Localized { ko: text.to_owned(), en: text.to_owned() }
+    }
+}
+
 impl Localized {
     /// The text in a language.
     pub fn get(&self, lang: Lang) -> &str {

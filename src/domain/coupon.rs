@@ -15,7 +15,7 @@ pub use inventory::{Inventory, InventoryError, SoldOut};
 pub use issued::{IssuedCoupon, IssuedStatus};
 pub use patch::{CouponPatch, END_NOW_GRACE, PatchError};
 
-use super::{Currency, Market};
+use super::{Currency, Market, catalog::Localized};
 
 /// How a coupon discounts an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -71,8 +71,8 @@ impl Validity {
 /// What a marketing manager defines about a coupon: everything but its id and its stock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CouponTerms {
-    /// Display name, 1-200 characters.
-    pub name: String,
+    /// Display name in Korean and English, each 1-200 characters.
+    pub name: Localized,
     /// FIXED or PERCENT.
     pub discount_type: DiscountType,
     /// FIXED: minor units (> 0); PERCENT: 1..=100.
@@ -122,9 +122,10 @@ impl CouponTerms {
 
     /// Checks the definition rules that hold whatever the stock and the time.
     pub fn validate(&self) -> Result<(), Invalid> {
-        let name_len = self.name.chars().count();
-        if self.name.trim() != self.name || !(1..=200).contains(&name_len) {
-            return Err(invalid("name", "must be 1 to 200 characters without surrounding spaces"));
+        for name in [&self.name.ko, &self.name.en] {
+            if name.trim() != name || !(1..=200).contains(&name.chars().count()) {
+                return Err(invalid("name", "must be 1 to 200 characters without surrounding spaces"));
+            }
         }
         match self.discount_type {
             DiscountType::Percent if !(1..=100).contains(&self.discount_value) => {

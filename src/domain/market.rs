@@ -79,8 +79,9 @@ impl Currency {
     }
 }
 
-/// The language of messages and localised product text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// The language of messages and localised product text (`ko` or `en` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Lang {
     /// Korean, the default.
     #[default]
@@ -90,6 +91,31 @@ pub enum Lang {
 }
 
 impl Lang {
+    /// The stored and wire spelling: `ko` or `en`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ko => "ko",
+            Lang::En => "en",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "ko" => Some(Lang::Ko),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The language of a market, a new user's first language.
+    pub fn of_market(market: Market) -> Lang {
+        match market {
+            Market::Kr => Lang::Ko,
+            Market::Us => Lang::En,
+        }
+    }
+
     /// Picks the preferred supported language from an `Accept-Language` header value
     /// (highest `q` first, order of appearance on ties); Korean when none is supported.
     pub fn from_accept_language(header: &str) -> Lang {

@@ -28,6 +28,14 @@ enum Authentication {
     Valid(Caller),
 }
 
+/// The caller of a request that carried a valid token (for middleware after [`authenticate`]).
+pub fn authenticated(extensions: &axum::http::Extensions) -> Option<&Caller> {
+    match extensions.get::<Authentication>() {
+        Some(Authentication::Valid(c)) => Some(c),
+        _ => None,
+    }
+}
+
 /// Middleware: decodes the bearer token once and leaves the outcome for the extractors.
 pub async fn authenticate(State(keys): State<Arc<JwtKeys>>, mut req: Request, next: Next) -> Response {
     let outcome = match req.headers().get(header::AUTHORIZATION) {

@@ -96,7 +96,8 @@ pub(crate) fn quantity(value: i64, field: &str) -> Result<i64, ApiError> {
     Ok(value)
 }
 
-fn item(line: &CartLine, currency: Currency, lang: Lang) -> CartItem {
+/// A cart line as clients see it, in `lang`.
+pub(crate) fn item(line: &CartLine, currency: Currency, lang: Lang) -> CartItem {
     CartItem {
         id: line.id,
         product_id: line.product_id,
@@ -124,14 +125,20 @@ async fn get_cart(
     Query(q): Query<CartQuery>,
 ) -> Result<Json<CartView>, ApiError> {
     let cart = cart::view(&state, scope.user_id, q.user_coupon_id).await?;
-    let (currency, total, discount) = (cart.currency, cart.total, cart.discount);
-    let lang = accept.lang();
-    Ok(Json(CartView {
-        items: cart.lines.iter().map(|l| item(l, currency, lang)).collect(),
-        total: Money::new(total, currency),
-        discount: Money::new(discount, currency),
-        final_total: Money::new(total - discount, currency),
-    }))
+    Ok(Json(CartView::of(&cart, accept.lang())))
+}
+
+impl CartView {
+    /// A cart as clients see it, in `lang`.
+    pub(crate) fn of(cart: &cart::Cart, lang: Lang) -> CartView {
+        let (currency, total, discount) = (cart.currency, cart.total, cart.discount);
+        CartView {
+            items: cart.lines.iter().map(|l| item(l, currency, lang)).collect(),
+            total: Money::new(total, currency),
+            discount: Money::new(discount, currency),
+            final_total: Money::new(total - discount, currency),
+        }
+    }
 }
 
 /// Adds an option to the cart (accumulating onto an existing line).

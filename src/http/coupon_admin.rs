@@ -12,11 +12,12 @@ use super::{
     auth::{Role, require_roles},
     coupons::CouponView,
     error::{ApiError, ErrorBody},
-    extract,
+    extract::{self, AcceptLanguage},
 };
 use crate::{
     domain::{
         Currency, FieldError, Market,
+        catalog::Localized,
         coupon::{CouponPatch, CouponTerms, DiscountType, Validity},
     },
     services::{AppState, admin::coupons},
@@ -31,13 +32,61 @@ pub fn router() -> OpenApiRouter<AppState> {
         .route_layer(middleware::from_fn_with_state(&[Role::MarketingManager][..], require_roles))
 }
 
+/// A coupon name: one text for both languages, or `{ko, en}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CouponName {
+    /// The same name in Korean and English.
+    Plain(String),
+    /// The name in each language.
+    Localized(LocalizedCouponName),
+}
+
+/// A coupon name in each language.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalizedCouponName {
+    /// Korean.
+    pub ko: String,
+    /// English.
+    pub en: String,
+}
+
+impl CouponName {
+    /// Both languages, trimmed (the domain refuses what is then empty or too long).
+    fn localized(self) -> Localized {
+        match self {
+            CouponName::Plain(n) => Localized::from(n.trim()),
+            CouponName::Localized(n) => Localized { ko: n.ko.trim().to_owned(), en: n.en.trim().to_owned() },
+        }
+    }
+}
+
+/// `name`: a text of 1-200 characters, or `{ko, en}` of 1-200 characters each.
+fn coupon_name_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::{ObjectBuilder, OneOfBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(200));
+    let localized = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("ko", text())
+        .property("en", text())
+        .required("ko")
+        .required("en")
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)));
+    OneOfBuilder::new()
+        .item(text().description(Some("The same name in both languages")))
+        .item(localized.description(Some("The name in Korean and in English")))
+        .build()
+        .into()
+}
+
 /// A new campaign. Give exactly one of `expires_at` and `valid_days`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCoupon {
-    /// Display name, 1-200 characters without surrounding spaces.
-    #[schema(min_length = 1, max_length = 200)]
-    pub name: String,
+    /// Display name, 1-200 characters without surrounding spaces: one text, or `{ko, en}`.
+    #[schema(schema_with = coupon_name_schema)]
+    pub name: CouponName,
     /// FIXED or PERCENT.
     pub discount_type: DiscountType,
     /// PERCENT: 1-100; FIXED: minor units, greater than 0.
@@ -113,7 +162,7 @@ async fn create_coupon(
     let validity = validity(body.expires_at, body.valid_days)?
         .ok_or_else(|| ApiError::validation("expires_at", "give either expires_at or valid_days"))?;
     let terms = CouponTerms {
-        name: body.name.trim().to_owned(),
+        name: body.name.localized(),
         discount_type: body.discount_type,
         discount_value: body.discount_value,
         max_discount: body.max_discount.map(|m| m.minor("max_discount", currency)).transpose()?,
@@ -166,9 +215,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCoupon {
-    /// New name.
-    #[schema(min_length = 1, max_length = 200)]
-    pub name: Option<String>,
+    /// New name: one text, or `{ko, en}`.
+    #[schema(schema_with = coupon_name_schema)]
+    pub name: Option<CouponName>,
     /// New discount type.
     pub discount_type: Option<DiscountType>,
     /// New discount value.
@@ -208,7 +257,7 @@ impl UpdateCoupon {
     fn into_patch(self, current_market: Market) -> Result<CouponPatch, FieldError> {
         let currency = self.market.unwrap_or(current_market).currency();
         Ok(CouponPatch {
-            name: self.name,
+            name: self.name.map(CouponName::localized),
             discount_type: self.discount_type,
             discount_value: self.discount_value,
             max_discount: self
@@ -240,11 +289,12 @@ impl UpdateCoupon {
 )]
 async fn update_coupon(
     State(state): State<AppState>,
+    accept: AcceptLanguage,
     extract::Path(coupon_id): extract::Path<i64>,
     extract::Json(body): extract::Json<UpdateCoupon>,
 ) -> Result<Json<CouponView>, ApiError> {
     let edited = coupons::update(&state, coupon_id, |market| body.into_patch(market)).await?;
-    Ok(Json(CouponView::from(&edited)))
+    Ok(Json(CouponView::of(&edited, accept.lang())))
 }
 
 /// The counters of a campaign.

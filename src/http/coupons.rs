@@ -11,11 +11,11 @@ use uuid::Uuid;
 use super::{
     auth::{Caller, UserScope},
     error::{ApiError, ErrorBody},
-    extract,
+    extract::{self, AcceptLanguage},
 };
 use crate::{
     domain::{
-        Market, Money, PageRequest,
+        Lang, Market, Money, PageRequest,
         coupon::{DiscountType, IssuedStatus, Validity},
     },
     services::{
@@ -39,7 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct CouponView {
     /// Coupon id.
     pub id: i64,
-    /// Display name.
+    /// Display name in the caller's language (`Accept-Language`, else the caller's profile).
     pub name: String,
     /// FIXED or PERCENT.
     pub discount_type: DiscountType,
@@ -69,8 +69,9 @@ pub struct CouponView {
     pub categories: Option<Vec<String>>,
 }
 
-impl From<&LiveCoupon> for CouponView {
-    fn from(live: &LiveCoupon) -> CouponView {
+impl CouponView {
+    /// A coupon as clients see it, its name in `lang`.
+    pub(crate) fn of(live: &LiveCoupon, lang: Lang) -> CouponView {
         let s = &live.stored;
         let (t, currency) = (&s.coupon.terms, s.coupon.terms.currency());
         let (expires_at, valid_days) = match t.validity {
@@ -79,7 +80,7 @@ impl From<&LiveCoupon> for CouponView {
         };
         CouponView {
             id: s.coupon.id,
-            name: t.name.clone(),
+            name: t.name.get(lang).to_owned(),
             discount_type: t.discount_type,
             discount_value: t.discount_value,
             max_discount: t.max_discount.map(|m| Money::new(m, currency)),
@@ -129,11 +130,12 @@ pub struct CouponListQuery {
 )]
 async fn list_coupons(
     State(state): State<AppState>,
+    accept: AcceptLanguage,
     extract::Query(q): extract::Query<CouponListQuery>,
 ) -> Result<Json<CouponPage>, ApiError> {
     let page = PageRequest::new(q.page, q.size)?;
     let (rows, total) = coupons::list_open(&state, q.market, page).await?;
-    let items = rows.iter().map(CouponView::from).collect();
+    let items = rows.iter().map(|c| CouponView::of(c, accept.lang())).collect();
     Ok(Json(CouponPage { items, page: page.page, size: page.size, total }))
 }
 
@@ -145,9 +147,10 @@ async fn list_coupons(
 )]
 async fn get_coupon(
     State(state): State<AppState>,
+    accept: AcceptLanguage,
     extract::Path(coupon_id): extract::Path<i64>,
 ) -> Result<Json<CouponView>, ApiError> {
-    Ok(Json(CouponView::from(&coupons::get(&state, coupon_id).await?)))
+    Ok(Json(CouponView::of(&coupons::get(&state, coupon_id).await?, accept.lang())))
 }
 
 /// Who asks for a coupon.
@@ -230,7 +233,7 @@ pub struct UserCouponView {
     pub user_coupon_id: Uuid,
     /// The coupon campaign.
     pub coupon_id: i64,
-    /// Coupon name.
+    /// Coupon name in the caller's language.
     pub name: String,
     /// FIXED or PERCENT.
     pub discount_type: DiscountType,
@@ -265,12 +268,12 @@ pub struct UserCouponPage {
     pub total: i64,
 }
 
-impl From<UserCoupon> for UserCouponView {
-    fn from(c: UserCoupon) -> Self {
+impl UserCouponView {
+    fn of(c: UserCoupon, lang: Lang) -> Self {
         UserCouponView {
             user_coupon_id: c.id,
             coupon_id: c.coupon_id,
-            name: c.name,
+            name: c.name.get(lang).to_owned(),
             discount_type: c.discount_type,
             discount_value: c.discount_value,
             max_discount: c.max_discount,
@@ -300,10 +303,11 @@ impl From<UserCoupon> for UserCouponView {
 async fn list_user_coupons(
     State(state): State<AppState>,
     scope: UserScope,
+    accept: AcceptLanguage,
     extract::Query(q): extract::Query<UserCouponQuery>,
 ) -> Result<Json<UserCouponPage>, ApiError> {
     let page = PageRequest::new(q.page, q.size)?;
     let (rows, total) = coupons::list_held(&state, scope.user_id, q.status, page).await?;
-    let items = rows.into_iter().map(UserCouponView::from).collect();
+    let items = rows.into_iter().map(|c| UserCouponView::of(c, accept.lang())).collect();
     Ok(Json(UserCouponPage { items, page: page.page, size: page.size, total }))
 }

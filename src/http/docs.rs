@@ -17,7 +17,8 @@ use crate::services::AppState;
         title = "Jupang API",
         description = "Flash-sale e-commerce: catalog, cart, orders, wallet payments and first-come coupons. \
                        Every route under /api is also served under /api/v1. Errors answer \
-                       {code, message, details} with a stable code; messages follow Accept-Language (ko, en). \
+                       {code, message, details} with a stable code; messages follow Accept-Language (ko, en), \
+                       else the caller's profile language. \
                        Any route may answer 503 OVERLOADED with Retry-After (seconds) under overload, \
                        or 503 TIMEOUT past the request timeout.",
     ),

@@ -35,7 +35,9 @@ use crate::{
         coupons::{CouponError, IssueFailure},
         idempotency::ReceiptError,
         orders::OrderError,
+        payment_records::PaymentRecordError,
         popular::PopularError,
+        profiles::ProfileError,
         wallet::WalletError,
     },
 };
@@ -196,11 +198,16 @@ fn render(p: &ErrorPayload, lang: Lang) -> Response {
     res
 }
 
-/// Middleware: renders every error body in the language of the request's `Accept-Language`,
+/// Middleware: renders every error body in the language of the request's `Accept-Language` (else
+/// the caller's profile language),
 /// and gives the bodiless answers of the framework (405, timeouts) a contract body too.
 pub async fn localize(req: Request, next: Next) -> Response {
-    let lang = super::extract::AcceptLanguage::from_headers(req.headers()).lang();
+    let header = super::extract::AcceptLanguage::from_headers(req.headers()).0;
     let res = next.run(req).await;
+    // Without the header, the caller's profile language (left in the response by
+    // `language::resolve`, which runs after authentication, inside this layer).
+    let profile = res.extensions().get::<super::language::ProfileLang>().map(|p| p.0);
+    let lang = header.or(profile).unwrap_or_default();
     let payload = match res.extensions().get::<ErrorPayload>() {
         Some(p) => p.clone(),
         None if res.status() == StatusCode::METHOD_NOT_ALLOWED => {
@@ -346,6 +353,7 @@ impl From<CartError> for ApiError {
     fn from(e: CartError) -> Self {
         match e {
             CartError::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
+            CartError::CartNotFound => ApiError::new(ErrorCode::CartNotFound),
             CartError::Rejected(r) => r.into(),
             CartError::Fault(f) => f.into(),
         }
@@ -434,6 +442,25 @@ impl From<UserAdminError> for ApiError {
     fn from(e: UserAdminError) -> Self {
         match e {
             UserAdminError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<ProfileError> for ApiError {
+    fn from(e: ProfileError) -> Self {
+        match e {
+            ProfileError::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
+            ProfileError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<PaymentRecordError> for ApiError {
+    fn from(e: PaymentRecordError) -> Self {
+        match e {
+            PaymentRecordError::PaymentNotFound => ApiError::new(ErrorCode::PaymentNotFound),
+            PaymentRecordError::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
+            PaymentRecordError::Fault(f) => f.into(),
         }
     }
 }

@@ -54,8 +54,10 @@ error_codes! {
     UserNotFound = "USER_NOT_FOUND" => NOT_FOUND, "사용자를 찾을 수 없습니다", "User not found";
     ProductNotFound = "PRODUCT_NOT_FOUND" => NOT_FOUND, "상품을 찾을 수 없습니다", "Product not found";
     ProductOptionNotFound = "PRODUCT_OPTION_NOT_FOUND" => NOT_FOUND, "상품 옵션을 찾을 수 없습니다", "Product option not found";
+    CartNotFound = "CART_NOT_FOUND" => NOT_FOUND, "장바구니를 찾을 수 없습니다", "Cart not found";
     CartItemNotFound = "CART_ITEM_NOT_FOUND" => NOT_FOUND, "장바구니 항목을 찾을 수 없습니다", "Cart item not found";
     OrderNotFound = "ORDER_NOT_FOUND" => NOT_FOUND, "주문을 찾을 수 없습니다", "Order not found";
+    PaymentNotFound = "PAYMENT_NOT_FOUND" => NOT_FOUND, "결제 내역을 찾을 수 없습니다", "Payment not found";
     CouponNotFound = "COUPON_NOT_FOUND" => NOT_FOUND, "쿠폰을 찾을 수 없습니다", "Coupon not found";
     EventNotFound = "EVENT_NOT_FOUND" => NOT_FOUND, "이벤트를 찾을 수 없습니다", "Event not found";
     InsufficientStock = "INSUFFICIENT_STOCK" => BAD_REQUEST, "재고가 부족합니다", "Not enough stock";

@@ -11,12 +11,16 @@ use axum::{
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, ErrorCode};
+use super::{
+    error::{ApiError, ErrorCode},
+    language::ProfileLang,
+};
 use crate::domain::{Lang, text};
 
-/// The caller's `Accept-Language`: `None` when the header is absent or names no supported
-/// language. Messages and product text use [`AcceptLanguage::lang`] (Korean by default); the
-/// catalog also uses the raw preference to imply a market.
+/// The caller's `Accept-Language`, or without one the language stored in the caller's profile
+/// ([`super::language::ProfileLang`]); `None` when neither is known. Messages and product text use
+/// [`AcceptLanguage::lang`] (Korean by default); the catalog also uses the preference to imply a
+/// market (only for callers without a market of their own, who have no profile language).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AcceptLanguage(pub Option<Lang>);
 
@@ -38,7 +42,15 @@ impl<S: Send + Sync> FromRequestParts<S> for AcceptLanguage {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(AcceptLanguage::from_headers(&parts.headers))
+        Ok(AcceptLanguage::of_request(parts))
+    }
+}
+
+impl AcceptLanguage {
+    /// The header, else the caller's profile language.
+    pub fn of_request(parts: &Parts) -> AcceptLanguage {
+        let header = AcceptLanguage::from_headers(&parts.headers);
+        AcceptLanguage(header.0.or_else(|| parts.extensions.get::<ProfileLang>().map(|p| p.0)))
     }
 }
 
@@ -269,6 +281,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             Err(ApiError::validation(if field == "body" { "query".to_owned() } else { field }, reason))
         })
     }
+}
+
+/// A path or query integer read as text: `12` or `12.0` (JSON Schema's integer), else 400
+/// `VALIDATION_ERROR` naming `field`.
+pub fn integer(value: &str, field: &str) -> Result<i64, ApiError> {
+    integral_text(value)
+        .unwrap_or(value)
+        .parse::<i64>()
+        .map_err(|_| ApiError::validation(field, "not a valid identifier"))
 }
 
 /// `-12` of `-12.000`; `None` for anything else.

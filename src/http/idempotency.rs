@@ -137,7 +137,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
         Err(e) if is_length_limit(&e) => return super::extract::payload_too_large().into_response(),
         Err(_) => return ApiError::validation("body", "could not read the body").into_response(),
     };
-    let lang = super::extract::AcceptLanguage::from_headers(&parts.headers).lang();
+    let lang = super::extract::AcceptLanguage::of_request(&parts).lang();
     let slot = Arc::new(Mutex::new(Slot::Open));
     // Nested routers see the path without its `/api` prefix; the original one is unambiguous.
     let path = parts.extensions.get::<OriginalUri>().map_or(parts.uri.path(), |u| u.path()).to_owned();

@@ -14,14 +14,18 @@ pub mod docs;
 pub mod error;
 pub mod error_codes;
 pub mod extract;
+pub mod guest_carts;
 pub mod idempotency;
 pub mod inventory;
+pub mod language;
 pub mod observe;
 pub mod orders;
 pub mod outbox;
 pub mod overload;
 pub mod payment;
+pub mod payment_records;
 pub mod popular;
+pub mod profiles;
 pub mod users;
 
 use axum::{Router, middleware};
@@ -45,12 +49,15 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(catalog::router())
         .merge(catalog_admin::router())
         .merge(users::router())
+        .merge(profiles::router())
         .merge(admin::router())
         .merge(inventory::router())
         .merge(popular::router())
         .merge(cart::router())
+        .merge(guest_carts::router())
         .merge(orders::router())
         .merge(payment::router())
+        .merge(payment_records::router())
         .merge(outbox::router())
         .merge(coupons::router())
         .merge(coupon_admin::router())
@@ -81,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .merge(docs::router(openapi))
         .fallback(error::not_found)
         .layer(overload::InFlightLimitLayer::new(state.config.max_in_flight))
+        // After authentication: the caller's stored language when the request names none.
+        .layer(middleware::from_fn_with_state(state.clone(), language::resolve))
         .layer(middleware::from_fn_with_state(state.jwt.clone(), auth::authenticate))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
         .layer(CatchPanicLayer::custom(|_| {

@@ -13,7 +13,7 @@ use crate::{
         order::Rejection,
     },
     store::pg::{
-        cart,
+        cart::{self, Owner},
         orders::StoreError,
         redemption,
         users::{self, UserRow},
@@ -26,6 +26,9 @@ pub enum CartError {
     /// No user with this id.
     #[error("no such user")]
     UserNotFound,
+    /// No live guest cart with this token (unknown, expired or merged).
+    #[error("no such guest cart")]
+    CartNotFound,
     /// A business rule refused it (unknown option or line, another market, not enough stock).
     #[error("rejected: {0:?}")]
     Rejected(Rejection),
@@ -67,9 +70,8 @@ async fn user(state: &AppState, user_id: i64) -> Result<UserRow, CartError> {
 pub async fn view(state: &AppState, user_id: i64, user_coupon_id: Option<Uuid>) -> Result<Cart, CartError> {
     let user = user(state, user_id).await?;
     let currency = user.balance().currency;
-    let lines = cart::lines(&state.db, user.id, currency.code()).await?;
-    let total: i64 = lines.iter().map(CartLine::subtotal).sum();
-    let mut discount = 0;
+    let mut cart = lines_of(state, Owner::User(user.id), currency).await?;
+    let (lines, total) = (&cart.lines, cart.total);
     if let Some(uc) = user_coupon_id {
         // A V2 coupon issued a moment ago may not be persisted yet.
         state.coupon_admission.ensure_persisted(user.id, uc).await?;
@@ -82,12 +84,19 @@ pub async fn view(state: &AppState, user_id: i64, user_coupon_id: Option<Uuid>) 
                     subtotal: l.subtotal(),
                 })
                 .collect();
-            discount = validate_redemption(&held.held, user.id, Utc::now(), &held.rule, &dlines, user.market())
+            cart.discount = validate_redemption(&held.held, user.id, Utc::now(), &held.rule, &dlines, user.market())
                 .unwrap_or(0)
                 .min(total);
         }
     }
-    Ok(Cart { currency, lines, total, discount })
+    Ok(cart)
+}
+
+/// Any cart's lines and total in `currency`, without a discount.
+pub(crate) async fn lines_of(state: &AppState, owner: Owner, currency: Currency) -> Result<Cart, CartError> {
+    let lines = cart::lines(&state.db, owner, currency.code()).await?;
+    let total: i64 = lines.iter().map(CartLine::subtotal).sum();
+    Ok(Cart { currency, lines, total, discount: 0 })
 }
 
 /// Adds `quantity` of an option (accumulating onto an existing line); answers the line.
@@ -98,9 +107,19 @@ pub async fn add(
     quantity: i64,
 ) -> Result<(CartLine, Currency), CartError> {
     let user = user(state, user_id).await?;
-    let currency = user.balance().currency;
-    let id = cart::add(&state.db, user.id, currency.code(), option_id, quantity).await?;
-    priced_line(state, user.id, currency, id).await
+    add_to(state, Owner::User(user.id), user.balance().currency, option_id, quantity).await
+}
+
+/// [`add`] for any cart priced in `currency`.
+pub(crate) async fn add_to(
+    state: &AppState,
+    owner: Owner,
+    currency: Currency,
+    option_id: i64,
+    quantity: i64,
+) -> Result<(CartLine, Currency), CartError> {
+    let id = cart::add(&state.db, owner, currency.code(), option_id, quantity).await?;
+    priced_line(state, owner, currency, id).await
 }
 
 /// Sets a line's quantity (re-checking stock); answers the line.
@@ -111,25 +130,40 @@ pub async fn set_quantity(
     quantity: i64,
 ) -> Result<(CartLine, Currency), CartError> {
     let user = user(state, user_id).await?;
-    let currency = user.balance().currency;
-    cart::set_quantity(&state.db, user.id, currency.code(), item_id, quantity).await?;
-    priced_line(state, user.id, currency, item_id).await
+    set_quantity_of(state, Owner::User(user.id), user.balance().currency, item_id, quantity).await
 }
 
-/// A line of the user's cart priced in `currency`, with the currency.
+/// [`set_quantity`] for any cart priced in `currency`.
+pub(crate) async fn set_quantity_of(
+    state: &AppState,
+    owner: Owner,
+    currency: Currency,
+    item_id: i64,
+    quantity: i64,
+) -> Result<(CartLine, Currency), CartError> {
+    cart::set_quantity(&state.db, owner, currency.code(), item_id, quantity).await?;
+    priced_line(state, owner, currency, item_id).await
+}
+
+/// A line of a cart priced in `currency`, with the currency.
 async fn priced_line(
     state: &AppState,
-    user_id: i64,
+    owner: Owner,
     currency: Currency,
     item_id: i64,
 ) -> Result<(CartLine, Currency), CartError> {
-    let line = cart::line(&state.db, user_id, currency.code(), item_id).await?.ok_or(Rejection::CartItemNotFound)?;
+    let line = cart::line(&state.db, owner, currency.code(), item_id).await?.ok_or(Rejection::CartItemNotFound)?;
     Ok((line, currency))
 }
 
-/// Removes a line.
+/// Removes a line of the user's cart.
 pub async fn remove(state: &AppState, user_id: i64, item_id: i64) -> Result<(), CartError> {
-    if cart::remove(&state.db, user_id, item_id).await? { Ok(()) } else { Err(Rejection::CartItemNotFound.into()) }
+    remove_from(state, Owner::User(user_id), item_id).await
+}
+
+/// Removes a line of any cart.
+pub(crate) async fn remove_from(state: &AppState, owner: Owner, item_id: i64) -> Result<(), CartError> {
+    if cart::remove(&state.db, owner, item_id).await? { Ok(()) } else { Err(Rejection::CartItemNotFound.into()) }
 }
 
 impl From<Rejection> for CartError {

@@ -11,11 +11,14 @@ pub mod cart;
 pub mod catalog;
 pub mod catalog_cache;
 pub mod coupons;
+pub mod guest_carts;
 pub mod health;
 pub mod idempotency;
 pub mod orders;
 pub mod payment;
+pub mod payment_records;
 pub mod popular;
+pub mod profiles;
 mod state;
 pub mod wallet;
 

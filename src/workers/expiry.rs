@@ -1,6 +1,6 @@
 //! The `expiry` worker: every `JUPANG_EXPIRY_SWEEP_SECS`, expires the PENDING orders not paid in
 //! time and returns their stock ([`crate::services::orders::expiry`]); the same pass reclaims
-//! idempotency records past their 24 h retention.
+//! idempotency records past their 24 h retention and guest carts past their 30 days.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -10,7 +10,7 @@ pub use crate::services::orders::expiry::BATCH;
 use crate::{
     services::{AppState, Fault, catalog, orders::expiry},
     store::{
-        pg::idempotency,
+        pg::{guest_carts, idempotency},
         redis::{notices::Topic, stock::StockStore},
     },
 };
@@ -59,6 +59,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                 // Bounded per pass so a large backlog never holds a long transaction.
                 if let Err(e) = idempotency::purge_expired(&state.db, 10_000).await {
                     tracing::error!(error.cause = %e, "idempotency purge failed");
+                }
+                // Expired guest carts are already invisible; this only reclaims their rows.
+                if let Err(e) = guest_carts::sweep_expired(&state.db, Utc::now(), 10_000).await {
+                    tracing::error!(error.cause = %e, "guest cart sweep failed");
                 }
             }
         }

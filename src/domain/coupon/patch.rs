@@ -5,7 +5,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Coupon, CouponTerms, DiscountType, Invalid, Validity, invalid, new_total};
-use crate::domain::Market;
+use crate::domain::{Market, catalog::Localized};
 
 /// How far in the past a requested window end is still read as "now" (clock skew, latency).
 pub const END_NOW_GRACE: TimeDelta = TimeDelta::seconds(60);
@@ -14,8 +14,8 @@ pub const END_NOW_GRACE: TimeDelta = TimeDelta::seconds(60);
 /// `Option` is the new value (`Some(None)` clears the restriction or cap).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CouponPatch {
-    /// New name.
-    pub name: Option<String>,
+    /// New name (both languages).
+    pub name: Option<Localized>,
     /// New discount type.
     pub discount_type: Option<DiscountType>,
     /// New discount value.
@@ -60,7 +60,10 @@ impl Coupon {
     pub fn patched(&self, patch: &CouponPatch, now: DateTime<Utc>) -> Result<Coupon, PatchError> {
         let old = &self.terms;
         let mut terms = CouponTerms {
-            name: patch.name.as_ref().map_or_else(|| old.name.clone(), |n| n.trim().to_owned()),
+            name: patch.name.as_ref().map_or_else(
+                || old.name.clone(),
+                |n| Localized { ko: n.ko.trim().to_owned(), en: n.en.trim().to_owned() },
+            ),
             discount_type: patch.discount_type.unwrap_or(old.discount_type),
             discount_value: patch.discount_value.unwrap_or(old.discount_value),
             max_discount: patch.max_discount.unwrap_or(old.max_discount),
@@ -144,7 +147,7 @@ mod tests {
         });
         let after = c.patched(&p, Utc::now()).unwrap();
         assert_eq!(
-            (after.terms.name.as_str(), after.inventory.total(), after.terms.discount_value),
+            (after.terms.name.ko.as_str(), after.inventory.total(), after.terms.discount_value),
             ("Renamed", 10, 20)
         );
         assert_eq!(c.inventory.total(), 100, "the original is unchanged");

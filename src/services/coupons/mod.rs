@@ -19,6 +19,7 @@ use crate::{
     config::IssueStrategy,
     domain::{
         Currency, Market, Money, PageRequest,
+        catalog::Localized,
         coupon::{DiscountType, IssueError, IssuedStatus},
     },
     store::pg::{
@@ -182,8 +183,8 @@ pub struct UserCoupon {
     pub id: Uuid,
     /// The coupon campaign.
     pub coupon_id: i64,
-    /// Coupon name.
-    pub name: String,
+    /// Coupon name in both languages.
+    pub name: Localized,
     /// FIXED or PERCENT.
     pub discount_type: DiscountType,
     /// PERCENT: the percentage; FIXED: minor units of the coupon's currency.
@@ -213,7 +214,7 @@ impl UserCoupon {
             id: h.id,
             coupon_id: h.coupon_id,
             discount_type: DiscountType::parse(&h.discount_type).ok_or_else(|| corrupt("discount_type"))?,
-            name: h.name,
+            name: Localized { ko: h.name, en: h.name_en },
             discount_value: h.discount_value,
             max_discount: h.max_discount.map(|m| Money::new(m, currency)),
             min_order_amount: Money::new(h.min_order_amount, currency),

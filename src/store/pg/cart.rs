@@ -7,6 +7,32 @@ use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
 use super::orders::{Rejection, StoreError};
 
+/// Whose cart: a user's, or a guest cart's (by its row id, never its token). One set of queries
+/// serves both; only the owning column differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// A signed-in user's cart.
+    User(i64),
+    /// A guest cart (`guest_carts.id`).
+    Guest(i64),
+}
+
+impl Owner {
+    /// The `cart_items` column naming the owner (a constant, so safe to format into SQL).
+    fn column(self) -> &'static str {
+        match self {
+            Owner::User(_) => "user_id",
+            Owner::Guest(_) => "guest_cart_id",
+        }
+    }
+
+    fn id(self) -> i64 {
+        match self {
+            Owner::User(id) | Owner::Guest(id) => id,
+        }
+    }
+}
+
 /// A cart line joined with its product, price (in the user's currency) and availability.
 #[derive(Debug, Clone, FromRow)]
 pub struct CartLine {
@@ -45,24 +71,27 @@ const LINES: &str = "SELECT ci.id, po.product_id, ci.option_id, p.name_ko, p.nam
      JOIN product_options po ON po.id = ci.option_id \
      JOIN option_stock s ON s.id = po.id \
      JOIN products p ON p.id = po.product_id \
-     JOIN option_prices op ON op.option_id = po.id AND op.currency = $2 \
-     WHERE ci.user_id = $1";
+     JOIN option_prices op ON op.option_id = po.id AND op.currency = $2";
 
-/// The user's cart lines priced in `currency`, oldest first. Lines without a price in that
+/// The cart's lines priced in `currency`, oldest first. Lines without a price in that
 /// currency cannot be added, so none are hidden in practice.
-pub async fn lines(db: impl PgExecutor<'_>, user_id: i64, currency: &str) -> sqlx::Result<Vec<CartLine>> {
-    sqlx::query_as(&format!("{LINES} ORDER BY ci.created_at, ci.id")).bind(user_id).bind(currency).fetch_all(db).await
+pub async fn lines(db: impl PgExecutor<'_>, owner: Owner, currency: &str) -> sqlx::Result<Vec<CartLine>> {
+    sqlx::query_as(&format!("{LINES} WHERE ci.{} = $1 ORDER BY ci.created_at, ci.id", owner.column()))
+        .bind(owner.id())
+        .bind(currency)
+        .fetch_all(db)
+        .await
 }
 
-/// One line of the user's cart.
+/// One line of the cart.
 pub async fn line(
     db: impl PgExecutor<'_>,
-    user_id: i64,
+    owner: Owner,
     currency: &str,
     item_id: i64,
 ) -> sqlx::Result<Option<CartLine>> {
-    sqlx::query_as(&format!("{LINES} AND ci.id = $3"))
-        .bind(user_id)
+    sqlx::query_as(&format!("{LINES} WHERE ci.{} = $1 AND ci.id = $3", owner.column()))
+        .bind(owner.id())
         .bind(currency)
         .bind(item_id)
         .fetch_optional(db)
@@ -70,7 +99,7 @@ pub async fn line(
 }
 
 /// What an option offers a user: whether it is sold in the user's currency and how much is left.
-async fn offer(db: impl PgExecutor<'_>, option_id: i64, currency: &str) -> Result<i64, StoreError> {
+pub(crate) async fn offer(db: impl PgExecutor<'_>, option_id: i64, currency: &str) -> Result<i64, StoreError> {
     let row: Option<(i64, Option<i64>)> = sqlx::query_as(
         "SELECT (s.stock - s.reserved)::bigint, op.amount FROM product_options po \
          JOIN option_stock s ON s.id = po.id \
@@ -92,26 +121,14 @@ async fn offer(db: impl PgExecutor<'_>, option_id: i64, currency: &str) -> Resul
 /// Refused (nothing changed) when the resulting quantity is more than is available.
 pub async fn add(
     pool: &PgPool,
-    user_id: i64,
+    owner: Owner,
     currency: &str,
     option_id: i64,
     quantity: i64,
 ) -> Result<i64, StoreError> {
     let mut tx = pool.begin().await?;
     let available = offer(&mut *tx, option_id, currency).await?;
-    // The upsert is one atomic step on the (user, option) row, so concurrent adds accumulate;
-    // the sum is clamped to the column's range (the stock check below then refuses it anyway).
-    let (id, total): (i64, i32) = sqlx::query_as(
-        "INSERT INTO cart_items (user_id, option_id, quantity) VALUES ($1, $2, $3) \
-         ON CONFLICT (user_id, option_id) DO UPDATE \
-         SET quantity = LEAST(cart_items.quantity::bigint + EXCLUDED.quantity, 2147483647)::int, updated_at = now() \
-         RETURNING id, quantity",
-    )
-    .bind(user_id)
-    .bind(option_id)
-    .bind(quantity as i32)
-    .fetch_one(&mut *tx)
-    .await?;
+    let (id, total) = upsert(&mut tx, owner, option_id, quantity).await?;
     if i64::from(total) > available {
         // Dropping the transaction rolls the upsert back.
         return Err(
@@ -122,22 +139,47 @@ pub async fn add(
     Ok(id)
 }
 
+/// Adds `quantity` onto the owner's line of an option (creating it); returns the line's id and
+/// its new quantity. The upsert is one atomic step on the (owner, option) row, so concurrent
+/// adds accumulate; the sum is clamped to the column's range (a stock check then refuses it).
+pub(crate) async fn upsert(
+    tx: &mut PgConnection,
+    owner: Owner,
+    option_id: i64,
+    quantity: i64,
+) -> sqlx::Result<(i64, i32)> {
+    let col = owner.column();
+    sqlx::query_as(&format!(
+        "INSERT INTO cart_items ({col}, option_id, quantity) VALUES ($1, $2, $3) \
+         ON CONFLICT ({col}, option_id) DO UPDATE \
+         SET quantity = LEAST(cart_items.quantity::bigint + EXCLUDED.quantity, 2147483647)::int, updated_at = now() \
+         RETURNING id, quantity"
+    ))
+    .bind(owner.id())
+    .bind(option_id)
+    .bind(quantity.clamp(1, i64::from(i32::MAX)) as i32)
+    .fetch_one(tx)
+    .await
+}
+
 /// Sets a line's quantity after re-checking availability.
 pub async fn set_quantity(
     pool: &PgPool,
-    user_id: i64,
+    owner: Owner,
     currency: &str,
     item_id: i64,
     quantity: i64,
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    let option_id: i64 =
-        sqlx::query_scalar("SELECT option_id FROM cart_items WHERE id = $1 AND user_id = $2 FOR UPDATE")
-            .bind(item_id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Rejection::CartItemNotFound)?;
+    let option_id: i64 = sqlx::query_scalar(&format!(
+        "SELECT option_id FROM cart_items WHERE id = $1 AND {} = $2 FOR UPDATE",
+        owner.column()
+    ))
+    .bind(item_id)
+    .bind(owner.id())
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Rejection::CartItemNotFound)?;
     let available = offer(&mut *tx, option_id, currency).await?;
     if quantity > available {
         return Err(Rejection::InsufficientStock { option_id, available: available.max(0), requested: quantity }.into());
@@ -174,11 +216,11 @@ pub async fn remove_options(db: impl PgExecutor<'_>, user_id: i64, option_ids: &
     Ok(())
 }
 
-/// Removes a line; false when the user has no such line.
-pub async fn remove(db: impl PgExecutor<'_>, user_id: i64, item_id: i64) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM cart_items WHERE id = $1 AND user_id = $2")
+/// Removes a line; false when the owner has no such line.
+pub async fn remove(db: impl PgExecutor<'_>, owner: Owner, item_id: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query(&format!("DELETE FROM cart_items WHERE id = $1 AND {} = $2", owner.column()))
         .bind(item_id)
-        .bind(user_id)
+        .bind(owner.id())
         .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)

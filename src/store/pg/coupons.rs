@@ -7,13 +7,14 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 
 use crate::domain::{
     Market,
+    catalog::Localized,
     coupon::{Coupon, CouponTerms, DiscountType, Inventory, Validity},
 };
 
 /// The columns of a coupon row, as one literal so queries stay `&'static str` (statement cache).
 macro_rules! coupon_columns {
     () => {
-        "c.id, c.name, c.discount_type, c.discount_value, c.max_discount, c.min_order_amount, c.market, \
+        "c.id, c.name, COALESCE(c.name_en, c.name) AS name_en, c.discount_type, c.discount_value, c.max_discount, c.min_order_amount, c.market, \
          c.total_quantity, c.issued_quantity, c.version, c.issue_starts_at, c.issue_ends_at, c.expires_at, \
          c.valid_days, c.product_ids, c.categories"
     };
@@ -33,6 +34,7 @@ pub struct StoredCoupon {
 pub(crate) struct CouponRow {
     id: i64,
     name: String,
+    name_en: String,
     discount_type: String,
     discount_value: i64,
     max_discount: Option<i64>,
@@ -65,7 +67,7 @@ impl TryFrom<CouponRow> for StoredCoupon {
         let total = u32::try_from(r.total_quantity).map_err(|_| corrupt("total_quantity"))?;
         let used = u32::try_from(r.issued_quantity).map_err(|_| corrupt("issued_quantity"))?;
         let terms = CouponTerms {
-            name: r.name,
+            name: Localized { ko: r.name, en: r.name_en },
             discount_type: DiscountType::parse(&r.discount_type).ok_or_else(|| corrupt("discount_type"))?,
             discount_value: r.discount_value,
             max_discount: r.max_discount,
@@ -154,10 +156,10 @@ pub async fn insert(db: impl PgExecutor<'_>, terms: &CouponTerms, inventory: Inv
     sqlx::query_scalar(
         "INSERT INTO coupons (name, discount_type, discount_value, max_discount, min_order_amount, market, currency,
                               total_quantity, issued_quantity, issue_starts_at, issue_ends_at, expires_at, valid_days,
-                              product_ids, categories)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+                              product_ids, categories, name_en)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
     )
-    .bind(&terms.name)
+    .bind(&terms.name.ko)
     .bind(terms.discount_type.as_str())
     .bind(terms.discount_value)
     .bind(terms.max_discount)
@@ -172,6 +174,7 @@ pub async fn insert(db: impl PgExecutor<'_>, terms: &CouponTerms, inventory: Inv
     .bind(valid_days)
     .bind(&terms.product_ids)
     .bind(&terms.categories)
+    .bind(&terms.name.en)
     .fetch_one(db)
     .await
 }
@@ -184,11 +187,11 @@ pub async fn update(tx: &mut PgConnection, coupon: &Coupon) -> sqlx::Result<()> 
         "UPDATE coupons SET name = $2, discount_type = $3, discount_value = $4, max_discount = $5,
                 min_order_amount = $6, market = $7, currency = $8, total_quantity = $9, issue_starts_at = $10,
                 issue_ends_at = $11, expires_at = $12, valid_days = $13, product_ids = $14, categories = $15,
-                version = version + 1, updated_at = now()
+                name_en = $16, version = version + 1, updated_at = now()
           WHERE id = $1",
     )
     .bind(coupon.id)
-    .bind(&terms.name)
+    .bind(&terms.name.ko)
     .bind(terms.discount_type.as_str())
     .bind(terms.discount_value)
     .bind(terms.max_discount)
@@ -202,6 +205,7 @@ pub async fn update(tx: &mut PgConnection, coupon: &Coupon) -> sqlx::Result<()> 
     .bind(valid_days)
     .bind(&terms.product_ids)
     .bind(&terms.categories)
+    .bind(&terms.name.en)
     .execute(tx)
     .await?;
     Ok(())

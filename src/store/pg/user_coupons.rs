@@ -127,8 +127,10 @@ pub struct HeldCoupon {
     pub id: Uuid,
     /// The coupon.
     pub coupon_id: i64,
-    /// Coupon name.
+    /// Coupon name in Korean.
     pub name: String,
+    /// Coupon name in English.
+    pub name_en: String,
     /// FIXED or PERCENT.
     pub discount_type: String,
     /// Minor units or percent.
@@ -168,7 +170,7 @@ pub async fn list_for_user(
             ELSE TRUE END";
     let status = status.map(IssuedStatus::as_str);
     let rows: Vec<HeldCoupon> = sqlx::query_as(&format!(
-        "SELECT uc.id, uc.coupon_id, c.name, c.discount_type, c.discount_value, c.max_discount, c.min_order_amount,
+        "SELECT uc.id, uc.coupon_id, c.name, COALESCE(c.name_en, c.name) AS name_en, c.discount_type, c.discount_value, c.max_discount, c.min_order_amount,
                 c.currency, uc.status, uc.issued_at, uc.expires_at, uc.used_at, uc.order_id
            FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id
           WHERE {FILTER}

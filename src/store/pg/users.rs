@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::domain::{Currency, Market, Money};
+use crate::domain::{Currency, Lang, Market, Money};
 
 /// A user's profile and wallet.
 #[derive(Debug, Clone, FromRow)]
@@ -41,29 +41,60 @@ pub async fn find(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<UserR
         .await
 }
 
-/// Every user's market (`(id, market code)`), for the V2 engines' in-process cache.
-pub async fn markets(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i64, String)>> {
-    sqlx::query_as("SELECT id, market FROM users").fetch_all(db).await
+/// Every user's market and language (`(id, market code, language code)`), for the in-process
+/// cache of the hot paths.
+pub async fn directory(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i64, String, String)>> {
+    sqlx::query_as("SELECT id, market, language FROM users").fetch_all(db).await
 }
 
-/// The markets of the users created after user `after` (ids are ascending).
-pub async fn markets_after(db: impl PgExecutor<'_>, after: i64) -> sqlx::Result<Vec<(i64, String)>> {
-    sqlx::query_as("SELECT id, market FROM users WHERE id > $1").bind(after).fetch_all(db).await
+/// [`directory`] of the users created after user `after` (ids are ascending).
+pub async fn directory_after(db: impl PgExecutor<'_>, after: i64) -> sqlx::Result<Vec<(i64, String, String)>> {
+    sqlx::query_as("SELECT id, market, language FROM users WHERE id > $1").bind(after).fetch_all(db).await
 }
 
-/// One user's market code; `None` when the user does not exist.
-pub async fn market_of(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT market FROM users WHERE id = $1").bind(id).fetch_optional(db).await
+/// [`directory`] of one user; `None` when the user does not exist.
+pub async fn directory_of(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<(i64, String, String)>> {
+    sqlx::query_as("SELECT id, market, language FROM users WHERE id = $1").bind(id).fetch_optional(db).await
 }
 
-/// Creates a user with an empty wallet in a market.
+/// Creates a user with an empty wallet in a market, speaking the market's language.
 pub async fn create(db: impl PgExecutor<'_>, name: &str, market: Market) -> sqlx::Result<i64> {
-    sqlx::query_scalar("INSERT INTO users (name, market, currency) VALUES ($1, $2, $3) RETURNING id")
+    sqlx::query_scalar("INSERT INTO users (name, market, currency, language) VALUES ($1, $2, $3, $4) RETURNING id")
         .bind(name)
         .bind(market.code())
         .bind(market.currency().code())
+        .bind(Lang::of_market(market).code())
         .fetch_one(db)
         .await
+}
+
+/// A user's public profile.
+#[derive(Debug, Clone, FromRow)]
+pub struct ProfileRow {
+    /// User id.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// `KR` or `US`.
+    pub market: String,
+    /// `ko` or `en`.
+    pub language: String,
+}
+
+/// A user's profile; `None` when the user does not exist.
+pub async fn profile(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<ProfileRow>> {
+    sqlx::query_as("SELECT id, name, market, language FROM users WHERE id = $1").bind(id).fetch_optional(db).await
+}
+
+/// Sets a user's language and answers the profile; `None` when the user does not exist.
+pub async fn set_language(db: impl PgExecutor<'_>, id: i64, lang: Lang) -> sqlx::Result<Option<ProfileRow>> {
+    sqlx::query_as(
+        "UPDATE users SET language = $2, updated_at = now() WHERE id = $1 RETURNING id, name, market, language",
+    )
+    .bind(id)
+    .bind(lang.code())
+    .fetch_optional(db)
+    .await
 }
 
 /// Why a wallet balance changed (`balance_transactions.type`).

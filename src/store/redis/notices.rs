@@ -1,5 +1,5 @@
 //! Change notices every instance obeys: the one invalidation mechanism of the in-process caches
-//! (coupon terms and sold-out knowledge, catalog, options).
+//! (coupon terms and sold-out knowledge, catalog, options, users' languages).
 //!
 //! A writer calls [`Notices::publish`] after its change is committed: `lua/notify.lua` bumps the
 //! topic's revision in [`REVISIONS`] and publishes `topic|revision|id` on [`CHANNEL`], atomically.
@@ -50,11 +50,13 @@ pub enum Topic {
     Stock,
     /// A new popular-products snapshot (no id).
     Popular,
+    /// A user's profile (its language) changed (id: the user).
+    User,
 }
 
 impl Topic {
     /// Every topic, for the revision check.
-    pub const ALL: [Topic; 4] = [Topic::Coupon, Topic::Product, Topic::Stock, Topic::Popular];
+    pub const ALL: [Topic; 5] = [Topic::Coupon, Topic::Product, Topic::Stock, Topic::Popular, Topic::User];
 
     /// The name on the wire.
     pub fn as_str(self) -> &'static str {
@@ -63,6 +65,7 @@ impl Topic {
             Topic::Product => "product",
             Topic::Stock => "stock",
             Topic::Popular => "popular",
+            Topic::User => "user",
         }
     }
 

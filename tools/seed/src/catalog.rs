@@ -266,6 +266,8 @@ const PRODUCTS: &[Demo] = &[
 
 /// The flash-sale coupon the demo opens with.
 pub const COUPON_NAME: &str = "오픈런 5,000원 할인 쿠폰";
+/// Its English name.
+pub const COUPON_NAME_EN: &str = "Open run: 5,000 KRW off";
 
 impl Demo {
     /// The product's image URL.
@@ -353,12 +355,13 @@ pub async fn ensure_catalog(tx: &mut PgConnection) -> sqlx::Result<CatalogCreate
         created.products += 1;
     }
     created.coupons = sqlx::query(
-        "INSERT INTO coupons (name, discount_type, discount_value, market, currency, total_quantity,
+        "INSERT INTO coupons (name, name_en, discount_type, discount_value, market, currency, total_quantity,
                               issue_starts_at, issue_ends_at, valid_days)
-         SELECT $1, 'FIXED', 5000, 'KR', 'KRW', 1000, now() - interval '1 hour', now() + interval '30 days', 7
+         SELECT $1, $2, 'FIXED', 5000, 'KR', 'KRW', 1000, now() - interval '1 hour', now() + interval '30 days', 7
          WHERE NOT EXISTS (SELECT 1 FROM coupons WHERE name = $1)",
     )
     .bind(COUPON_NAME)
+    .bind(COUPON_NAME_EN)
     .execute(&mut *tx)
     .await?
     .rows_affected();

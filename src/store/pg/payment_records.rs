@@ -1,0 +1,69 @@
+//! Reading payments (`payments` joined with their order): one by id, or a user's, newest first.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor, PgPool};
+use uuid::Uuid;
+
+/// A payment as its record shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct PaymentRecord {
+    /// Payment id (UUIDv7).
+    pub id: Uuid,
+    /// The order paid.
+    pub order_id: Uuid,
+    /// Who paid.
+    pub user_id: i64,
+    /// Charged to the wallet, minor units.
+    pub amount: i64,
+    /// The coupon discount of the order, minor units.
+    pub discount_amount: i64,
+    /// Currency code of both amounts.
+    pub currency: String,
+    /// `WALLET`.
+    pub method: String,
+    /// `COMPLETED`, `REFUNDED` (or `PENDING`, `FAILED`).
+    pub status: String,
+    /// When the order was paid.
+    pub paid_at: DateTime<Utc>,
+    /// Returned to the wallet so far, minor units.
+    pub refunded_amount: i64,
+}
+
+/// What has been refunded of a payment. The ONE place that knows it: today only a cancel of a
+/// paid order refunds, and it refunds everything (the payment becomes `REFUNDED`). Partial
+/// refunds (issue 15, item 3) replace this with the order's recorded refunded amount.
+const REFUNDED_AMOUNT: &str = "CASE WHEN p.status = 'REFUNDED' THEN p.amount ELSE 0 END";
+
+fn select() -> String {
+    format!(
+        "SELECT p.id, p.order_id, p.user_id, p.amount, o.discount_amount, p.currency, p.method, p.status, \
+         COALESCE(o.paid_at, p.created_at) AS paid_at, ({REFUNDED_AMOUNT})::bigint AS refunded_amount \
+         FROM payments p JOIN orders o ON o.id = p.order_id"
+    )
+}
+
+/// One payment.
+pub async fn find(db: impl PgExecutor<'_>, payment_id: Uuid) -> sqlx::Result<Option<PaymentRecord>> {
+    sqlx::query_as(&format!("{} WHERE p.id = $1", select())).bind(payment_id).fetch_optional(db).await
+}
+
+/// A page of a user's payments, newest first, and how many there are.
+pub async fn list_for_user(
+    db: &PgPool,
+    user_id: i64,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<(Vec<PaymentRecord>, i64)> {
+    let rows = sqlx::query_as(&format!(
+        "{} WHERE p.user_id = $1 ORDER BY p.created_at DESC, p.id DESC LIMIT $2 OFFSET $3",
+        select()
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?;
+    let total =
+        sqlx::query_scalar("SELECT count(*) FROM payments WHERE user_id = $1").bind(user_id).fetch_one(db).await?;
+    Ok((rows, total))
+}
