@@ -9,6 +9,7 @@ pub mod expiry;
 pub mod idempotency;
 pub mod inventory;
 pub mod movements;
+pub mod order_events;
 pub mod orders;
 pub mod outbox;
 pub mod payment;
