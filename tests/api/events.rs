@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::{
-    HttpsPlatform, Received, TestApp, await_metric, cancel, create_coupon, eventually, issue, json_of, metric_value,
-    option, pay, placed, scrape, set_expiry, spawn_app_with, spawn_child_app_with,
+    HttpsPlatform, Received, Strategy, TestApp, await_metric, cancel, create_coupon, events, eventually, issue,
+    json_of, metric_value, option, pay, placed, scrape, set_expiry, spawn_app_with, spawn_child_app_with, stock_of,
 };
 
 /// `(id, type, payload)` of every outbox event, oldest first.
@@ -179,4 +179,36 @@ async fn the_breaker_opens_after_n_failures_sends_nothing_while_open_and_closes_
         let key = id.to_string();
         assert!(received.iter().any(|r| r.idempotency_key.as_deref() == Some(key.as_str())), "{id} delivered");
     }
+}
+
+#[tokio::test]
+async fn v1_orders_announce_their_movements_like_v2_ones() {
+    let app = Strategy::DbPessimistic.spawn().await;
+    let item = option(&app, 1000, 10).await;
+    let user = app.create_user("KR", 100_000).await;
+    let cancelled = placed(&app, user, &[(item, 2)]).await;
+    json_of(cancel(&app, user, &cancelled).await, 200).await;
+    let paid = placed(&app, user, &[(item, 3)]).await;
+    json_of(pay(&app, user, &paid, None).await, 200).await;
+
+    let moves: Vec<(String, i64, i64, String)> = events(&app, "stock.changed")
+        .await
+        .iter()
+        .filter(|e| e["product_option_id"] == item && !e["order_id"].is_null())
+        .map(|e| {
+            let n = |k: &str| e[k].as_i64().unwrap();
+            (e["movement"].as_str().unwrap().to_owned(), n("delta"), n("reserved_delta"), e["order_id"].to_string())
+        })
+        .collect();
+    let quoted = |id: &str| format!("\"{id}\"");
+    assert_eq!(
+        moves,
+        [
+            ("reserve".to_owned(), 0, 2, quoted(&cancelled)),
+            ("release".to_owned(), 0, -2, quoted(&cancelled)),
+            ("reserve".to_owned(), 0, 3, quoted(&paid)),
+            ("sale".to_owned(), -3, -3, quoted(&paid)),
+        ]
+    );
+    assert_eq!(stock_of(&app, item).await, (7, 0));
 }
