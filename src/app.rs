@@ -72,6 +72,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
+    schedule: workers::jobs::Schedule,
 }
 
 impl Application {
@@ -146,7 +147,12 @@ impl Application {
         if state.config.issue_strategy == IssueStrategy::RedisLua {
             state.coupon_admission.start().await.map_err(StartError::CouponAdmission)?;
         }
-        Ok(Application { listener, state, shutdown: CancellationToken::new() })
+        Ok(Application {
+            listener,
+            state,
+            shutdown: CancellationToken::new(),
+            schedule: workers::jobs::Schedule::system(),
+        })
     }
 
     /// The bound address.
@@ -159,6 +165,11 @@ impl Application {
         &self.state
     }
 
+    /// Replaces the clock of the `jobs` worker (tests run "at midnight" without waiting for it).
+    pub fn set_schedule(&mut self, schedule: workers::jobs::Schedule) {
+        self.schedule = schedule;
+    }
+
     /// Cancelling this token stops the API (draining in-flight requests) and every worker.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -166,8 +177,8 @@ impl Application {
 
     /// Serves until the shutdown token is cancelled, then waits for workers to finish.
     pub async fn run_until_stopped(self) -> Result<(), StartError> {
-        let Application { listener, state, shutdown } = self;
-        let mut workers = workers::spawn(&state, &shutdown);
+        let Application { listener, state, shutdown, schedule } = self;
+        let mut workers = workers::spawn(&state, &shutdown, schedule);
         // Always on: housekeeping of this process's own metrics, not a business worker.
         workers.push(tokio::spawn(metrics::upkeep(state.metrics.clone(), shutdown.clone())));
         // Always on: the caches of this process obey the change notices of every instance.

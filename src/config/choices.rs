@@ -114,15 +114,18 @@ pub struct Workers {
     pub outbox: bool,
     /// Compares Redis and Postgres counters and exports the drift as metrics.
     pub reconcile: bool,
+    /// Runs the scheduled jobs (the daily popular-products snapshot at UTC 00:00, once across
+    /// every instance, caught up at start-up when overdue).
+    pub jobs: bool,
 }
 
 impl Workers {
-    const NAMES: [&'static str; 4] = ["expiry", "consumer", "outbox", "reconcile"];
+    const NAMES: [&'static str; 5] = ["expiry", "consumer", "outbox", "reconcile", "jobs"];
 
     /// All workers on.
-    pub const ALL: Workers = Workers { expiry: true, consumer: true, outbox: true, reconcile: true };
+    pub const ALL: Workers = Workers { expiry: true, consumer: true, outbox: true, reconcile: true, jobs: true };
     /// No workers: the process only serves HTTP.
-    pub const NONE: Workers = Workers { expiry: false, consumer: false, outbox: false, reconcile: false };
+    pub const NONE: Workers = Workers { expiry: false, consumer: false, outbox: false, reconcile: false, jobs: false };
 }
 
 impl FromStr for Workers {
@@ -140,6 +143,7 @@ impl FromStr for Workers {
                 "consumer" => w.consumer = true,
                 "outbox" => w.outbox = true,
                 "reconcile" => w.reconcile = true,
+                "jobs" => w.jobs = true,
                 other => {
                     return Err(format!(
                         "unknown worker `{other}`; expected all, none or a list of {}",

@@ -10,7 +10,7 @@ mod choices;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::BTreeMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 pub use self::choices::{IssueStrategy, LogFormat, OrderStrategy, Secret, Workers};
 
@@ -29,8 +29,12 @@ pub struct Config {
     pub issue_strategy: IssueStrategy,
     /// `JUPANG_ORDER_STRATEGY`.
     pub order_strategy: OrderStrategy,
-    /// `JUPANG_DATA_PLATFORM_URL`: where outbox events are POSTed; none keeps them pending.
+    /// `JUPANG_DATA_PLATFORM_URL`: where outbox events are POSTed (`http://` or `https://`);
+    /// none keeps them pending.
     pub data_platform_url: Option<String>,
+    /// `JUPANG_DATA_PLATFORM_CA`: an extra CA bundle (PEM) the `https://` platform's certificate
+    /// may chain to, besides the bundled public roots; read and checked at start-up.
+    pub data_platform_ca: Option<CaBundle>,
     /// `JUPANG_ORDER_TTL_SECS`: how long a PENDING order holds its stock.
     pub order_ttl: Duration,
     /// `JUPANG_EXPIRY_SWEEP_SECS`: how often the expiry sweeper runs.
@@ -60,9 +64,30 @@ pub struct Config {
     /// `JUPANG_OUTBOX_MAX_RETRIES`: retries after the first failed delivery before an event is
     /// marked FAILED (re-sendable by an operator).
     pub outbox_max_retries: u32,
+    /// `JUPANG_OUTBOX_BREAKER_FAILURES`: consecutive failed deliveries that open the relay's
+    /// circuit breaker.
+    pub outbox_breaker_failures: u32,
+    /// `JUPANG_OUTBOX_BREAKER_OPEN_SECS`: how long an open breaker sends nothing before it
+    /// probes with one event.
+    pub outbox_breaker_open: Duration,
     /// `JUPANG_STREAM_CLAIM_IDLE_MS`: a stream entry delivered to a consumer and not acknowledged
     /// for this long is taken over by another consumer (`XAUTOCLAIM`): its owner probably died.
     pub stream_claim_idle: Duration,
+}
+
+/// The PEM bundle of `JUPANG_DATA_PLATFORM_CA`, as read at start-up.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    /// Where it was read from (shown in `Debug`, unlike the bytes).
+    pub path: PathBuf,
+    /// The PEM text: one or more certificates.
+    pub pem: Vec<u8>,
+}
+
+impl fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaBundle").field("path", &self.path).field("bytes", &self.pem.len()).finish()
+    }
 }
 
 /// Why the configuration was refused: names the variable, never its (possibly secret) value.
@@ -86,6 +111,9 @@ pub const KNOWN_VARS: &[&str] = &[
     "JUPANG_ISSUE_STRATEGY",
     "JUPANG_ORDER_STRATEGY",
     "JUPANG_DATA_PLATFORM_URL",
+    "JUPANG_DATA_PLATFORM_CA",
+    "JUPANG_OUTBOX_BREAKER_FAILURES",
+    "JUPANG_OUTBOX_BREAKER_OPEN_SECS",
     "JUPANG_ORDER_TTL_SECS",
     "JUPANG_EXPIRY_SWEEP_SECS",
     "JUPANG_REDIS_PREFIX",
@@ -202,16 +230,11 @@ impl Config {
         let data_platform_url = get("JUPANG_DATA_PLATFORM_URL");
         if let Some(u) = &data_platform_url {
             // Checked before parsing: the message must not echo a URL that may hold credentials.
-            if u.starts_with("https://") {
-                return Err(err(
-                    "JUPANG_DATA_PLATFORM_URL",
-                    "https:// is not supported by this build (no TLS stack); use http:// to a TLS-terminating proxy",
-                ));
-            }
-            if !u.starts_with("http://") || reqwest::Url::parse(u).is_err() {
-                return Err(err("JUPANG_DATA_PLATFORM_URL", "must be an http:// URL"));
+            if !(u.starts_with("http://") || u.starts_with("https://")) || reqwest::Url::parse(u).is_err() {
+                return Err(err("JUPANG_DATA_PLATFORM_URL", "must be an http:// or https:// URL"));
             }
         }
+        let data_platform_ca = get("JUPANG_DATA_PLATFORM_CA").map(|p| ca_bundle(PathBuf::from(p))).transpose()?;
         let redis_prefix = parse("JUPANG_REDIS_PREFIX", "jupang");
         if !redis_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c)) {
             return Err(err("JUPANG_REDIS_PREFIX", "may hold only letters, digits and - _ : ."));
@@ -232,6 +255,7 @@ impl Config {
             issue_strategy: typed(&parse("JUPANG_ISSUE_STRATEGY", "redis-lua"), "JUPANG_ISSUE_STRATEGY")?,
             order_strategy: typed(&parse("JUPANG_ORDER_STRATEGY", "redis-lua"), "JUPANG_ORDER_STRATEGY")?,
             data_platform_url,
+            data_platform_ca,
             order_ttl: Duration::from_secs(positive(&parse("JUPANG_ORDER_TTL_SECS", "600"), "JUPANG_ORDER_TTL_SECS")?),
             expiry_sweep: Duration::from_secs(positive(
                 &parse("JUPANG_EXPIRY_SWEEP_SECS", "60"),
@@ -251,6 +275,15 @@ impl Config {
                 "JUPANG_OUTBOX_BACKOFF_MS",
             )?),
             outbox_max_retries: retries(&parse("JUPANG_OUTBOX_MAX_RETRIES", "3"), "JUPANG_OUTBOX_MAX_RETRIES")?,
+            outbox_breaker_failures: u32::try_from(positive(
+                &parse("JUPANG_OUTBOX_BREAKER_FAILURES", "5"),
+                "JUPANG_OUTBOX_BREAKER_FAILURES",
+            )?)
+            .map_err(|_| err("JUPANG_OUTBOX_BREAKER_FAILURES", "is too large"))?,
+            outbox_breaker_open: Duration::from_secs(positive(
+                &parse("JUPANG_OUTBOX_BREAKER_OPEN_SECS", "30"),
+                "JUPANG_OUTBOX_BREAKER_OPEN_SECS",
+            )?),
             stream_claim_idle: Duration::from_millis(positive(
                 &parse("JUPANG_STREAM_CLAIM_IDLE_MS", "30000"),
                 "JUPANG_STREAM_CLAIM_IDLE_MS",
@@ -275,6 +308,18 @@ fn acquire_timeout(raw: Option<String>, request_timeout: Duration) -> Result<Dur
         ));
     }
     Ok(timeout)
+}
+
+/// `JUPANG_DATA_PLATFORM_CA`: the file must be readable and hold at least one PEM certificate,
+/// so a wrong path stops start-up instead of failing every delivery later.
+fn ca_bundle(path: PathBuf) -> Result<CaBundle, ConfigError> {
+    const VAR: &str = "JUPANG_DATA_PLATFORM_CA";
+    let pem = std::fs::read(&path).map_err(|e| err(VAR, format!("cannot read {}: {e}", path.display())))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(CaBundle { path, pem }),
+        Ok(_) => Err(err(VAR, format!("{} holds no PEM certificate", path.display()))),
+        Err(e) => Err(err(VAR, format!("{} is not a PEM certificate bundle: {e}", path.display()))),
+    }
 }
 
 /// A semaphore's permit count: positive, and no more than a Tokio semaphore can hold.

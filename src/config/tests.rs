@@ -33,6 +33,9 @@ fn defaults_follow_the_contract() {
     assert_eq!(c.stream_claim_idle, Duration::from_secs(30));
     assert_eq!(c.max_in_flight, 1024);
     assert_eq!(c.db_acquire_timeout, Duration::from_secs(2));
+    assert_eq!(c.outbox_breaker_failures, 5);
+    assert_eq!(c.outbox_breaker_open, Duration::from_secs(30));
+    assert_eq!(c.data_platform_ca, None);
 }
 
 #[test]
@@ -59,16 +62,36 @@ fn a_malformed_value_names_its_variable() {
     assert_eq!(with("JUPANG_DATA_PLATFORM_URL", "ftp://x/").unwrap_err().var, "JUPANG_DATA_PLATFORM_URL");
     assert_eq!(with("JUPANG_MAX_IN_FLIGHT", "0").unwrap_err().var, "JUPANG_MAX_IN_FLIGHT");
     assert_eq!(with("JUPANG_DB_ACQUIRE_TIMEOUT_MS", "2s").unwrap_err().var, "JUPANG_DB_ACQUIRE_TIMEOUT_MS");
+    assert_eq!(with("JUPANG_OUTBOX_BREAKER_FAILURES", "0").unwrap_err().var, "JUPANG_OUTBOX_BREAKER_FAILURES");
+    assert_eq!(with("JUPANG_OUTBOX_BREAKER_OPEN_SECS", "x").unwrap_err().var, "JUPANG_OUTBOX_BREAKER_OPEN_SECS");
+}
+
+#[test]
+fn a_data_platform_ca_must_be_a_readable_pem_bundle() {
+    let missing = with("JUPANG_DATA_PLATFORM_CA", "/nonexistent/ca.pem").unwrap_err();
+    assert_eq!(missing.var, "JUPANG_DATA_PLATFORM_CA");
+    let not_pem = std::env::temp_dir().join(format!("jupang-not-a-ca-{}.pem", std::process::id()));
+    std::fs::write(&not_pem, "hello").unwrap();
+    let refused = with("JUPANG_DATA_PLATFORM_CA", not_pem.to_str().unwrap()).unwrap_err();
+    std::fs::remove_file(&not_pem).unwrap();
+    assert_eq!(refused.var, "JUPANG_DATA_PLATFORM_CA");
 }
 
 #[test]
 fn a_data_platform_url_with_credentials_is_never_echoed() {
-    let e = with("JUPANG_DATA_PLATFORM_URL", "https://bot:pa55word@example.com/events").unwrap_err();
+    let e = with("JUPANG_DATA_PLATFORM_URL", "https://bot:pa55word@ex ample.com/events").unwrap_err();
     assert_eq!(e.var, "JUPANG_DATA_PLATFORM_URL");
+    assert!(!e.to_string().contains("pa55word"));
+    let e = with("JUPANG_DATA_PLATFORM_URL", "ftp://bot:pa55word@example.com/events").unwrap_err();
     assert!(!e.to_string().contains("pa55word"));
     assert_eq!(
         with("JUPANG_DATA_PLATFORM_URL", "http://127.0.0.1:9/e").unwrap().data_platform_url.as_deref(),
         Some("http://127.0.0.1:9/e")
+    );
+    assert_eq!(
+        with("JUPANG_DATA_PLATFORM_URL", "https://127.0.0.1:9/e").unwrap().data_platform_url.as_deref(),
+        Some("https://127.0.0.1:9/e"),
+        "https:// is delivered over rustls"
     );
 }
 
@@ -89,7 +112,9 @@ fn secrets_never_show_in_errors_or_debug() {
 #[test]
 fn a_worker_list_switches_each_worker() {
     let w: Workers = "expiry, outbox".parse().unwrap();
-    assert!(w.expiry && w.outbox && !w.consumer && !w.reconcile);
+    assert!(w.expiry && w.outbox && !w.consumer && !w.reconcile && !w.jobs);
+    let w: Workers = "jobs".parse().unwrap();
+    assert_eq!(w, Workers { jobs: true, ..Workers::NONE });
 }
 
 #[test]

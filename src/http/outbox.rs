@@ -69,7 +69,8 @@ pub struct ListQuery {
 pub struct EventView {
     /// The event id (UUIDv7), also the `Idempotency-Key` of its deliveries.
     pub event_id: Uuid,
-    /// `order.created`, `payment.completed`, `coupon.issued`, `coupon.used` or `stock.changed`.
+    /// `order.created`, `payment.completed`, `coupon.issued`, `coupon.used`, `stock.changed`,
+    /// `order.cancelled` or `order.expired`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Delivery status.

@@ -4,7 +4,7 @@
 //! The snapshot is computed by `POST /admin/jobs/popular-products` (`ops_admin`) from the last 3
 //! days of PAID/FULFILLED orders before the run, and `GET /products/top` reads the latest one,
 //! so the read is one indexed lookup however many orders there are. Intended to run daily at
-//! 00:00 UTC; until a scheduler worker exists an operator (or cron) calls the admin route.
+//! 00:00 UTC by the `jobs` worker (`workers::jobs`, once across instances); an operator may run it now.
 //! Products are ranked by units sold, ties by the more recent sale, then by product id; a
 //! product is listed even if it went off sale after selling (the snapshot reports what sold).
 

@@ -11,7 +11,7 @@ use super::{
     catalog_cache::Top,
     fault_conversions,
 };
-pub use crate::store::pg::popular::{MarketSnapshot, RankedProduct};
+pub use crate::store::pg::popular::{MarketSnapshot, RankedProduct, RunCause};
 use crate::store::{pg::popular, redis::notices::Topic};
 
 /// Why a popular-products request failed.
@@ -47,12 +47,40 @@ pub struct SnapshotRun {
 pub async fn run_snapshot(state: &AppState) -> Result<SnapshotRun, PopularError> {
     // Postgres keeps microseconds: the answer must show the instant that was stored.
     let at = Utc::now().trunc_subsecs(6);
-    let snapshot_date = at.date_naive();
-    let markets = popular::write_snapshot(&state.db, snapshot_date, at).await?;
-    // Every instance's cached top lists are now stale: this one's at once (its next read sees
-    // the snapshot), the others' through the notice.
+    let markets = popular::write_snapshot(&state.db, at.date_naive(), at).await?;
+    published(state, at, markets).await
+}
+
+/// The scheduled daily run for the instant `now` (the scheduler's clock), unless that day's
+/// snapshot exists already, here or written by another instance: `None` then. See
+/// [`popular::run_daily`] for why it runs once however many instances ask.
+pub async fn run_daily(
+    state: &AppState,
+    now: DateTime<Utc>,
+    cause: RunCause,
+) -> Result<Option<SnapshotRun>, PopularError> {
+    let at = now.trunc_subsecs(6);
+    match popular::run_daily(&state.db, at, cause).await? {
+        Some(markets) => Ok(Some(published(state, at, markets).await?)),
+        None => Ok(None),
+    }
+}
+
+/// When the latest snapshot was generated, by whichever instance or operator.
+pub async fn last_generated_at(state: &AppState) -> Result<Option<DateTime<Utc>>, PopularError> {
+    Ok(popular::last_generated_at(&state.db).await?)
+}
+
+/// Makes a written snapshot visible: every instance's cached top lists are now stale, this
+/// one's at once (its next read sees the snapshot), the others' through the notice.
+async fn published(
+    state: &AppState,
+    at: DateTime<Utc>,
+    markets: Vec<MarketSnapshot>,
+) -> Result<SnapshotRun, PopularError> {
     state.catalog.invalidate();
     state.notices.publish(Topic::Popular, None).await?;
+    let snapshot_date = at.date_naive();
     tracing::info!(snapshot.date = %snapshot_date, "popular-products snapshot written");
     Ok(SnapshotRun { snapshot_date, generated_at: at, markets })
 }

@@ -3,6 +3,7 @@
 pub mod consumer;
 pub mod expiry;
 pub mod fold;
+pub mod jobs;
 pub mod outbox;
 pub mod reconcile;
 
@@ -28,10 +29,12 @@ pub fn register_metrics(config: &Config) {
     if w.reconcile {
         reconcile::register_metrics();
     }
+    jobs::register_metrics();
 }
 
-/// Starts the configured workers; each returns when `shutdown` is cancelled.
-pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+/// Starts the configured workers; each returns when `shutdown` is cancelled. `schedule` is the
+/// clock of the `jobs` worker.
+pub fn spawn(state: &AppState, shutdown: &CancellationToken, schedule: jobs::Schedule) -> Vec<JoinHandle<()>> {
     let config = &state.config;
     let mut tasks = Vec::new();
     if config.workers.expiry {
@@ -52,13 +55,21 @@ pub fn spawn(state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<(
     if config.workers.reconcile {
         tasks.push(tokio::spawn(reconcile::run(state.clone(), shutdown.clone())));
     }
+    if config.workers.jobs {
+        tasks.push(tokio::spawn(jobs::run(state.clone(), schedule, shutdown.clone())));
+    }
     if config.workers.outbox {
         match &config.data_platform_url {
             Some(url) => {
                 let settings = outbox::OutboxSettings {
                     url: url.clone(),
+                    extra_ca: config.data_platform_ca.as_ref().map(|ca| ca.pem.clone()),
                     backoff: config.outbox_backoff,
                     max_retries: config.outbox_max_retries,
+                    breaker: outbox::BreakerSettings {
+                        failures: config.outbox_breaker_failures,
+                        open_for: config.outbox_breaker_open,
+                    },
                 };
                 tasks.push(tokio::spawn(outbox::run(state.db.clone(), settings, shutdown.clone())));
             }

@@ -6,9 +6,15 @@
 //! plus `JUPANG_OUTBOX_MAX_RETRIES` retries it is FAILED until an operator re-sends it. Business
 //! calls only insert rows, so a slow or failing platform never blocks them; deliveries run
 //! concurrently, so one hanging event does not hold the others back.
+//!
+//! `https://` platforms are reached through rustls, trusting the bundled public roots plus the
+//! PEM bundle of `JUPANG_DATA_PLATFORM_CA` (a private CA). A platform that keeps failing trips
+//! the circuit breaker ([`breaker`]). The lag is `outbox_oldest_pending_age_seconds`.
+
+mod breaker;
 
 use std::{
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -18,12 +24,17 @@ use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use self::breaker::Breaker;
+pub use self::breaker::{BreakerSettings, OUTBOX_BREAKER_STATE};
 use crate::store::pg::outbox::{self, ClaimedEvent};
 
 /// `outbox_pending_events`: events not yet delivered nor FAILED.
 pub const OUTBOX_PENDING_EVENTS: &str = "outbox_pending_events";
 /// `outbox_delivery_total{outcome}`: attempts by outcome, `delivered`, `retry` or `failed`.
 pub const OUTBOX_DELIVERY_TOTAL: &str = "outbox_delivery_total";
+/// `outbox_oldest_pending_age_seconds`: age of the oldest PENDING event (0 when none): the
+/// relay's lag behind the business.
+pub const OUTBOX_OLDEST_PENDING_AGE: &str = "outbox_oldest_pending_age_seconds";
 /// Every `outcome` of [`OUTBOX_DELIVERY_TOTAL`].
 pub const OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
 
@@ -36,8 +47,16 @@ pub fn register_metrics(running: bool) {
         Unit::Count,
         "Outbox delivery attempts by outcome (delivered, retry, failed)"
     );
+    describe_gauge!(
+        OUTBOX_OLDEST_PENDING_AGE,
+        Unit::Seconds,
+        "Age of the oldest outbox event not yet delivered nor FAILED (0 when none)"
+    );
+    describe_gauge!(OUTBOX_BREAKER_STATE, "Outbox circuit breaker: 0 closed, 1 open, 2 half-open");
     if running {
         metrics::gauge!(OUTBOX_PENDING_EVENTS).increment(0.0);
+        metrics::gauge!(OUTBOX_OLDEST_PENDING_AGE).increment(0.0);
+        metrics::gauge!(OUTBOX_BREAKER_STATE).increment(0.0);
         for outcome in OUTCOMES {
             metrics::counter!(OUTBOX_DELIVERY_TOTAL, "outcome" => outcome).increment(0);
         }
@@ -46,7 +65,7 @@ pub fn register_metrics(running: bool) {
 
 /// How often the worker looks for due events when it is idle.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// How often the pending gauge is refreshed.
+/// How often the pending and lag gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 /// A delivery attempt taking longer counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,28 +79,50 @@ const MAX_IN_FLIGHT: usize = 32;
 pub struct OutboxSettings {
     /// Where events are POSTed.
     pub url: String,
+    /// Extra trusted CA certificates (PEM), for an `https://` platform with a private CA.
+    pub extra_ca: Option<Vec<u8>>,
     /// Wait before the first retry; doubled for each further one.
     pub backoff: Duration,
     /// Retries after the first failed attempt before an event is FAILED.
     pub max_retries: u32,
+    /// When to stop sending to a failing platform, and for how long.
+    pub breaker: BreakerSettings,
 }
 
 struct Deliverer {
     db: PgPool,
     client: reqwest::Client,
     settings: OutboxSettings,
+    breaker: Mutex<Breaker>,
+}
+
+/// The HTTP(S) client of the relay: rustls with the bundled public roots, plus the extra CA.
+fn client(settings: &OutboxSettings) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(2))
+        .user_agent(concat!("jupang/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &settings.extra_ca {
+        for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build()
 }
 
 /// Runs until `shutdown` is cancelled, then waits for the deliveries in flight (each bounded by
 /// the request timeout) so none is cut off half-recorded.
 pub async fn run(db: PgPool, settings: OutboxSettings, shutdown: CancellationToken) {
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .connect_timeout(Duration::from_secs(2))
-        .user_agent(concat!("jupang/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a plain HTTP client always builds");
-    let deliverer = Arc::new(Deliverer { db: db.clone(), client, settings });
+    let client = match client(&settings) {
+        Ok(client) => client,
+        Err(e) => {
+            // The configuration checked the CA bundle at start-up; this is not expected.
+            tracing::error!(error.cause = %e, "cannot build the outbox HTTP client; delivery is off");
+            return;
+        }
+    };
+    let breaker = Mutex::new(Breaker::new(settings.breaker));
+    let deliverer = Arc::new(Deliverer { db: db.clone(), client, settings, breaker });
     let mut in_flight = JoinSet::new();
     let mut gauge_at: Option<Instant> = None;
     tracing::info!(outbox.max_in_flight = MAX_IN_FLIGHT, "outbox delivery started");
@@ -93,16 +134,21 @@ pub async fn run(db: PgPool, settings: OutboxSettings, shutdown: CancellationTok
         }
         if gauge_at.is_none_or(|at| at.elapsed() >= GAUGE_INTERVAL) {
             gauge_at = Some(Instant::now());
-            match outbox::count_pending(&db).await {
-                Ok(n) => metrics::gauge!(OUTBOX_PENDING_EVENTS).set(n as f64),
+            match outbox::pending(&db).await {
+                Ok(p) => {
+                    metrics::gauge!(OUTBOX_PENDING_EVENTS).set(p.count as f64);
+                    metrics::gauge!(OUTBOX_OLDEST_PENDING_AGE).set(p.oldest_age_secs);
+                }
                 Err(e) => tracing::warn!(error.cause = %e, "cannot count pending outbox events"),
             }
         }
         let free = MAX_IN_FLIGHT - in_flight.len();
+        let allowed = deliverer.lock_breaker().allowance(Instant::now(), free);
         let mut backlog = false;
-        if free > 0 {
-            match outbox::claim_due(&db, free as i64, LEASE.as_millis() as i64).await {
+        if allowed > 0 {
+            match outbox::claim_due(&db, allowed as i64, LEASE.as_millis() as i64).await {
                 Ok(events) => {
+                    deliverer.lock_breaker().claimed(events.len());
                     // A full batch means more may be due: claim again as soon as a slot frees.
                     backlog = events.len() == free;
                     for event in events {
@@ -135,6 +181,12 @@ pub async fn run(db: PgPool, settings: OutboxSettings, shutdown: CancellationTok
 }
 
 impl Deliverer {
+    /// The breaker, even if a delivery task panicked while holding it (its state stays sound:
+    /// every change is a single assignment).
+    fn lock_breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// One attempt for one event, and its outcome recorded.
     async fn deliver(self: Arc<Self>, event: ClaimedEvent) {
         let envelope = json!({
@@ -161,6 +213,13 @@ impl Deliverer {
             Err(e) => Err(describe(&e)),
         };
         let duration_ms = started.elapsed().as_millis() as u64;
+        {
+            let mut breaker = self.lock_breaker();
+            match result {
+                Ok(()) => breaker.success(),
+                Err(_) => breaker.failure(Instant::now()),
+            }
+        }
         let attempts = event.attempts as u32 + 1;
         let (recorded, outcome) = match result {
             Ok(()) => (outbox::mark_delivered(&self.db, event.id).await, "delivered"),

@@ -22,16 +22,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::support::{
-    TestApp, assert_error, assert_metric, await_metric, eventually, json_of, spawn_app_with, spawn_child_app_with,
+    Received, TestApp, assert_error, assert_metric, await_metric, eventually, json_of, spawn_app_with,
+    spawn_child_app_with,
 };
-
-/// One request the platform received.
-#[derive(Debug, Clone)]
-struct Received {
-    at: Instant,
-    idempotency_key: Option<String>,
-    body: Value,
-}
 
 #[derive(Default)]
 struct PlatformState {

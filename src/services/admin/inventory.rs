@@ -12,7 +12,6 @@
 //! (units admitted in Redis but not yet persisted count as reserved). Should the commit then
 //! fail, the delta is taken back.
 
-use serde_json::json;
 use sqlx::PgConnection;
 
 pub use crate::store::pg::inventory::{AuditRow, StockLevel};
@@ -23,7 +22,6 @@ use crate::{
         pg::{
             inventory::{self, NewAuditEntry},
             movements,
-            outbox::{self, EventType},
         },
         redis::notices::Topic,
     },
@@ -138,11 +136,10 @@ async fn record(
     after: i32,
 ) -> sqlx::Result<()> {
     inventory::set_stock(tx, option_id, after).await?;
-    movements::record_adjust(tx, option_id, i64::from(delta)).await?;
+    // The ledger's history row and the `stock.changed` event, from their one home.
+    movements::record_adjust(tx, option_id, i64::from(delta), reason).await?;
     let entry = NewAuditEntry { option_id, actor_user_id, reason, delta, stock_before, stock_after: after };
-    let (_, at) = inventory::record_audit(tx, &entry).await?;
-    let event = json!({ "product_option_id": option_id, "delta": delta, "reason": reason });
-    outbox::enqueue(tx, EventType::StockChanged, at, event).await?;
+    inventory::record_audit(tx, &entry).await?;
     Ok(())
 }
 

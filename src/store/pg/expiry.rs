@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::{
     movements::Kind,
+    order_events,
     orders::{HeldStock, Reservation},
+    outbox::EventType,
     reservations,
 };
 
@@ -38,6 +40,7 @@ pub async fn expire_locked(
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    order_events::ended(tx, EventType::OrderExpired, &ids, order_events::PAYMENT_TIMEOUT, now).await?;
     Ok(orders
         .iter()
         .map(|(id, reservation)| HeldStock {

@@ -10,6 +10,7 @@ pub mod guest_carts;
 pub mod idempotency;
 pub mod inventory;
 pub mod movements;
+pub mod order_events;
 pub mod orders;
 pub mod outbox;
 pub mod payment;

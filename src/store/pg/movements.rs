@@ -23,14 +23,26 @@
 //! of the same order a constraint error instead of a double count; the order's status transition,
 //! taken under the order's row lock, is what decides which movement is written.
 //!
+//! # Every movement is an event
+//! Each movement, ledger row or not, is also a `stock.changed` outbox event written in the same
+//! statement's transaction ([`announce`]): the V2 appenders here emit from the rows they
+//! insert, and the V1 writers (which change option rows directly) call
+//! [`announce_for_orders`]. Payload: `product_option_id`, `delta` (physical stock),
+//! `reserved_delta`, `movement` (reserve, release, expiry, sale, refund, adjustment), `reason`
+//! (the operator's for an adjustment, else the movement) and `order_id` (null for adjustments).
+//!
 //! # Writers that still lock option rows
 //! V1 (`db-pessimistic`) orders and admin adjustments read and write option rows under their row
 //! lock. Before reading, they fold the pending movements of *their* options into the locked rows
 //! ([`fold_options`]), so they see exact figures and the global fold never applies a movement
 //! twice (it re-checks `folded_at IS NULL` under the same row locks).
 
-use sqlx::{PgConnection, PgPool};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
+
+use super::outbox::{self, EventType, NewEvent};
 
 /// What caused a movement (`stock_movements.kind`) and how it moves the figures per unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +74,18 @@ impl Kind {
         }
     }
 
+    /// Its name in `stock.changed` events (the contract's list of movements).
+    pub fn movement(self) -> &'static str {
+        match self {
+            Kind::Reserve => "reserve",
+            Kind::Release => "release",
+            Kind::Expire => "expiry",
+            Kind::Sale => "sale",
+            Kind::Refund => "refund",
+            Kind::Adjust => "adjustment",
+        }
+    }
+
     /// `(d_stock, d_reserved)` per unit.
     pub fn per_unit(self) -> (i64, i64) {
         match self {
@@ -73,37 +97,56 @@ impl Kind {
     }
 }
 
-/// Appends one movement of `kind` per item of `order_ids` (read from `order_items`), in the
-/// caller's transaction. The caller holds the orders' row locks and has decided the transition.
+/// One movement as written: what `stock.changed` reports.
+#[derive(Debug, Clone, FromRow)]
+pub struct Moved {
+    /// The order that caused it; none for an adjustment.
+    pub order_id: Option<Uuid>,
+    /// The option.
+    pub option_id: i64,
+    /// Change of physical stock.
+    pub d_stock: i64,
+    /// Change of the units held by PENDING orders.
+    pub d_reserved: i64,
+    /// When (the transaction's time).
+    pub at: DateTime<Utc>,
+}
+
+/// Appends one movement of `kind` per item of `order_ids` (read from `order_items`), and its
+/// event, in the caller's transaction. The caller holds the orders' row locks and has decided
+/// the transition.
 pub async fn append_for_orders(tx: &mut PgConnection, kind: Kind, order_ids: &[Uuid]) -> sqlx::Result<()> {
     if order_ids.is_empty() {
         return Ok(());
     }
     let (ds, dr) = kind.per_unit();
-    sqlx::query(
+    let moved: Vec<Moved> = sqlx::query_as(
         "INSERT INTO stock_movements (option_id, d_stock, d_reserved, kind, order_id) \
          SELECT option_id, $2 * quantity, $3 * quantity, $4, order_id FROM order_items \
-         WHERE order_id = ANY($1) ORDER BY order_id, option_id",
+         WHERE order_id = ANY($1) ORDER BY order_id, option_id \
+         RETURNING order_id, option_id, d_stock, d_reserved, created_at AS at",
     )
     .bind(order_ids)
     .bind(ds)
     .bind(dr)
     .bind(kind.as_str())
-    .execute(tx)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(())
+    announce(tx, kind, &moved, None).await
 }
 
-/// Appends one movement of `kind` per `(order_id, option_id, quantity)` line, in one statement.
+/// Appends one movement of `kind` per `(order_id, option_id, quantity)` line, in one statement,
+/// and their events.
 pub async fn append_lines(tx: &mut PgConnection, kind: Kind, lines: &[(Uuid, i64, i64)]) -> sqlx::Result<()> {
     if lines.is_empty() {
         return Ok(());
     }
     let (ds, dr) = kind.per_unit();
-    sqlx::query(
+    let moved: Vec<Moved> = sqlx::query_as(
         "INSERT INTO stock_movements (option_id, d_stock, d_reserved, kind, order_id) \
          SELECT option_id, $4 * q, $5 * q, $6, order_id \
-         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS t (order_id, option_id, q)",
+         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS t (order_id, option_id, q) \
+         RETURNING order_id, option_id, d_stock, d_reserved, created_at AS at",
     )
     .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
     .bind(lines.iter().map(|l| l.1).collect::<Vec<_>>())
@@ -111,21 +154,62 @@ pub async fn append_lines(tx: &mut PgConnection, kind: Kind, lines: &[(Uuid, i64
     .bind(ds)
     .bind(dr)
     .bind(kind.as_str())
-    .execute(tx)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(())
+    announce(tx, kind, &moved, None).await
 }
 
 /// Records an admin adjustment of `delta` that the caller applied to the (locked) option row
-/// itself: written already folded, as history.
-pub async fn record_adjust(tx: &mut PgConnection, option_id: i64, delta: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO stock_movements (option_id, d_stock, d_reserved, kind, folded_at) VALUES ($1, $2, 0, 'adjust', now())",
+/// itself: written already folded, as history, with its event carrying the operator's `reason`.
+pub async fn record_adjust(tx: &mut PgConnection, option_id: i64, delta: i64, reason: &str) -> sqlx::Result<()> {
+    let moved: Moved = sqlx::query_as(
+        "INSERT INTO stock_movements (option_id, d_stock, d_reserved, kind, folded_at) VALUES ($1, $2, 0, 'adjust', now()) \
+         RETURNING order_id, option_id, d_stock, d_reserved, created_at AS at",
     )
     .bind(option_id)
     .bind(delta)
-    .execute(tx)
+    .fetch_one(&mut *tx)
     .await?;
+    announce(tx, Kind::Adjust, &[moved], Some(reason)).await
+}
+
+/// The events of movements a V1 writer applied to the option rows itself (no ledger row): one
+/// per item of `order_ids`, as [`append_for_orders`] would have written them.
+pub async fn announce_for_orders(tx: &mut PgConnection, kind: Kind, order_ids: &[Uuid]) -> sqlx::Result<()> {
+    if order_ids.is_empty() {
+        return Ok(());
+    }
+    let (ds, dr) = kind.per_unit();
+    let moved: Vec<Moved> = sqlx::query_as(
+        "SELECT order_id, option_id, $2 * quantity AS d_stock, $3 * quantity AS d_reserved, now() AS at \
+         FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, option_id",
+    )
+    .bind(order_ids)
+    .bind(ds)
+    .bind(dr)
+    .fetch_all(&mut *tx)
+    .await?;
+    announce(tx, kind, &moved, None).await
+}
+
+/// Writes one `stock.changed` event per movement, in the caller's transaction.
+async fn announce(tx: &mut PgConnection, kind: Kind, moved: &[Moved], reason: Option<&str>) -> sqlx::Result<()> {
+    let events = moved
+        .iter()
+        .map(|m| NewEvent {
+            kind: EventType::StockChanged,
+            occurred_at: m.at,
+            payload: json!({
+                "product_option_id": m.option_id,
+                "delta": m.d_stock,
+                "reserved_delta": m.d_reserved,
+                "movement": kind.movement(),
+                "reason": reason.unwrap_or(kind.movement()),
+                "order_id": m.order_id,
+            }),
+        })
+        .collect();
+    outbox::enqueue_all(tx, events).await?;
     Ok(())
 }
 

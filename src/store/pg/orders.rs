@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{
     cart,
+    movements::{self, Kind},
     outbox::{self, EventType},
     reservations,
 };
@@ -268,6 +269,8 @@ pub async fn create(
     .execute(&mut *tx)
     .await?;
     insert_items(&mut *tx, &items).await?;
+    // The reservation applied above, announced now that the order's items exist.
+    movements::announce_for_orders(&mut *tx, Kind::Reserve, &[order_id]).await?;
     let money = |amount: i64| json!({ "amount": amount, "currency": currency });
     let event_items: Vec<_> =
         items.iter().map(|i| json!({ "product_option_id": i.option_id, "quantity": i.quantity })).collect();

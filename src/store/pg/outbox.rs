@@ -17,8 +17,13 @@ pub enum EventType {
     CouponIssued,
     /// `coupon.used`: coupon_id, user_coupon_id, order_id, discount_amount.
     CouponUsed,
-    /// `stock.changed`: product_option_id, delta, reason.
+    /// `stock.changed`: product_option_id, delta, reason (and reserved_delta, movement,
+    /// order_id: see `movements`).
     StockChanged,
+    /// `order.cancelled`: order_id, amount, items, reason.
+    OrderCancelled,
+    /// `order.expired`: order_id, amount, items, reason.
+    OrderExpired,
 }
 
 impl EventType {
@@ -30,6 +35,8 @@ impl EventType {
             EventType::CouponIssued => "coupon.issued",
             EventType::CouponUsed => "coupon.used",
             EventType::StockChanged => "stock.changed",
+            EventType::OrderCancelled => "order.cancelled",
+            EventType::OrderExpired => "order.expired",
         }
     }
 }
@@ -162,9 +169,24 @@ pub async fn record_failure(pool: &PgPool, id: Uuid, error: &str, retry_in_ms: O
     .map(|_| ())
 }
 
-/// How many events wait for delivery (including those being sent and those backing off).
-pub async fn count_pending(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE status = 'PENDING'").fetch_one(pool).await
+/// The events waiting for delivery (including those being sent and those backing off).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pending {
+    /// How many.
+    pub count: i64,
+    /// Seconds since the oldest of them was written; 0 when there is none.
+    pub oldest_age_secs: f64,
+}
+
+/// How many events wait for delivery, and how long the oldest has waited, in one statement.
+pub async fn pending(pool: &PgPool) -> sqlx::Result<Pending> {
+    let (count, oldest_age_secs): (i64, f64) = sqlx::query_as(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+         FROM outbox_events WHERE status = 'PENDING'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Pending { count, oldest_age_secs: oldest_age_secs.max(0.0) })
 }
 
 /// An outbox event as operators see it.

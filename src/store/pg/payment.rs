@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{
     movements::Kind,
+    order_events,
     orders::{ORDER_COLUMNS, Order, OrderRow, Rejection, Reservation, StoreError, items_of},
     outbox::{self, EventType},
     redemption, reservations,
@@ -208,7 +209,9 @@ pub async fn cancel(
     let next = row.status().apply(OrderEvent::Cancel).map_err(Rejection::Transition)?;
     match next {
         OrderStatus::Cancelled => {
-            reservations::release(&mut tx, &[(order_id, Reservation::parse(&row.reservation))], Kind::Release).await?
+            reservations::release(&mut tx, &[(order_id, Reservation::parse(&row.reservation))], Kind::Release).await?;
+            order_events::ended(&mut tx, EventType::OrderCancelled, &[order_id], order_events::CANCEL_REQUESTED, now)
+                .await?;
         }
         _ => {
             lock_wallet(&mut tx, row.user_id).await?;

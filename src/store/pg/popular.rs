@@ -1,7 +1,7 @@
 //! Postgres queries of the daily popular-products snapshot.
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use sqlx::{FromRow, PgPool};
+use sqlx::{FromRow, PgConnection, PgPool};
 
 use crate::domain::Market;
 
@@ -29,7 +29,73 @@ pub async fn write_snapshot(
     at: DateTime<Utc>,
 ) -> sqlx::Result<Vec<MarketSnapshot>> {
     let mut tx = db.begin().await?;
+    lock(&mut tx).await?;
+    let written = write_locked(&mut tx, snapshot_date, at).await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// Why a scheduled run happened (`job_runs.cause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunCause {
+    /// Found due by the running scheduler (the day turned).
+    Schedule,
+    /// Found overdue at start-up (the instances were down at midnight).
+    CatchUp,
+}
+
+impl RunCause {
+    /// The column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunCause::Schedule => "schedule",
+            RunCause::CatchUp => "catch_up",
+        }
+    }
+}
+
+/// The scheduled run for `at` (filed under its UTC date), unless a snapshot of that date or a
+/// later one exists; `None` when it was not due. Of several instances finding it due at once,
+/// the first to take the snapshot's advisory lock writes it (and its `job_runs` row) and the
+/// others, waiting on the lock, then find it written: exactly one run per day.
+pub async fn run_daily(db: &PgPool, at: DateTime<Utc>, cause: RunCause) -> sqlx::Result<Option<Vec<MarketSnapshot>>> {
+    let day = at.date_naive();
+    let mut tx = db.begin().await?;
+    lock(&mut tx).await?;
+    let latest: Option<NaiveDate> =
+        sqlx::query_scalar("SELECT max(snapshot_date) FROM popularity_snapshot_runs").fetch_one(&mut *tx).await?;
+    if latest.is_some_and(|d| d >= day) {
+        return Ok(None);
+    }
+    let written = write_locked(&mut tx, day, at).await?;
+    sqlx::query("INSERT INTO job_runs (job, run_date, cause, due_at) VALUES ('popular_products', $1, $2, $3)")
+        .bind(day)
+        .bind(cause.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(written))
+}
+
+/// When the latest snapshot (of any market, manual or scheduled) was generated.
+pub async fn last_generated_at(db: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar("SELECT max(generated_at) FROM popularity_snapshot_runs").fetch_one(db).await
+}
+
+/// Takes the snapshot's advisory lock for the caller's transaction: runs (manual or scheduled,
+/// on any instance) then happen one after the other.
+async fn lock(tx: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('jupang.popularity_snapshot'))").execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// The snapshot's rows, in the caller's transaction, which holds [`lock`].
+async fn write_locked(
+    tx: &mut PgConnection,
+    snapshot_date: NaiveDate,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Vec<MarketSnapshot>> {
     let since = at - WINDOW;
     let mut written = Vec::new();
     for market in [Market::Kr, Market::Us] {
@@ -74,7 +140,6 @@ pub async fn write_snapshot(
         .await?;
         written.push(MarketSnapshot { market, ranked });
     }
-    tx.commit().await?;
     Ok(written)
 }
 

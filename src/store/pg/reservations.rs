@@ -167,11 +167,7 @@ pub async fn quantities(tx: &mut PgConnection, order_ids: &[Uuid]) -> sqlx::Resu
 pub async fn release(tx: &mut PgConnection, orders: &[(Uuid, Reservation)], kind: Kind) -> sqlx::Result<()> {
     let (v2, v1) = split(orders);
     movements::append_for_orders(tx, kind, &v2).await?;
-    if v1.is_empty() {
-        return Ok(());
-    }
-    let q = quantities(tx, &v1).await?;
-    apply(tx, &q.iter().map(|(id, n)| (*id, 0, -n)).collect::<Vec<_>>()).await
+    apply_v1(tx, kind, &v1).await
 }
 
 /// Turns an order's reservation into a sale (payment): `stock -= qty, reserved -= qty`.
@@ -179,8 +175,7 @@ pub async fn confirm(tx: &mut PgConnection, order_id: Uuid, reservation: Reserva
     if reservation == Reservation::Redis {
         return movements::append_for_orders(tx, Kind::Sale, &[order_id]).await;
     }
-    let q = quantities(tx, &[order_id]).await?;
-    apply(tx, &q.iter().map(|(id, n)| (*id, -n, -n)).collect::<Vec<_>>()).await
+    apply_v1(tx, Kind::Sale, &[order_id]).await
 }
 
 /// Puts a refunded order's goods back on sale: `stock += qty`.
@@ -188,8 +183,19 @@ pub async fn restock(tx: &mut PgConnection, order_id: Uuid, reservation: Reserva
     if reservation == Reservation::Redis {
         return movements::append_for_orders(tx, Kind::Refund, &[order_id]).await;
     }
-    let q = quantities(tx, &[order_id]).await?;
-    apply(tx, &q.iter().map(|(id, n)| (*id, *n, 0)).collect::<Vec<_>>()).await
+    apply_v1(tx, Kind::Refund, &[order_id]).await
+}
+
+/// A movement of `kind` for every item of the V1 orders `order_ids`, applied to the option
+/// rows under their locks, with its `stock.changed` events.
+async fn apply_v1(tx: &mut PgConnection, kind: Kind, order_ids: &[Uuid]) -> sqlx::Result<()> {
+    if order_ids.is_empty() {
+        return Ok(());
+    }
+    let (ds, dr) = kind.per_unit();
+    let q = quantities(tx, order_ids).await?;
+    apply(tx, &q.iter().map(|(id, n)| (*id, ds * n, dr * n)).collect::<Vec<_>>()).await?;
+    movements::announce_for_orders(tx, kind, order_ids).await
 }
 
 /// `(V2 order ids, V1 order ids)`.
