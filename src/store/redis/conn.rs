@@ -7,10 +7,14 @@
 //! the slot of its keys, follows `MOVED` and `ASK` redirections and refreshes the topology after
 //! a reshard or a failover. A script's keys must share one slot (one hash tag): the key layout
 //! tables in `keys.rs` and `stock.rs` guarantee it, and a test checks it.
+//!
+//! A connection that must be one's own (a blocking read, a lock holder's conversation) is a
+//! [`DedicatedConn`]: on a single node it is checked out of a `deadpool-redis` pool and goes back
+//! to it when dropped; on a cluster it is a cluster connection.
 
 use redis::{
     Cmd, Pipeline, RedisFuture, Value,
-    aio::{ConnectionLike, ConnectionManager, MultiplexedConnection},
+    aio::{ConnectionLike, ConnectionManager},
     cluster_async::ClusterConnection,
 };
 
@@ -19,8 +23,6 @@ use redis::{
 pub enum RedisConn {
     /// The shared multiplexed connection to one node.
     Single(ConnectionManager),
-    /// A connection of its own to one node (blocking reads).
-    Dedicated(MultiplexedConnection),
     /// Redis Cluster through the crate's cluster client.
     Cluster(ClusterConnection),
 }
@@ -29,7 +31,6 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             RedisConn::Single(c) => c.req_packed_command(cmd),
-            RedisConn::Dedicated(c) => c.req_packed_command(cmd),
             RedisConn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -42,7 +43,6 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             RedisConn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            RedisConn::Dedicated(c) => c.req_packed_commands(cmd, offset, count),
             RedisConn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
@@ -50,8 +50,43 @@ impl ConnectionLike for RedisConn {
     fn get_db(&self) -> i64 {
         match self {
             RedisConn::Single(c) => c.get_db(),
-            RedisConn::Dedicated(c) => c.get_db(),
             RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A connection of one's own: pooled on a single node, a cluster connection on a cluster.
+pub enum DedicatedConn {
+    /// Checked out of a pool of single-node connections; back in the pool when dropped.
+    Pooled(deadpool_redis::Connection),
+    /// Redis Cluster through the crate's cluster client.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for DedicatedConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            DedicatedConn::Pooled(c) => c.req_packed_command(cmd),
+            DedicatedConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            DedicatedConn::Pooled(c) => c.req_packed_commands(cmd, offset, count),
+            DedicatedConn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            DedicatedConn::Pooled(c) => c.get_db(),
+            DedicatedConn::Cluster(c) => c.get_db(),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::{
 
 use rand::Rng;
 
-use super::RedisStore;
+use super::{DedicatedConn, RedisStore};
 
 static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("../../../lua/unlock.lua")));
 
@@ -31,10 +31,10 @@ pub struct LockOptions {
 /// A held lock. Release it with [`RedisLock::release`]; if it is dropped instead (the request
 /// was cancelled), the release is sent from a spawned task, and failing that the TTL frees it.
 pub struct RedisLock {
-    store: RedisStore,
+    /// The connection the lock was taken on, kept until it is released.
+    conn: Option<DedicatedConn>,
     key: String,
     token: String,
-    released: bool,
 }
 
 impl RedisLock {
@@ -44,12 +44,12 @@ impl RedisLock {
         let token = format!("{:032x}", rand::rng().random::<u128>());
         let ttl_ms = u64::try_from(opts.ttl.as_millis()).unwrap_or(u64::MAX);
         let deadline = Instant::now() + opts.max_wait;
-        let mut conn = store.conn();
+        let mut conn = store.locking().await?;
         loop {
             let taken: Option<String> =
                 redis::cmd("SET").arg(&key).arg(&token).arg("NX").arg("PX").arg(ttl_ms).query_async(&mut conn).await?;
             if taken.is_some() {
-                return Ok(Some(RedisLock { store: store.clone(), key, token, released: false }));
+                return Ok(Some(RedisLock { conn: Some(conn), key, token }));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -64,8 +64,8 @@ impl RedisLock {
 
     /// Releases the lock if it is still ours; `Ok(false)` when its TTL had already run out.
     pub async fn release(mut self) -> redis::RedisResult<bool> {
-        self.released = true;
-        let mut conn = self.store.conn();
+        // Always Some here: only release and drop take the connection, and both consume the lock.
+        let Some(mut conn) = self.conn.take() else { return Ok(false) };
         let deleted: i64 = UNLOCK.key(&self.key).arg(&self.token).invoke_async(&mut conn).await?;
         Ok(deleted == 1)
     }
@@ -73,11 +73,8 @@ impl RedisLock {
 
 impl Drop for RedisLock {
     fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        let (mut conn, key, token) =
-            (self.store.conn(), std::mem::take(&mut self.key), std::mem::take(&mut self.token));
+        let Some(mut conn) = self.conn.take() else { return };
+        let (key, token) = (std::mem::take(&mut self.key), std::mem::take(&mut self.token));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let _: redis::RedisResult<i64> = UNLOCK.key(&key).arg(&token).invoke_async(&mut conn).await;

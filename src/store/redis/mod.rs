@@ -1,9 +1,13 @@
 //! Redis: the shared connection and the key layout.
 //!
-//! One multiplexed connection ([`RedisConn`]) serves every request (a pool's per-checkout round
-//! trips measured 2.6x slower on the coupon hot path). Blocking stream reads get their own
-//! connection. `REDIS_URL` with one URL is a single node; several comma-separated node URLs are
-//! Redis Cluster, served by the redis crate's cluster client through the same [`RedisConn`].
+//! One multiplexed connection ([`RedisConn`]) serves every request: a pool's checkout costs a
+//! round trip (`UNWATCH` + `PING`), measured 2.6x slower on the coupon hot path, and a multiplexed
+//! connection pipelines every request's commands with nothing to exhaust. Where a connection must
+//! be one's own, a `deadpool-redis` pool hands them out ([`DedicatedConn`]): the consumers'
+//! blocking stream reads ([`READER_POOL_SIZE`]) and the V1 `redis-lock` holders ([`LOCK_POOL_SIZE`];
+//! BENCHMARKS.md section 11 measures it). `REDIS_URL` with one URL is a single node; several
+//! comma-separated node URLs are Redis Cluster, served by the redis crate's cluster client through
+//! the same [`RedisConn`].
 
 pub mod conn;
 pub mod coupons;
@@ -21,10 +25,18 @@ use redis::{
     cluster::ClusterClient,
 };
 
-pub use conn::RedisConn;
+pub use conn::{DedicatedConn, RedisConn};
 
 /// Longest a reply on a [`RedisStore::dedicated`] connection may take.
 pub const DEDICATED_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections of the blocking-read pool: one per stream consumer of the process (two, one per
+/// stream kind), with room for consumers restarted after an error while the old one drops.
+pub const READER_POOL_SIZE: usize = 8;
+/// Connections of the lock pool: lock holders and waiters at once, per process. A waiter beyond
+/// it waits for a connection at most [`POOL_WAIT`], then fails like an unreachable Redis (503).
+pub const LOCK_POOL_SIZE: usize = 64;
+/// Longest wait for a pooled connection.
+pub const POOL_WAIT: Duration = Duration::from_secs(2);
 
 /// Why Redis could not be reached (the URL is never part of the message: it may hold a password).
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +67,10 @@ pub const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 1_000;
 #[derive(Clone)]
 pub struct RedisStore {
     conn: RedisConn,
+    /// Single node only: connections for blocking reads.
+    readers: Option<deadpool_redis::Pool>,
+    /// Single node only: connections for lock holders.
+    lockers: Option<deadpool_redis::Pool>,
     /// A plain client per listed node: the one node, or the cluster's seed nodes (for pub/sub, a
     /// message published on any node reaches subscribers on every node).
     nodes: Vec<redis::Client>,
@@ -84,7 +100,16 @@ impl RedisStore {
             }
         };
         let cluster = nodes.len() > 1;
-        Ok(RedisStore { conn, nodes, cluster, prefix: prefix.to_owned() })
+        let (readers, lockers) = if cluster {
+            (None, None)
+        } else {
+            let info = nodes[0].get_connection_info();
+            (
+                Some(pool(info, READER_POOL_SIZE, DEDICATED_RESPONSE_TIMEOUT).map_err(ConnectError::Url)?),
+                Some(pool(info, LOCK_POOL_SIZE, Duration::from_secs(2)).map_err(ConnectError::Url)?),
+            )
+        };
+        Ok(RedisStore { conn, readers, lockers, nodes, cluster, prefix: prefix.to_owned() })
     }
 
     /// Whether this deployment runs on Redis Cluster.
@@ -101,15 +126,24 @@ impl RedisStore {
     /// replies may take up to [`DEDICATED_RESPONSE_TIMEOUT`] (the client's default of 500 ms would
     /// cut every `BLOCK` longer than that short); keep blocking commands well below it. On a
     /// cluster it is a cluster connection of its own, with the same reply timeout.
-    pub async fn dedicated(&self) -> redis::RedisResult<RedisConn> {
-        if self.cluster {
-            let client = cluster_client(&self.nodes, DEDICATED_RESPONSE_TIMEOUT)?;
-            return client.get_async_connection().await.map(RedisConn::Cluster);
+    pub async fn dedicated(&self) -> redis::RedisResult<DedicatedConn> {
+        match &self.readers {
+            Some(pool) => checkout(pool).await,
+            None => {
+                let client = cluster_client(&self.nodes, DEDICATED_RESPONSE_TIMEOUT)?;
+                client.get_async_connection().await.map(DedicatedConn::Cluster)
+            }
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(DEDICATED_RESPONSE_TIMEOUT));
-        self.nodes[0].get_multiplexed_async_connection_with_config(&config).await.map(RedisConn::Dedicated)
+    }
+
+    /// A connection for a lock holder, from the lock pool (at most [`POOL_WAIT`] of waiting). On
+    /// a cluster, the shared cluster connection: its commands are routed per key anyway.
+    pub async fn locking(&self) -> redis::RedisResult<DedicatedConn> {
+        match (&self.lockers, &self.conn) {
+            (Some(pool), _) => checkout(pool).await,
+            (None, RedisConn::Cluster(c)) => Ok(DedicatedConn::Cluster(c.clone())),
+            (None, RedisConn::Single(_)) => unreachable!("a single node always has a lock pool"),
+        }
     }
 
     /// A pub/sub connection of its own (subscriptions cannot share the multiplexed connection).
@@ -148,6 +182,35 @@ async fn within_connect_timeout<T>(connecting: impl Future<Output = redis::Redis
         .await
         .map_err(|_| ConnectError::Timeout)?
         .map_err(ConnectError::Refused)
+}
+
+/// A pool of up to `size` connections to one node, each with the reply timeout given.
+fn pool(
+    node: &redis::ConnectionInfo,
+    size: usize,
+    response_timeout: Duration,
+) -> redis::RedisResult<deadpool_redis::Pool> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(response_timeout));
+    let manager = deadpool_redis::Manager::new_with_config(node.clone(), config)?;
+    deadpool_redis::Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(Duration::from_secs(2)))
+        .runtime(deadpool_redis::Runtime::Tokio1)
+        .build()
+        .map_err(|e| (redis::ErrorKind::InvalidClientConfig, "Redis pool", e.to_string()).into())
+}
+
+/// A connection out of `pool`; a pool failure reads as the Redis error behind it, or as an I/O
+/// error (Redis unreachable or every connection busy), which callers answer like one.
+async fn checkout(pool: &deadpool_redis::Pool) -> redis::RedisResult<DedicatedConn> {
+    match pool.get().await {
+        Ok(c) => Ok(DedicatedConn::Pooled(c)),
+        Err(deadpool_redis::PoolError::Backend(e)) => Err(e),
+        Err(e) => Err((redis::ErrorKind::Io, "Redis pool", e.to_string()).into()),
+    }
 }
 
 /// A cluster client seeded with the listed nodes: timeouts, and retries that outlast a failover.

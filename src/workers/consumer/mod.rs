@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     services::AppState,
     store::redis::{
-        RedisConn, RedisStore,
+        DedicatedConn, RedisStore,
         notices::Topic,
         streams::{
             MAX_DELIVERIES, StreamEntry, StreamSink,
@@ -199,7 +199,7 @@ struct Consumer<S> {
     redis: RedisStore,
     settings: ConsumerSettings,
     /// The dedicated connection of the blocking reads; rebuilt after an error.
-    reader: Option<RedisConn>,
+    reader: Option<DedicatedConn>,
     /// Streams whose group is known to exist.
     groups: HashSet<String>,
     /// Re-read this consumer's own pending entries before new ones (after a failure, and at
