@@ -76,7 +76,7 @@ fn start_up_errors_never_print_secret_values() {
         ("JUPANG_JWT_SECRET", "hunter2-short", "hunter2-short"),
         ("DATABASE_URL", "mysql://shop:Tr0ub4dor-pw@db.internal/shop", "Tr0ub4dor-pw"),
         ("REDIS_URL", "http://:R3dis-pw@cache.internal:6379/", "R3dis-pw"),
-        ("JUPANG_DATA_PLATFORM_URL", "https://bot:Pl4tform-pw@events.internal/in", "Pl4tform-pw"),
+        ("JUPANG_DATA_PLATFORM_URL", "ftp://bot:Pl4tform-pw@events.internal/in", "Pl4tform-pw"),
     ];
     for (var, value, secret) in cases {
         let out = valid_env(&mut jupang(&["serve"])).env(var, value).output().unwrap();

@@ -63,6 +63,17 @@ pub enum DedicatedConn {
     Cluster(ClusterConnection),
 }
 
+impl DedicatedConn {
+    /// Closes the connection instead of handing it back to its pool: for one that may still be
+    /// blocked server-side (an abandoned `BLOCK` read) or broken, which the pool's next checkout
+    /// would otherwise wait behind (its `PING` queues after the blocked command).
+    pub fn discard(self) {
+        if let DedicatedConn::Pooled(c) = self {
+            drop(deadpool_redis::Connection::take(c));
+        }
+    }
+}
+
 impl ConnectionLike for DedicatedConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

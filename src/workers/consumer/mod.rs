@@ -266,9 +266,11 @@ impl<S: StreamSink> Consumer<S> {
                 _ = shutdown.cancelled() => return Ok(()),
                 () = woken => {
                     // The blocked read is abandoned: its connection stays blocked server-side,
-                    // so it is replaced, and whatever it may have been handed is re-read from
-                    // this consumer's pending entries first.
-                    self.reader = None;
+                    // so it is closed (not pooled again), and whatever it may have been handed is
+                    // re-read from this consumer's pending entries first.
+                    if let Some(r) = self.reader.take() {
+                    r.discard();
+                }
                     self.history = true;
                     return Ok(());
                 }
@@ -277,7 +279,9 @@ impl<S: StreamSink> Consumer<S> {
         let entries = match entries {
             Ok(e) => e,
             Err(e) => {
-                self.reader = None;
+                if let Some(r) = self.reader.take() {
+                    r.discard();
+                }
                 if streams::is_code(&e, "NOGROUP") {
                     self.groups.clear();
                 }
