@@ -4,8 +4,9 @@
 //! round trip (`UNWATCH` + `PING`), measured 2.6x slower on the coupon hot path, and a multiplexed
 //! connection pipelines every request's commands with nothing to exhaust. Where a connection must
 //! be one's own, a `deadpool-redis` pool hands them out ([`DedicatedConn`]): the consumers'
-//! blocking stream reads ([`READER_POOL_SIZE`]) and the V1 `redis-lock` holders ([`LOCK_POOL_SIZE`];
-//! BENCHMARKS.md section 11 measures it). `REDIS_URL` with one URL is a single node; several
+//! blocking stream reads ([`READER_POOL_SIZE`]) and the V1 `redis-lock` holders ([`LOCK_POOL_SIZE`]:
+//! a holder keeps one connection from `SET NX` to the unlock; its cost beside the multiplexed
+//! connection is not measured yet). `REDIS_URL` with one URL is a single node; several
 //! comma-separated node URLs are Redis Cluster, served by the redis crate's cluster client through
 //! the same [`RedisConn`].
 
