@@ -36,6 +36,7 @@ use crate::{
         idempotency::ReceiptError,
         orders::OrderError,
         popular::PopularError,
+        waiting_room::WaitingRoomError,
         wallet::WalletError,
     },
 };
@@ -427,6 +428,27 @@ impl From<UserAdminError> for ApiError {
     fn from(e: UserAdminError) -> Self {
         match e {
             UserAdminError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<WaitingRoomError> for ApiError {
+    fn from(e: WaitingRoomError) -> Self {
+        use crate::domain::waiting_room::EventKind;
+        match e {
+            WaitingRoomError::EventNotFound(EventKind::Coupon) => ApiError::new(ErrorCode::CouponNotFound),
+            WaitingRoomError::EventNotFound(EventKind::Product) => ApiError::new(ErrorCode::ProductNotFound),
+            WaitingRoomError::NoRoom => ApiError::new(ErrorCode::WaitingRoomNotFound),
+            WaitingRoomError::TicketNotFound => ApiError::new(ErrorCode::TicketNotFound),
+            WaitingRoomError::PassRequired(event, refusal) => ApiError::new(ErrorCode::WaitingRoomPassRequired)
+                .with_details(json!({
+                    "event_type": event.kind.as_str(),
+                    "event_id": event.id,
+                    "reason": refusal.as_str(),
+                    "enter": format!("POST /api/waiting-rooms/{}/{}/tickets", event.kind.as_str(), event.id),
+                    "header": "X-Waiting-Room-Pass",
+                })),
+            WaitingRoomError::Fault(f) => f.into(),
         }
     }
 }

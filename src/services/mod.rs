@@ -17,6 +17,7 @@ pub mod orders;
 pub mod payment;
 pub mod popular;
 mod state;
+pub mod waiting_room;
 pub mod wallet;
 
 pub use state::{AppState, Shared};

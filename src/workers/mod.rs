@@ -5,6 +5,7 @@ pub mod expiry;
 pub mod fold;
 pub mod outbox;
 pub mod reconcile;
+pub mod waiting_room;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -12,6 +12,7 @@ pub mod lock;
 pub mod notices;
 pub mod stock;
 pub mod streams;
+pub mod waiting_room;
 
 use std::time::Duration;
 

@@ -50,11 +50,14 @@ pub enum Topic {
     Stock,
     /// A new popular-products snapshot (no id).
     Popular,
+    /// A waiting room's settings or pass epoch (id: the coupon or product; rooms are few, so
+    /// a listener reloads them all).
+    WaitingRoom,
 }
 
 impl Topic {
     /// Every topic, for the revision check.
-    pub const ALL: [Topic; 4] = [Topic::Coupon, Topic::Product, Topic::Stock, Topic::Popular];
+    pub const ALL: [Topic; 5] = [Topic::Coupon, Topic::Product, Topic::Stock, Topic::Popular, Topic::WaitingRoom];
 
     /// The name on the wire.
     pub fn as_str(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Topic {
             Topic::Product => "product",
             Topic::Stock => "stock",
             Topic::Popular => "popular",
+            Topic::WaitingRoom => "waiting_room",
         }
     }
 
