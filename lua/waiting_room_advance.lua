@@ -55,7 +55,9 @@ if k > 0 then
 end
 -- The measured admission rate (admissions per 1000 s), an average over about 2 s of the steps
 -- that had someone waiting: what the estimated waits are computed from.
-local measured = tonumber(f[12] or '0')
+-- It starts at the configured rate: an average climbing from zero would tell the first
+-- entrants waits many times too long.
+local measured = tonumber(f[12] or (rate * 1000))
 if waiting > 0 and elapsed > 0 then
     local alpha = math.min(1, elapsed / 2000)
     measured = measured + alpha * (k * 1000000 / elapsed - measured)

@@ -118,12 +118,17 @@ pub const MIN_POLL_MS: u64 = 250;
 /// moving estimate.
 pub const MAX_POLL_MS: u64 = 30_000;
 
-/// Seconds until `people_ahead + 1` more admissions, at the measured admission rate
+/// Milliseconds until `people_ahead + 1` more admissions, at the measured admission rate
 /// (`measured_milli`: admissions per 1000 s, i.e. per second x 1000) when there is one,
 /// otherwise at the configured `admit_per_second`.
-pub fn estimated_wait_secs(people_ahead: u64, measured_milli: u64, admit_per_second: u64) -> u64 {
+pub fn estimated_wait_ms(people_ahead: u64, measured_milli: u64, admit_per_second: u64) -> u64 {
     let per_kilosecond = if measured_milli > 0 { measured_milli } else { admit_per_second.max(1) * 1000 };
-    ((people_ahead + 1) * 1000).div_ceil(per_kilosecond)
+    ((people_ahead + 1) * 1_000_000).div_ceil(per_kilosecond)
+}
+
+/// [`estimated_wait_ms`] in whole seconds, rounded up (what a ticket is told).
+pub fn estimated_wait_secs(people_ahead: u64, measured_milli: u64, admit_per_second: u64) -> u64 {
+    estimated_wait_ms(people_ahead, measured_milli, admit_per_second).div_ceil(1000)
 }
 
 /// When to poll next (ms): half the estimated wait, within [`MIN_POLL_MS`]..[`MAX_POLL_MS`].

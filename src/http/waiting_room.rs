@@ -21,9 +21,8 @@ use crate::{
     domain::waiting_room::{Event, EventKind},
     services::{
         AppState,
-        waiting_room::{self, Room, Ticket, TicketStatus},
+        waiting_room::{self, Room, Settings, Ticket, TicketStatus},
     },
-    store::redis::waiting_room::Settings,
 };
 
 /// The header a protected call carries its pass in.

@@ -15,13 +15,14 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 
 use super::{AppState, Fault, fault_conversions};
+pub use crate::store::redis::waiting_room::Settings;
 use crate::{
     domain::waiting_room::{self as line, Event, EventKind},
     store::{
         pg,
         redis::{
             notices::Topic,
-            waiting_room::{Configured, EnterRefusal, RoomStore, Settings},
+            waiting_room::{Configured, EnterRefusal, RoomStore},
         },
     },
 };
@@ -236,7 +237,9 @@ async fn ticket(
         let ahead = p - l.admitted - 1;
         t.people_ahead = Some(ahead);
         t.estimated_wait_secs = line::estimated_wait_secs(ahead, l.measured_milli, s.admit_per_second);
-        t.poll_after_ms = line::poll_after_ms(t.estimated_wait_secs * 1000);
+        // When to poll comes from the configured rate, which the real one never exceeds (the
+        // cap only slows it): nobody is told to come back after its turn has passed.
+        t.poll_after_ms = line::poll_after_ms(line::estimated_wait_ms(ahead, 0, s.admit_per_second));
         return Ok(t);
     }
     t.people_ahead = Some(0);
