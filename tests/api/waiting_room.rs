@@ -16,7 +16,7 @@ use tokio::{sync::Semaphore, time::Instant};
 
 use crate::support::{
     TestApp, assert_error, child::serve_app, counts, coupon_app, create_coupon, eventually, issue, json_of,
-    order_request, product, sibling, spawn_app, stock_of,
+    metric_value, order_request, product, scrape, sibling, spawn_app, stock_of,
 };
 
 /// Configures a room as an `ops_admin` and returns the room.
@@ -278,6 +278,16 @@ async fn a_coupon_room_issues_only_with_the_callers_valid_unexpired_pass() {
     tokio::time::sleep(wait).await;
     refused(issue_with(&app, coupon, c, admitted_c["pass"].as_str()).await, "expired").await;
     assert_eq!(counts(&app, coupon).await, (1, 1), "exactly one coupon issued, to the pass holder");
+
+    // The coupon id is this test's own, so are these series.
+    let label = format!("event=\"coupon:{coupon}\"");
+    let metrics = scrape(&app).await;
+    for (reason, n) in [("missing", 1.0), ("other_user", 1.0), ("forged", 2.0), ("expired", 1.0)] {
+        let reason = format!("reason=\"{reason}\"");
+        assert_eq!(metric_value(&metrics, "waiting_room_pass_rejected_total", &[&label, &reason]), n, "{reason}");
+    }
+    assert_eq!(metric_value(&metrics, "waiting_room_admitted_total", &[&label]), 2.0);
+    assert_eq!(metric_value(&metrics, "waiting_room_waiting", &[&label]), 0.0);
 }
 
 #[tokio::test]
