@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// What an event's room protects.
@@ -62,6 +63,39 @@ impl Event {
         let (kind, id) = s.split_once(':')?;
         Some(Event { kind: EventKind::parse(kind)?, id: id.parse().ok().filter(|id| *id > 0)? })
     }
+}
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TicketStatus {
+    /// In the line (or the room has not opened yet).
+    Waiting,
+    /// Admitted: the ticket carries a pass.
+    Admitted,
+    /// Admitted once; its pass has expired (or was revoked).
+    Expired,
+}
+
+/// A waiting-room ticket, as entering and polling answer it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Ticket {
+    /// Opaque and signed; poll it at `GET .../tickets/{ticket_id}`.
+    pub ticket_id: String,
+    /// WAITING, ADMITTED or EXPIRED.
+    pub status: TicketStatus,
+    /// Place in the line from 1; `null` until the room opens (early entrants are shuffled then).
+    pub position: Option<u64>,
+    /// Positions before it not admitted yet (`null` before opening).
+    pub people_ahead: Option<u64>,
+    /// Estimated seconds to admission, from the measured admission rate (0 once admitted).
+    pub estimated_wait_secs: u64,
+    /// Poll again after this many milliseconds.
+    pub poll_after_ms: u64,
+    /// ADMITTED: the pass for `X-Waiting-Room-Pass`.
+    pub pass: Option<String>,
+    /// ADMITTED: when the pass expires.
+    pub pass_expires_at: Option<DateTime<Utc>>,
 }
 
 /// Where a ticket stands, from its arrival number and the room's opening.

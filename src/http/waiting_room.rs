@@ -9,7 +9,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
@@ -21,7 +21,7 @@ use crate::{
     domain::waiting_room::{Event, EventKind},
     services::{
         AppState,
-        waiting_room::{self, Room, Settings, Ticket, TicketStatus},
+        waiting_room::{self, Room, Settings, Ticket},
     },
 };
 
@@ -118,56 +118,29 @@ impl RoomView {
     }
 }
 
-/// A ticket's standing.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TicketStatusView {
-    /// In the line.
-    Waiting,
-    /// Admitted: `pass` is set.
-    Admitted,
-    /// Its pass expired or was revoked.
-    Expired,
+/// The event a room belongs to, as the path names it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EventPath {
+    /// `coupon` or `product`.
+    pub event_type: EventKind,
+    /// The coupon's or product's id.
+    #[param(minimum = 1)]
+    pub event_id: i64,
 }
 
-/// A waiting-room ticket.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TicketView {
-    /// Opaque; poll it at `GET .../tickets/{ticket_id}`.
+/// A ticket of a room, as the path names it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TicketPath {
+    /// `coupon` or `product`.
+    pub event_type: EventKind,
+    /// The coupon's or product's id.
+    #[param(minimum = 1)]
+    pub event_id: i64,
+    /// The ticket id entering answered.
+    #[param(max_length = 64, pattern = "^[0-9]+-[0-9a-f]+$")]
     pub ticket_id: String,
-    /// WAITING, ADMITTED or EXPIRED.
-    pub status: TicketStatusView,
-    /// Place in the line from 1; `null` until the room opens (early entrants are shuffled then).
-    pub position: Option<u64>,
-    /// Positions before it not admitted yet (`null` before opening).
-    pub people_ahead: Option<u64>,
-    /// Estimated seconds to admission, from the measured admission rate.
-    pub estimated_wait_secs: u64,
-    /// Poll again after this many milliseconds.
-    pub poll_after_ms: u64,
-    /// ADMITTED: the pass for `X-Waiting-Room-Pass`.
-    pub pass: Option<String>,
-    /// ADMITTED: when the pass expires.
-    pub pass_expires_at: Option<DateTime<Utc>>,
-}
-
-impl From<Ticket> for TicketView {
-    fn from(t: Ticket) -> TicketView {
-        TicketView {
-            ticket_id: t.ticket_id,
-            status: match t.status {
-                TicketStatus::Waiting => TicketStatusView::Waiting,
-                TicketStatus::Admitted => TicketStatusView::Admitted,
-                TicketStatus::Expired => TicketStatusView::Expired,
-            },
-            position: t.position,
-            people_ahead: t.people_ahead,
-            estimated_wait_secs: t.estimated_wait_secs,
-            poll_after_ms: t.poll_after_ms,
-            pass: t.pass,
-            pass_expires_at: t.pass_expires_at,
-        }
-    }
 }
 
 /// Coupons' rooms are `marketing_manager`'s, products' `inventory_manager`'s (`ops_admin` both).
@@ -190,8 +163,7 @@ fn event(kind: EventKind, id: i64) -> Result<Event, ApiError> {
 /// `inventory_manager` for a product).
 #[utoipa::path(
     put, path = "/admin/waiting-rooms/{event_type}/{event_id}", tag = "waiting-room", request_body = RoomSettings,
-    params(("event_type" = EventKind, Path, description = "coupon or product"),
-           ("event_id" = i64, Path, minimum = 1, description = "Coupon or product id")),
+    params(EventPath),
     security(("bearer" = [])),
     responses(
         (status = 200, body = RoomView),
@@ -202,11 +174,11 @@ fn event(kind: EventKind, id: i64) -> Result<Event, ApiError> {
 async fn put_room(
     State(state): State<AppState>,
     caller: Caller,
-    extract::Path((kind, id)): extract::Path<(EventKind, i64)>,
+    extract::Path(path): extract::Path<EventPath>,
     extract::Json(body): extract::Json<RoomSettings>,
 ) -> Result<Json<RoomView>, ApiError> {
-    ensure_manages(&caller, kind)?;
-    let event = event(kind, id)?;
+    ensure_manages(&caller, path.event_type)?;
+    let event = event(path.event_type, path.event_id)?;
     let within = |field: &str, v: u32, max: u32| {
         if (1..=max).contains(&v) {
             Ok(u64::from(v))
@@ -228,8 +200,7 @@ async fn put_room(
 /// An event's waiting room with its counts.
 #[utoipa::path(
     get, path = "/admin/waiting-rooms/{event_type}/{event_id}", tag = "waiting-room",
-    params(("event_type" = EventKind, Path, description = "coupon or product"),
-           ("event_id" = i64, Path, minimum = 1, description = "Coupon or product id")),
+    params(EventPath),
     security(("bearer" = [])),
     responses(
         (status = 200, body = RoomView),
@@ -240,10 +211,10 @@ async fn put_room(
 async fn get_room(
     State(state): State<AppState>,
     caller: Caller,
-    extract::Path((kind, id)): extract::Path<(EventKind, i64)>,
+    extract::Path(path): extract::Path<EventPath>,
 ) -> Result<Json<RoomView>, ApiError> {
-    ensure_manages(&caller, kind)?;
-    let event = event(kind, id)?;
+    ensure_manages(&caller, path.event_type)?;
+    let event = event(path.event_type, path.event_id)?;
     Ok(Json(RoomView::of(event, &waiting_room::room(&state, event).await?)))
 }
 
@@ -251,12 +222,11 @@ async fn get_room(
 /// ticket when the caller had entered already.
 #[utoipa::path(
     post, path = "/waiting-rooms/{event_type}/{event_id}/tickets", tag = "waiting-room",
-    params(("event_type" = EventKind, Path, description = "coupon or product"),
-           ("event_id" = i64, Path, minimum = 1, description = "Coupon or product id")),
+    params(EventPath),
     security(("bearer" = [])),
     responses(
-        (status = 201, body = TicketView, description = "A new ticket"),
-        (status = 200, body = TicketView, description = "The caller's ticket (entered before)"),
+        (status = 201, body = Ticket, description = "A new ticket"),
+        (status = 200, body = Ticket, description = "The caller's ticket (entered before)"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "WAITING_ROOM_NOT_FOUND: no enabled room"),
     ),
@@ -264,21 +234,19 @@ async fn get_room(
 async fn enter(
     State(state): State<AppState>,
     caller: Caller,
-    extract::Path((kind, id)): extract::Path<(EventKind, i64)>,
-) -> Result<(StatusCode, Json<TicketView>), ApiError> {
-    let (ticket, new) = waiting_room::enter(&state, event(kind, id)?, caller.user_id).await?;
-    Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(ticket.into())))
+    extract::Path(path): extract::Path<EventPath>,
+) -> Result<(StatusCode, Json<Ticket>), ApiError> {
+    let (ticket, new) = waiting_room::enter(&state, event(path.event_type, path.event_id)?, caller.user_id).await?;
+    Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(ticket)))
 }
 
 /// Where the caller's ticket stands; an ADMITTED ticket carries its pass.
 #[utoipa::path(
     get, path = "/waiting-rooms/{event_type}/{event_id}/tickets/{ticket_id}", tag = "waiting-room",
-    params(("event_type" = EventKind, Path, description = "coupon or product"),
-           ("event_id" = i64, Path, minimum = 1, description = "Coupon or product id"),
-           ("ticket_id" = String, Path, max_length = 64, pattern = "^[0-9]+-[0-9a-f]+$", description = "The ticket id")),
+    params(TicketPath),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = TicketView),
+        (status = 200, body = Ticket),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "TICKET_NOT_FOUND, WAITING_ROOM_NOT_FOUND"),
     ),
@@ -286,10 +254,10 @@ async fn enter(
 async fn poll(
     State(state): State<AppState>,
     caller: Caller,
-    extract::Path((kind, id, ticket_id)): extract::Path<(EventKind, i64, String)>,
-) -> Result<Json<TicketView>, ApiError> {
-    if ticket_id.len() > 64 {
+    extract::Path(path): extract::Path<TicketPath>,
+) -> Result<Json<Ticket>, ApiError> {
+    if path.ticket_id.len() > 64 {
         return Err(ApiError::validation("ticket_id", "at most 64 characters"));
     }
-    Ok(Json(waiting_room::poll(&state, event(kind, id)?, caller.user_id, &ticket_id).await?.into()))
+    Ok(Json(waiting_room::poll(&state, event(path.event_type, path.event_id)?, caller.user_id, &path.ticket_id).await?))
 }

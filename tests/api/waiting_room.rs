@@ -10,6 +10,7 @@ use std::{
 
 use chrono::{TimeDelta, Utc};
 use jupang::http::auth::Role;
+use jupang_loadgen::waiting_room::{Seen, order_violations, peak_active};
 use reqwest::{Client, Method, Response};
 use serde_json::{Value, json};
 use tokio::{sync::Semaphore, time::Instant};
@@ -57,15 +58,6 @@ async fn admitted(app: &TestApp, user: i64, event: &str, ticket: &str) -> Value 
     }
 }
 
-/// One poll: when it was sent and answered, the ticket's position and status, its pass's expiry.
-struct Seen {
-    sent: Instant,
-    got: Instant,
-    position: u64,
-    status: String,
-    pass_expires_ms: Option<i64>,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_thousand_entrants_are_admitted_in_position_order_never_more_than_max_active_alive() {
     let app = spawn_app().await;
@@ -103,11 +95,10 @@ async fn five_thousand_entrants_are_admitted_in_position_order_never_more_than_m
                 let t = poll(&client, &poll_base, &token, &event, &ticket).await;
                 let got = Instant::now();
                 drop(permit);
-                let status = t["status"].as_str().unwrap().to_owned();
-                let pass_expires_ms = t["pass"].as_str().map(|p| p.split('.').nth(4).unwrap().parse().unwrap());
-                let position = t["position"].as_u64().expect("open: every ticket has a position");
-                let done = status != "WAITING";
-                seen.lock().unwrap().push(Seen { sent, got, position, status, pass_expires_ms });
+                assert!(t["position"].is_u64(), "open: every ticket has a position: {t}");
+                let one = Seen::of(&t, sent.into_std(), got.into_std());
+                let done = one.status != "WAITING";
+                seen.lock().unwrap().push(one);
                 if done {
                     return;
                 }
@@ -143,37 +134,14 @@ async fn five_thousand_entrants_are_admitted_in_position_order_never_more_than_m
 
     // Nobody admitted before a smaller position: once position p was seen admitted, no smaller
     // position is seen waiting by a poll sent later.
-    let mut admitted: Vec<(Instant, u64)> =
-        seen.iter().filter(|s| s.status != "WAITING").map(|s| (s.got, s.position)).collect();
-    admitted.sort();
-    let mut highest = Vec::with_capacity(admitted.len());
-    let mut top = 0;
-    for (at, p) in &admitted {
-        top = top.max(*p);
-        highest.push((*at, top));
-    }
-    let violations = seen
-        .iter()
-        .filter(|s| s.status == "WAITING")
-        .filter(|s| {
-            let i = highest.partition_point(|(at, _)| *at < s.sent);
-            i > 0 && highest[i - 1].1 > s.position
-        })
-        .count();
-    assert_eq!(violations, 0, "waiting tickets seen behind a larger admitted position");
+    assert_eq!(order_violations(&seen), 0, "waiting tickets seen behind a larger admitted position");
 
     // The passes say the same: admission times never decrease with the position, and at no
     // instant were more than max_active passes alive (a pass lives [expiry - ttl, expiry)).
     let mut passes: Vec<(u64, i64)> = finals.iter().filter_map(|s| Some((s.position, s.pass_expires_ms?))).collect();
     passes.sort();
     assert!(passes.windows(2).all(|w| w[0].1 <= w[1].1), "a larger position was admitted earlier");
-    let mut edges: Vec<(i64, i32)> = passes.iter().flat_map(|(_, exp)| [(exp - ttl_ms, 1), (*exp, -1)]).collect();
-    edges.sort();
-    let (mut alive, mut peak) = (0, 0);
-    for (_, d) in edges {
-        alive += d;
-        peak = peak.max(alive);
-    }
+    let peak = peak_active(&passes.iter().map(|p| p.1).collect::<Vec<_>>(), ttl_ms) as usize;
     assert!(peak as usize <= max_active, "{peak} passes alive at once (max_active {max_active})");
     assert!(peak >= 100, "the cap was never approached ({peak}): the test would not see it broken");
     // 5,000 at 300 per pass lifetime: admissions span at least 16 lifetimes.

@@ -11,6 +11,7 @@
 pub mod pass;
 pub mod registry;
 
+pub use crate::domain::waiting_room::{Ticket, TicketStatus};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
@@ -105,38 +106,6 @@ pub struct Room {
     pub admitted: u64,
     /// Admitted, with passes still alive (as of the last admission step).
     pub active: u64,
-}
-
-/// Where a ticket stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TicketStatus {
-    /// In the line (or the room has not opened yet).
-    Waiting,
-    /// Admitted: the ticket carries a pass.
-    Admitted,
-    /// Admitted once; its pass has expired (or was revoked).
-    Expired,
-}
-
-/// A ticket, as entering and polling answer it.
-#[derive(Debug, Clone)]
-pub struct Ticket {
-    /// The opaque, signed id.
-    pub ticket_id: String,
-    /// Waiting, admitted or expired.
-    pub status: TicketStatus,
-    /// Place in the line from 1 (`None` until the room opens: early entrants are shuffled then).
-    pub position: Option<u64>,
-    /// Positions before this one not admitted yet.
-    pub people_ahead: Option<u64>,
-    /// Estimated seconds until admission (0 once admitted).
-    pub estimated_wait_secs: u64,
-    /// When to poll next.
-    pub poll_after_ms: u64,
-    /// The pass of an admitted ticket.
-    pub pass: Option<String>,
-    /// When that pass expires.
-    pub pass_expires_at: Option<DateTime<Utc>>,
 }
 
 /// Creates or changes the room of an event that exists; `revoke` invalidates every pass issued

@@ -89,12 +89,32 @@ pub struct WaitingRoomReport {
     pub verdict: Verdict,
 }
 
-struct Seen {
-    sent: Instant,
-    got: Instant,
-    position: u64,
-    status: String,
-    pass_expires_ms: Option<i64>,
+/// One poll of a ticket, as a client saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// When it was sent.
+    pub sent: Instant,
+    /// When its answer arrived.
+    pub got: Instant,
+    /// The ticket's position.
+    pub position: u64,
+    /// `WAITING`, `ADMITTED` or `EXPIRED`.
+    pub status: String,
+    /// The expiry (epoch ms) of the pass it carried, if admitted.
+    pub pass_expires_ms: Option<i64>,
+}
+
+impl Seen {
+    /// The poll of `answer` (a ticket), sent at `sent` and answered at `got`.
+    pub fn of(answer: &Value, sent: Instant, got: Instant) -> Seen {
+        Seen {
+            sent,
+            got,
+            position: answer["position"].as_u64().unwrap_or(0),
+            status: answer["status"].as_str().unwrap_or("?").to_owned(),
+            pass_expires_ms: answer["pass"].as_str().and_then(|p| p.split('.').nth(4)?.parse().ok()),
+        }
+    }
 }
 
 struct Shared {
@@ -156,7 +176,7 @@ async fn one_entrant(s: Arc<Shared>, token: String, deadline: Instant) {
 }
 
 /// Polls seen WAITING although a poll answered earlier had seen a larger position admitted.
-fn order_violations(seen: &[Seen]) -> u64 {
+pub fn order_violations(seen: &[Seen]) -> u64 {
     let mut admitted: Vec<(Instant, u64)> =
         seen.iter().filter(|s| s.status != "WAITING").map(|s| (s.got, s.position)).collect();
     admitted.sort();
@@ -178,7 +198,7 @@ fn order_violations(seen: &[Seen]) -> u64 {
 }
 
 /// Most passes alive at one instant: each lives `[expiry - ttl, expiry)`.
-fn peak_active(expiries: &[i64], ttl_ms: i64) -> u64 {
+pub fn peak_active(expiries: &[i64], ttl_ms: i64) -> u64 {
     let mut edges: Vec<(i64, i64)> = expiries.iter().flat_map(|e| [(e - ttl_ms, 1), (*e, -1)]).collect();
     edges.sort();
     let (mut alive, mut peak) = (0i64, 0i64);
