@@ -12,12 +12,13 @@ use crate::{
     auth::JwtKeys,
     config::{Config, IssueStrategy, OrderStrategy},
     http, metrics,
-    services::{self, AppState, Shared, catalog_cache::CatalogCache},
+    services::{self, AppState, Shared, catalog_cache::CatalogCache, waiting_room::WaitingRooms},
     store::{
         Fault, pg,
         redis::{
             RedisStore,
             notices::{Notices, Topic},
+            waiting_room::RoomStore,
         },
     },
     workers,
@@ -62,6 +63,9 @@ pub enum StartError {
     /// Coupon admission (redis-lua) could not start.
     #[error("starting coupon admission (redis-lua)")]
     CouponAdmission(#[source] Fault),
+    /// The waiting rooms could not be read.
+    #[error("loading the waiting rooms")]
+    WaitingRooms(#[source] redis::RedisError),
     /// The HTTP server failed.
     #[error("HTTP server failed")]
     Serve(#[source] std::io::Error),
@@ -111,6 +115,7 @@ impl Application {
         http::register_metrics();
         services::coupons::register_metrics(config.issue_strategy);
         admission::register_metrics();
+        services::waiting_room::register_metrics();
         workers::register_metrics(&config);
         let coupon_admission = CouponAdmission::new(db.clone(), redis.clone(), users.clone());
         let notices = Notices::new(&redis);
@@ -133,8 +138,14 @@ impl Application {
                 });
             }
         });
+        let waiting_rooms = WaitingRooms::new(RoomStore::new(&redis), config.jwt_secret.expose().as_bytes());
+        // Before the first request: a protected call must never pass for want of a loaded room.
+        waiting_rooms.registry.reload().await.map_err(StartError::WaitingRooms)?;
+        let rooms = waiting_rooms.registry.clone();
+        notices.on(Topic::WaitingRoom, move |_| rooms.reload_soon());
         let state = AppState::new(Shared {
             catalog,
+            waiting_rooms,
             order_admission,
             coupon_admission,
             notices,
@@ -183,6 +194,9 @@ impl Application {
         workers.push(tokio::spawn(metrics::upkeep(state.metrics.clone(), shutdown.clone())));
         // Always on: the caches of this process obey the change notices of every instance.
         workers.push(tokio::spawn(state.notices.clone().listen(shutdown.clone())));
+        // Always on: admission steps of the enabled waiting rooms (none: nothing to do). Every
+        // instance runs them; each step is one atomic script, so they never double-admit.
+        workers.push(tokio::spawn(workers::waiting_room::run(state.clone(), shutdown.clone())));
         let router = http::router(state);
         let token = shutdown.clone();
         let served = axum::serve(listener, router).with_graceful_shutdown(async move { token.cancelled().await }).await;

@@ -9,6 +9,7 @@ pub mod order;
 pub mod page;
 pub mod stock;
 pub mod text;
+pub mod waiting_room;
 
 pub use catalog::FieldError;
 pub use market::{Currency, Lang, Market};

@@ -1,7 +1,11 @@
 //! Coupon routes for customers: the open campaigns, first-come issuing, and the coupons a user
 //! holds (api.md "Coupons"; seed 001 US-013, US-014).
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -12,15 +16,18 @@ use super::{
     auth::{Caller, UserScope},
     error::{ApiError, ErrorBody},
     extract::{self, AcceptLanguage},
+    waiting_room::pass_header,
 };
 use crate::{
     domain::{
         Lang, Market, Money, PageRequest,
         coupon::{DiscountType, IssuedStatus, Validity},
+        waiting_room::{Event, EventKind},
     },
     services::{
         AppState,
         coupons::{self, LiveCoupon, UserCoupon},
+        waiting_room,
     },
 };
 
@@ -180,15 +187,19 @@ pub struct IssuedCouponView {
 
 /// First come, first served, one per user. A 201 coupon is usable at once (V2: recorded in
 /// Redis and persisted into Postgres by the consumer, or by the first request that needs it).
+/// While the coupon's waiting room is enabled, the user's pass is required.
 #[utoipa::path(
     post, path = "/coupons/{coupon_id}/issue", tag = "coupons", request_body = IssueRequest,
-    params(("coupon_id" = i64, Path, description = "Coupon id")),
+    params(("coupon_id" = i64, Path, description = "Coupon id"),
+           ("X-Waiting-Room-Pass" = Option<String>, Header, max_length = 2048, pattern = "^[\\x20-\\x7e]*$",
+            description = "The pass of the coupon's waiting room, when it has an enabled one")),
     security(("bearer" = [])),
     responses(
         (status = 201, body = IssuedCouponView),
         (status = 400, body = ErrorBody,
          description = "ALREADY_ISSUED, COUPON_SOLD_OUT (\"선착순 마감\"), COUPON_NOT_ACTIVE, MARKET_MISMATCH, VALIDATION_ERROR"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN, WAITING_ROOM_PASS_REQUIRED"),
         (status = 404, body = ErrorBody, description = "COUPON_NOT_FOUND, USER_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "CONCURRENCY_CONFLICT: contention; retry"),
     ),
@@ -196,10 +207,13 @@ pub struct IssuedCouponView {
 async fn issue_coupon(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     extract::Path(coupon_id): extract::Path<i64>,
     extract::Json(body): extract::Json<IssueRequest>,
 ) -> Result<(StatusCode, Json<IssuedCouponView>), ApiError> {
     caller.ensure_is(body.user_id)?;
+    let event = Event { kind: EventKind::Coupon, id: coupon_id };
+    waiting_room::guard(&state, event, body.user_id, pass_header(&headers)?)?;
     let issued = coupons::issue(&state, coupon_id, body.user_id).await?.coupon;
     Ok((
         StatusCode::CREATED,

@@ -38,6 +38,7 @@ use crate::{
         payment_records::PaymentRecordError,
         popular::PopularError,
         profiles::ProfileError,
+        waiting_room::WaitingRoomError,
         wallet::WalletError,
     },
 };
@@ -461,6 +462,27 @@ impl From<PaymentRecordError> for ApiError {
             PaymentRecordError::PaymentNotFound => ApiError::new(ErrorCode::PaymentNotFound),
             PaymentRecordError::UserNotFound => ApiError::new(ErrorCode::UserNotFound),
             PaymentRecordError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<WaitingRoomError> for ApiError {
+    fn from(e: WaitingRoomError) -> Self {
+        use crate::domain::waiting_room::EventKind;
+        match e {
+            WaitingRoomError::EventNotFound(EventKind::Coupon) => ApiError::new(ErrorCode::CouponNotFound),
+            WaitingRoomError::EventNotFound(EventKind::Product) => ApiError::new(ErrorCode::ProductNotFound),
+            WaitingRoomError::NoRoom => ApiError::new(ErrorCode::WaitingRoomNotFound),
+            WaitingRoomError::TicketNotFound => ApiError::new(ErrorCode::TicketNotFound),
+            WaitingRoomError::PassRequired(event, refusal) => ApiError::new(ErrorCode::WaitingRoomPassRequired)
+                .with_details(json!({
+                    "event_type": event.kind.as_str(),
+                    "event_id": event.id,
+                    "reason": refusal.as_str(),
+                    "enter": format!("POST /api/waiting-rooms/{}/{}/tickets", event.kind.as_str(), event.id),
+                    "header": "X-Waiting-Room-Pass",
+                })),
+            WaitingRoomError::Fault(f) => f.into(),
         }
     }
 }

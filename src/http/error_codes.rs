@@ -85,6 +85,9 @@ error_codes! {
     Timeout = "TIMEOUT" => SERVICE_UNAVAILABLE, "요청 처리 시간이 초과되었습니다", "The request took too long";
     PayloadTooLarge = "PAYLOAD_TOO_LARGE" => PAYLOAD_TOO_LARGE, "요청 본문이 너무 큽니다", "The request body is too large";
     UnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE" => UNSUPPORTED_MEDIA_TYPE, "요청 본문은 application/json 이어야 합니다", "The request body must be application/json";
+    WaitingRoomPassRequired = "WAITING_ROOM_PASS_REQUIRED" => FORBIDDEN, "대기열 입장권이 필요합니다. 대기열에 입장해 순서를 기다리세요", "A waiting-room pass is required; enter the waiting room and wait for your turn";
+    WaitingRoomNotFound = "WAITING_ROOM_NOT_FOUND" => NOT_FOUND, "이 이벤트에는 열린 대기열이 없습니다", "This event has no open waiting room";
+    TicketNotFound = "TICKET_NOT_FOUND" => NOT_FOUND, "대기열 번호표를 찾을 수 없습니다", "Waiting-room ticket not found";
     Internal = "INTERNAL" => INTERNAL_SERVER_ERROR, "일시적인 오류가 발생했습니다", "Something went wrong on our side";
 }
 

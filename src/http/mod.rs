@@ -27,6 +27,7 @@ pub mod payment_records;
 pub mod popular;
 pub mod profiles;
 pub mod users;
+pub mod waiting_room;
 
 use axum::{Router, middleware};
 use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
@@ -61,6 +62,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(outbox::router())
         .merge(coupons::router())
         .merge(coupon_admin::router())
+        .merge(waiting_room::router())
 }
 
 /// The `/api` routes and the OpenAPI document describing them, shared rules applied.

@@ -1,7 +1,12 @@
 //! Orders: creation with an all-or-nothing stock reservation, one order, a user's history.
 //! Payment and cancellation are in `payment.rs`.
 
-use axum::{Json, extract::State, http::StatusCode, middleware};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    middleware,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -14,12 +19,14 @@ use super::{
     error::{ApiError, ErrorBody, ErrorCode},
     extract::{self, Path, Query},
     idempotency::{self, Idempotency},
+    waiting_room::pass_header,
 };
 use crate::{
     domain::{Money, PageRequest, order::OrderStatus},
     services::{
         AppState,
         orders::{self, Order, OrderSource},
+        waiting_room,
     },
 };
 
@@ -192,7 +199,7 @@ fn outcome_of(e: &ApiError) -> &'static str {
         ErrorCode::ProductOptionNotFound => "option_not_found",
         ErrorCode::MarketMismatch => "market_mismatch",
         ErrorCode::ValidationError => "invalid",
-        ErrorCode::Forbidden | ErrorCode::UserNotFound => "rejected",
+        ErrorCode::Forbidden | ErrorCode::UserNotFound | ErrorCode::WaitingRoomPassRequired => "rejected",
         _ => "error",
     }
 }
@@ -202,11 +209,14 @@ fn outcome_of(e: &ApiError) -> &'static str {
     post, path = "/orders", tag = "orders", request_body = CreateOrder, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7e]+$",
           description = "1-255 printable ASCII characters; a repeated request with the same key is answered with \
-          the first answer (Idempotent-Replayed: true)")),
+          the first answer (Idempotent-Replayed: true)"),
+          ("X-Waiting-Room-Pass" = Option<String>, Header, max_length = 2048, pattern = "^[\\x20-\\x7e]*$",
+          description = "Passes (comma separated) of the waiting rooms of the ordered products that have an enabled one")),
     responses(
         (status = 201, body = OrderView),
         (status = 400, description = "INSUFFICIENT_STOCK, EMPTY_ORDER, MARKET_MISMATCH or VALIDATION_ERROR", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "FORBIDDEN, WAITING_ROOM_PASS_REQUIRED", body = ErrorBody),
         (status = 404, description = "PRODUCT_OPTION_NOT_FOUND", body = ErrorBody),
     ),
 )]
@@ -214,9 +224,13 @@ async fn create_order(
     State(state): State<AppState>,
     caller: Caller,
     idem: Idempotency,
+    headers: HeaderMap,
     extract::Json(body): extract::Json<CreateOrder>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
-    let result = create(&state, &caller, &idem, body).await;
+    let result = match pass_header(&headers) {
+        Ok(pass) => create(&state, &caller, &idem, pass, body).await,
+        Err(e) => Err(e),
+    };
     let outcome = match &result {
         Ok(_) => "created",
         Err(e) => outcome_of(e),
@@ -229,9 +243,12 @@ async fn create(
     state: &AppState,
     caller: &Caller,
     idem: &Idempotency,
+    pass: Option<&str>,
     body: CreateOrder,
 ) -> Result<OrderView, ApiError> {
     caller.ensure_is(body.user_id)?;
+    let option_ids = body.items.as_ref().map(|items| items.iter().map(|i| i.product_option_id).collect());
+    waiting_room::guard_order(state, body.user_id, option_ids, pass).await?;
     let source = match (body.items, body.from_cart) {
         (Some(_), true) => return Err(ApiError::validation("from_cart", "give either items or from_cart, not both")),
         (None, true) => OrderSource::Cart,

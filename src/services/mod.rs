@@ -20,6 +20,7 @@ pub mod payment_records;
 pub mod popular;
 pub mod profiles;
 mod state;
+pub mod waiting_room;
 pub mod wallet;
 
 pub use state::{AppState, Shared};

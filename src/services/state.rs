@@ -9,7 +9,7 @@ use crate::{
     admission::{coupons::CouponAdmission, orders::OrderAdmission},
     auth::JwtKeys,
     config::Config,
-    services::catalog_cache::CatalogCache,
+    services::{catalog_cache::CatalogCache, waiting_room::WaitingRooms},
     store::redis::{RedisStore, notices::Notices},
 };
 
@@ -54,4 +54,6 @@ pub struct Shared {
     pub notices: Notices,
     /// The catalog in memory (subscribed to the notices).
     pub catalog: CatalogCache,
+    /// The waiting rooms: their Redis state, signing, and the rooms cached in process.
+    pub waiting_rooms: WaitingRooms,
 }

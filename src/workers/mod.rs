@@ -6,6 +6,7 @@ pub mod fold;
 pub mod jobs;
 pub mod outbox;
 pub mod reconcile;
+pub mod waiting_room;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -5,6 +5,7 @@
 mod browse;
 mod open_run;
 mod order_rush;
+mod waiting_room;
 
 use std::process::Stdio;
 

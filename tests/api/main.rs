@@ -46,4 +46,5 @@ mod v2_durability;
 mod v2_order_settlement;
 mod v2_orders;
 mod v2_stock;
+mod waiting_room;
 mod wallet;

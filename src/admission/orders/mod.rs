@@ -30,7 +30,11 @@ pub mod option_cache;
 pub mod settle;
 pub mod sold_out;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::PgPool;
@@ -134,6 +138,13 @@ impl OrderAdmission {
     /// The Postgres pool.
     pub fn db(&self) -> &PgPool {
         &self.inner.db
+    }
+
+    /// The distinct products of `option_ids` (unknown options are left out: the order itself
+    /// refuses them), from the option cache.
+    pub async fn products_of(&self, option_ids: &[i64]) -> Result<BTreeSet<i64>, Fault> {
+        let options = self.inner.cache.options(&self.inner.db, option_ids).await?;
+        Ok(options.values().map(|o| o.product_id).collect())
     }
 
     /// Start-up: loads the option cache and hydrates every option that has no counter yet.

@@ -18,6 +18,7 @@ pub mod notices;
 pub mod sales;
 pub mod stock;
 pub mod streams;
+pub mod waiting_room;
 
 use std::time::Duration;
 

@@ -52,11 +52,15 @@ pub enum Topic {
     Popular,
     /// A user's profile (its language) changed (id: the user).
     User,
+    /// A waiting room's settings or pass epoch (id: the coupon or product; rooms are few, so
+    /// a listener reloads them all).
+    WaitingRoom,
 }
 
 impl Topic {
     /// Every topic, for the revision check.
-    pub const ALL: [Topic; 5] = [Topic::Coupon, Topic::Product, Topic::Stock, Topic::Popular, Topic::User];
+    pub const ALL: [Topic; 6] =
+        [Topic::Coupon, Topic::Product, Topic::Stock, Topic::Popular, Topic::User, Topic::WaitingRoom];
 
     /// The name on the wire.
     pub fn as_str(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Topic {
             Topic::Stock => "stock",
             Topic::Popular => "popular",
             Topic::User => "user",
+            Topic::WaitingRoom => "waiting_room",
         }
     }
 

@@ -4,7 +4,8 @@
 //! for the highest rate held, [`rate_search`]), [`order_rush`] (a small stock, many buyers, then
 //! payment), [`mixed`] (browse, cart, order, pay), [`compare`] (the open run against every issue
 //! strategy and the `GET /health` ceiling, each on its own child `jupang serve`) and [`browse`]
-//! (catalog reads against the ceiling, optionally while an open run hammers the same server).
+//! (catalog reads against the ceiling, optionally while an open run hammers the same server),
+//! [`waiting_room`] (N entrants of a waiting room polling as told until admitted).
 //! Every scenario prepares its own data before the clock starts, drives keep-alive connections
 //! through the [`engine`], records latency in HDR histograms corrected for coordinated omission
 //! ([`histogram`]), and ends with a correctness [`verdict`]: the exit status is non-zero when it
@@ -34,6 +35,7 @@ pub mod server;
 pub mod setup;
 pub mod token;
 pub mod verdict;
+pub mod waiting_room;
 
 use std::time::Duration;
 
@@ -65,6 +67,8 @@ enum Scenario {
     Compare(compare::CompareArgs),
     /// Catalog reads (product listing, product pages) against the `GET /health` ceiling.
     Browse(browse::BrowseArgs),
+    /// N entrants of a coupon's waiting room poll as told until admitted: order, cap, rates.
+    WaitingRoom(waiting_room::WaitingRoomArgs),
 }
 
 /// What the load generator needs from the environment; the `jupang` binary reads it.
@@ -85,6 +89,7 @@ pub async fn run(args: LoadgenArgs, env: &Env) -> anyhow::Result<()> {
         Scenario::Mixed(a) => mixed::run(a, env).await,
         Scenario::Compare(a) => compare::run(a, env).await,
         Scenario::Browse(a) => browse::run(a, env).await,
+        Scenario::WaitingRoom(a) => waiting_room::run(a, env).await,
     }
 }
 

@@ -84,6 +84,15 @@ impl Setup {
         serde_json::from_str(&text).with_context(|| format!("POST {path}: not JSON: {text}"))
     }
 
+    /// A PUT with the admin token, answered as JSON (2xx required).
+    pub async fn admin_put(&self, target: &Target, path: &str, body: Value) -> anyhow::Result<Value> {
+        let res = self.http.put(target.url(path)).bearer_auth(&self.admin).json(&body).send().await?;
+        let status = res.status();
+        let text = res.text().await?;
+        anyhow::ensure!(status.is_success(), "PUT {path} answered {status}: {text}");
+        Ok(serde_json::from_str(&text)?)
+    }
+
     /// A GET with the admin token, answered as JSON.
     pub async fn admin_get(&self, target: &Target, path: &str) -> anyhow::Result<Value> {
         let res = self.http.get(target.url(path)).bearer_auth(&self.admin).send().await?;

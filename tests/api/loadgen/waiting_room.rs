@@ -1,0 +1,20 @@
+//! `jupang loadgen waiting-room`: its verdict over a real room.
+
+use super::loadgen_on;
+use crate::support::spawn_app;
+
+#[tokio::test]
+async fn a_waiting_room_run_admits_everyone_in_order_under_the_cap_and_says_so() {
+    let app = spawn_app().await;
+    let run =
+        loadgen_on(&app, "waiting-room", "--entrants 600 --admit-per-second 400 --max-active 200 --connections 32")
+            .await;
+    let r = &run.report;
+    assert!(run.success, "verdict: {}; stderr: {}", r["verdict"], run.stderr);
+    assert_eq!(r["order_violations"], 0, "{r}");
+    let peak = r["peak_active"].as_u64().unwrap();
+    assert!((1..=200).contains(&peak), "{r}");
+    assert_eq!(r["admitted"].as_u64().unwrap() + r["expired_before_poll"].as_u64().unwrap(), 600, "{r}");
+    assert!(r["polls"].as_u64().unwrap() >= 600 && r["poll"]["p99_ms"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["time_to_admit_all_secs"].as_f64().unwrap() >= 2.0, "600 at 200 per 1 s pass lifetime: {r}");
+}
