@@ -256,7 +256,9 @@ impl From<Rejection> for ApiError {
             Rejection::CartItemNotFound => ApiError::new(ErrorCode::CartItemNotFound),
             Rejection::OrderNotFound => ApiError::new(ErrorCode::OrderNotFound),
             Rejection::Transition(t) => ApiError::new(match t {
-                TransitionError::NotPayable | TransitionError::NotPaid => ErrorCode::OrderNotPayable,
+                TransitionError::NotPayable => ErrorCode::OrderNotPayable,
+                TransitionError::NotPaid => ErrorCode::OrderNotFulfillable,
+                TransitionError::NotRefundable => ErrorCode::OrderNotRefundable,
                 TransitionError::Expired => ErrorCode::OrderExpired,
                 TransitionError::NotCancellable | TransitionError::NotPending => ErrorCode::OrderNotCancellable,
             }),
@@ -270,6 +272,15 @@ impl From<Rejection> for ApiError {
                         .with_details(json!({ "min_order_amount": min_order_amount, "order_total": order_total }))
                 }
             },
+            Rejection::RefundExceedsPaid { option_id, refundable, requested } => {
+                let details = match option_id {
+                    Some(id) => {
+                        json!({ "product_option_id": id, "refundable_quantity": refundable, "requested": requested })
+                    }
+                    None => json!({ "refundable_amount": refundable, "requested": requested }),
+                };
+                ApiError::new(ErrorCode::RefundExceedsPaid).with_details(details)
+            }
             Rejection::InsufficientBalance { currency, balance, required } => {
                 ApiError::new(ErrorCode::InsufficientBalance).with_details(json!({
                     "balance": Money::new(balance, currency), "required": Money::new(required, currency),

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod inventory;
 pub mod observe;
+pub mod order_admin;
 pub mod orders;
 pub mod outbox;
 pub mod overload;
@@ -50,6 +51,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(cart::router())
         .merge(orders::router())
         .merge(payment::router())
+        .merge(order_admin::router())
         .merge(outbox::router())
         .merge(coupons::router())
         .merge(coupon_admin::router())

@@ -32,6 +32,7 @@ mod purchase;
 mod read_path;
 mod redis_cluster;
 mod redis_faults;
+mod refunds;
 mod seed;
 mod stream_codec;
 mod stream_consumer;

@@ -10,6 +10,7 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 use crate::domain::{
     Currency, Market, PageRequest,
     catalog::{NewProduct, ProductSort},
+    fx::PriceSource,
 };
 
 /// What a listing is filtered by.
@@ -219,19 +220,25 @@ pub struct OptionInfo {
     pub option_name: String,
     /// Whether the product is on sale.
     pub on_sale: bool,
-    /// Price in KRW, if sold in Korea.
+    /// Price in KRW, if sold in Korea (listed, or converted from USD at the rate in force).
     pub krw: Option<i64>,
-    /// Price in USD cents, if sold in the US.
+    /// Where the KRW price came from (`list` / `fx`).
+    pub krw_source: Option<String>,
+    /// Price in USD cents, if sold in the US (listed, or converted from KRW).
     pub usd: Option<i64>,
+    /// Where the USD price came from.
+    pub usd_source: Option<String>,
 }
 
 impl OptionInfo {
-    /// The price in a currency (None: not sold in that market).
-    pub fn price(&self, currency: Currency) -> Option<i64> {
-        match currency {
-            Currency::Krw => self.krw,
-            Currency::Usd => self.usd,
-        }
+    /// The price in a currency and where it came from (None: not sold in that market).
+    pub fn price(&self, currency: Currency) -> Option<(i64, PriceSource)> {
+        let (amount, source) = match currency {
+            Currency::Krw => (self.krw, &self.krw_source),
+            Currency::Usd => (self.usd, &self.usd_source),
+        };
+        let source = PriceSource::from_column(source.clone());
+        amount.map(|a| (a, source))
     }
 
     /// The product name in a market's language.
@@ -244,10 +251,10 @@ impl OptionInfo {
 }
 
 const OPTION_INFO: &str = "SELECT po.id, po.product_id, p.category, p.name_ko, p.name_en, po.name AS option_name, \
-            p.on_sale, krw.amount AS krw, usd.amount AS usd \
+            p.on_sale, krw.amount AS krw, krw.source AS krw_source, usd.amount AS usd, usd.source AS usd_source \
      FROM product_options po JOIN products p ON p.id = po.product_id \
-     LEFT JOIN option_prices krw ON krw.option_id = po.id AND krw.currency = 'KRW' \
-     LEFT JOIN option_prices usd ON usd.option_id = po.id AND usd.currency = 'USD'";
+     LEFT JOIN option_market_prices krw ON krw.option_id = po.id AND krw.currency = 'KRW' \
+     LEFT JOIN option_market_prices usd ON usd.option_id = po.id AND usd.currency = 'USD'";
 
 /// What orders need to know of the options `ids` that exist; of every option when `ids` is `None`.
 pub async fn option_infos(db: impl PgExecutor<'_>, ids: Option<&[i64]>) -> sqlx::Result<Vec<OptionInfo>> {

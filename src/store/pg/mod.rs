@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod payment;
 pub mod popular;
 pub mod redemption;
+pub mod refunds;
 pub mod reservations;
 pub mod user_coupons;
 pub mod users;

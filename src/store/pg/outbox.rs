@@ -19,6 +19,8 @@ pub enum EventType {
     CouponUsed,
     /// `stock.changed`: product_option_id, delta, reason.
     StockChanged,
+    /// `order.refunded`: order_id, amount, items (product_option_id, quantity), reason, occurred_at.
+    OrderRefunded,
 }
 
 impl EventType {
@@ -30,6 +32,7 @@ impl EventType {
             EventType::CouponIssued => "coupon.issued",
             EventType::CouponUsed => "coupon.used",
             EventType::StockChanged => "stock.changed",
+            EventType::OrderRefunded => "order.refunded",
         }
     }
 }
