@@ -27,8 +27,8 @@ use crate::{
     services::{
         Fault,
         admin::{
-            coupons::CampaignError, inventory::InventoryError, outbox::OutboxError, products::ProductError,
-            users::UserAdminError,
+            coupons::CampaignError, fx::FxError, inventory::InventoryError, outbox::OutboxError,
+            products::ProductError, users::UserAdminError,
         },
         cart::CartError,
         catalog::CatalogError,
@@ -430,6 +430,14 @@ impl From<ProductError> for ApiError {
     fn from(e: ProductError) -> Self {
         match e {
             ProductError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<FxError> for ApiError {
+    fn from(e: FxError) -> Self {
+        match e {
+            FxError::Fault(f) => f.into(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod docs;
 pub mod error;
 pub mod error_codes;
 pub mod extract;
+pub mod fx_admin;
 pub mod idempotency;
 pub mod inventory;
 pub mod observe;
@@ -46,6 +47,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(catalog_admin::router())
         .merge(users::router())
         .merge(admin::router())
+        .merge(fx_admin::router())
         .merge(inventory::router())
         .merge(popular::router())
         .merge(cart::router())

@@ -166,6 +166,12 @@ impl OrderAdmission {
         self.inner.sold_out.forget(option_id);
     }
 
+    /// Forgets the cached options of a product (`None`: of every product): its names, prices or
+    /// the FX rate pricing it changed. Every instance calls it on each `Topic::Product` notice.
+    pub fn catalog_changed(&self, product_id: Option<i64>) {
+        self.inner.cache.forget(product_id);
+    }
+
     /// Compares every hydrated stock counter with Postgres and sets
     /// `reconcile_drift{kind="stock"}` (for the `reconcile` worker and `jupang reconcile`).
     pub async fn reconcile(&self) -> Result<hydrate::StockDrift, Fault> {

@@ -6,6 +6,7 @@
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
 use super::orders::{Rejection, StoreError};
+use crate::domain::fx::PriceSource;
 
 /// A cart line joined with its product, price (in the user's currency) and availability.
 #[derive(Debug, Clone, FromRow)]
@@ -24,8 +25,11 @@ pub struct CartLine {
     pub option_name: String,
     /// Product category (for coupon restrictions).
     pub category: String,
-    /// Unit price in the user's currency.
+    /// Unit price in the user's currency (listed, or converted at the FX rate in force).
     pub unit_price: i64,
+    /// Where the unit price came from.
+    #[sqlx(try_from = "String")]
+    pub price_source: PriceSource,
     /// Units in the cart.
     pub quantity: i32,
     /// Sellable now: stock minus reservations.
@@ -40,12 +44,12 @@ impl CartLine {
 }
 
 const LINES: &str = "SELECT ci.id, po.product_id, ci.option_id, p.name_ko, p.name_en, po.name AS option_name, \
-     p.category, op.amount AS unit_price, ci.quantity, (s.stock - s.reserved)::bigint AS available \
+     p.category, op.amount AS unit_price, op.source AS price_source, ci.quantity, (s.stock - s.reserved)::bigint AS available \
      FROM cart_items ci \
      JOIN product_options po ON po.id = ci.option_id \
      JOIN option_stock s ON s.id = po.id \
      JOIN products p ON p.id = po.product_id \
-     JOIN option_prices op ON op.option_id = po.id AND op.currency = $2 \
+     JOIN option_market_prices op ON op.option_id = po.id AND op.currency = $2 \
      WHERE ci.user_id = $1";
 
 /// The user's cart lines priced in `currency`, oldest first. Lines without a price in that
@@ -75,7 +79,7 @@ async fn offer(db: impl PgExecutor<'_>, option_id: i64, currency: &str) -> Resul
         "SELECT (s.stock - s.reserved)::bigint, op.amount FROM product_options po \
          JOIN option_stock s ON s.id = po.id \
          JOIN products p ON p.id = po.product_id AND p.on_sale \
-         LEFT JOIN option_prices op ON op.option_id = po.id AND op.currency = $2 WHERE po.id = $1",
+         LEFT JOIN option_market_prices op ON op.option_id = po.id AND op.currency = $2 WHERE po.id = $1",
     )
     .bind(option_id)
     .bind(currency)

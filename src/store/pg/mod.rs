@@ -6,6 +6,7 @@ pub mod cart;
 pub mod catalog;
 pub mod coupons;
 pub mod expiry;
+pub mod fx;
 pub mod idempotency;
 pub mod inventory;
 pub mod movements;
