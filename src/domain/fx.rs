@@ -18,7 +18,7 @@ pub const USD_KRW: &str = "USD/KRW";
 
 /// What a rate must look like: a positive decimal, at most 12 integer digits and 8 decimals
 /// (15 for rates below 1, whose leading zeros do not count).
-pub const RATE_PATTERN: &str = r"^([1-9][0-9]{0,11}(\.[0-9]{1,8})?|0\.0{0,7}[1-9][0-9]{0,7})$";
+pub const RATE_PATTERN: &str = r"^([1-9][0-9]{0,11}(\x2e[0-9]{1,8})?|0\x2e0{0,7}[1-9][0-9]{0,7})$";
 
 /// Where a price came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, Default)]

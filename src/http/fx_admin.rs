@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct FxRates {
     /// KRW per USD: a positive decimal, up to 12 integer digits and 8 decimals (e.g. `1385.20`).
     #[serde(rename = "USD/KRW", default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 24, pattern = r"^([1-9][0-9]{0,11}(\.[0-9]{1,8})?|0\.0{0,7}[1-9][0-9]{0,7})$")]
+    #[schema(max_length = 24, pattern = r"^([1-9][0-9]{0,11}(\x2e[0-9]{1,8})?|0\x2e0{0,7}[1-9][0-9]{0,7})$")]
     pub usd_krw: Option<String>,
 }
 
