@@ -1,8 +1,8 @@
--- Puts the units of a refunded order back on sale, exactly once: the order's hash records
--- `refunded` (it is created for that if it has expired meanwhile), so a retried call is a no-op.
+-- Puts the units of one refund of a paid order back on sale, exactly once: the refund's marker
+-- hash records `refunded`, so a retried call is a no-op (an order may be refunded in parts).
 -- Counters that do not exist are left alone (hydration reads the restocked figure from Postgres).
 --
--- KEYS[1] the order's hash, KEYS[2] the due set, KEYS[3..] the avail counter of each line.
+-- KEYS[1] the refund's marker hash, KEYS[2] the due set, KEYS[3..] the avail counter of each line.
 -- ARGV[1] order id, ARGV[2] TTL of the settled hash (s), ARGV[3..] quantity of each line.
 -- Replies 1 when restocked, 0 when it already was.
 redis.call('ZREM', KEYS[2], ARGV[1])

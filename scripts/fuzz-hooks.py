@@ -44,13 +44,18 @@ CROSS_FIELD_RULES = {
         r"|product_ids",
         "the same rules, over the stored campaign with the edit applied",
     ),
+    "POST /api/admin/orders/{order_id}/refunds": (
+        r"items|amount",
+        "exactly one of items and amount",
+    ),
     "POST /api/admin/products": (
         r"options\[\d+\]\.name",
         "option names are unique within the product (uniqueItems compares whole options, not one field)",
     ),
 }
-# Statuses the contract uses for state-dependent refusals (with a code other than FORM_CODES).
-STATE_STATUSES = {400, 422}
+# Statuses the contract uses for state-dependent refusals (with a code other than FORM_CODES):
+# 409 is an order in the wrong state for fulfilment or refund (ORDER_NOT_FULFILLABLE/REFUNDABLE).
+STATE_STATUSES = {400, 409, 422}
 
 
 def _body(response):

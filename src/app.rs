@@ -143,6 +143,8 @@ impl Application {
         waiting_rooms.registry.reload().await.map_err(StartError::WaitingRooms)?;
         let rooms = waiting_rooms.registry.clone();
         notices.on(Topic::WaitingRoom, move |_| rooms.reload_soon());
+        let orders = order_admission.clone();
+        notices.on(Topic::Product, move |id| orders.catalog_changed(id));
         let state = AppState::new(Shared {
             catalog,
             waiting_rooms,

@@ -3,10 +3,12 @@
 pub mod catalog;
 pub mod coupon;
 pub mod discount;
+pub mod fx;
 pub mod market;
 pub mod money;
 pub mod order;
 pub mod page;
+pub mod refund;
 pub mod stock;
 pub mod text;
 pub mod waiting_room;

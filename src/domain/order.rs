@@ -6,7 +6,9 @@
 //!    |--Cancel--> CANCELLED
 //!    \--Expire--> EXPIRED
 //! ```
-//! FULFILLED, CANCELLED, REFUNDED and EXPIRED are terminal.
+//! CANCELLED, REFUNDED and EXPIRED are terminal. Refunds ([`OrderStatus::refundable`]) are not
+//! an edge of their own: a PAID or FULFILLED order may be refunded in parts and stays where it
+//! is until the last part, which makes it REFUNDED.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -56,8 +58,10 @@ pub enum TransitionError {
     NotCancellable,
     /// Only a PENDING order can expire (the sweeper skips the rest).
     NotPending,
-    /// Only a PAID order can be fulfilled.
+    /// `ORDER_NOT_FULFILLABLE`: only a PAID order can be fulfilled.
     NotPaid,
+    /// `ORDER_NOT_REFUNDABLE`: never paid (PENDING, CANCELLED, EXPIRED).
+    NotRefundable,
 }
 
 impl OrderStatus {
@@ -88,7 +92,7 @@ impl OrderStatus {
         OrderStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
-    /// Whether no event can move the order any more.
+    /// Whether no [`OrderEvent`] can move the order any more (a FULFILLED one may still be refunded).
     pub fn is_terminal(self) -> bool {
         !matches!(self, OrderStatus::Pending | OrderStatus::Paid)
     }
@@ -108,6 +112,15 @@ impl OrderStatus {
             (_, E::Cancel) => Err(TransitionError::NotCancellable),
             (_, E::Expire) => Err(TransitionError::NotPending),
             (_, E::Fulfill) => Err(TransitionError::NotPaid),
+        }
+    }
+
+    /// Whether a refund may be asked of the order: a PAID or FULFILLED one, or a REFUNDED one,
+    /// which has nothing left (so the answer is `REFUND_EXCEEDS_PAID`, not a state error).
+    pub fn refundable(self) -> Result<(), TransitionError> {
+        match self {
+            OrderStatus::Paid | OrderStatus::Fulfilled | OrderStatus::Refunded => Ok(()),
+            _ => Err(TransitionError::NotRefundable),
         }
     }
 
@@ -163,6 +176,15 @@ pub enum Rejection {
         balance: i64,
         /// What the payment needs.
         required: i64,
+    },
+    /// `REFUND_EXCEEDS_PAID`: more money or units than were paid for and not refunded yet.
+    RefundExceedsPaid {
+        /// The option asked for (None: an amount refund).
+        option_id: Option<i64>,
+        /// Units (items) or minor units (amount) still refundable.
+        refundable: i64,
+        /// What was asked for.
+        requested: i64,
     },
 }
 

@@ -13,7 +13,7 @@ use super::{
     extract::{self, Path, Query},
 };
 use crate::{
-    domain::{Currency, Lang, Money, StockStatus},
+    domain::{Currency, Lang, Money, StockStatus, fx::PriceSource},
     services::{
         AppState,
         cart::{self, CartLine},
@@ -67,6 +67,8 @@ pub struct CartItem {
     pub option_name: String,
     /// Current price per unit.
     pub unit_price: Money,
+    /// Where it came from: `list`, or `fx` (converted at the rate in force; an order captures it).
+    pub price_source: PriceSource,
     /// Units.
     pub quantity: i64,
     /// unit_price x quantity.
@@ -105,6 +107,7 @@ pub(crate) fn item(line: &CartLine, currency: Currency, lang: Lang) -> CartItem 
         name: if lang == Lang::En { line.name_en.clone() } else { line.name_ko.clone() },
         option_name: line.option_name.clone(),
         unit_price: Money::new(line.unit_price, currency),
+        price_source: line.price_source,
         quantity: line.quantity.into(),
         subtotal: Money::new(line.subtotal(), currency),
         stock_status: StockStatus::from_available(line.available),

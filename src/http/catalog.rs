@@ -22,6 +22,7 @@ use crate::{
     domain::{
         Lang, Market, Money, PageRequest, StockStatus,
         catalog::{ProductSort, contains_pattern},
+        fx::PriceSource,
     },
     services::{
         AppState, Fault,
@@ -81,6 +82,9 @@ pub struct ProductSummary<'a> {
     pub category: &'a str,
     /// Lowest option price in the market's currency.
     pub price: Money,
+    /// Where the price came from: `list` (the option's own price in this currency) or `fx`
+    /// (converted from its price in the other currency at the rate in force).
+    pub price_source: PriceSource,
     /// `IN_STOCK` (10+ available), `LOW_STOCK` (1-9) or `SOLD_OUT` (0), over all options.
     pub stock_status: StockStatus,
     /// False when sold out.
@@ -109,6 +113,9 @@ pub struct OptionView<'a> {
     pub name: &'a str,
     /// Price in the market's currency.
     pub price: Money,
+    /// Where the price came from: `list` (the option's own price in this currency) or `fx`
+    /// (converted from its price in the other currency at the rate in force).
+    pub price_source: PriceSource,
     /// Live sellable quantity: stock minus reservations.
     pub available: i64,
     /// The option's own stock status.
@@ -130,6 +137,9 @@ pub struct ProductDetail<'a> {
     pub image_url: Option<&'a str>,
     /// Lowest option price in the market's currency.
     pub price: Money,
+    /// Where the price came from: `list` (the option's own price in this currency) or `fx`
+    /// (converted from its price in the other currency at the rate in force).
+    pub price_source: PriceSource,
     /// Stock status over all options sold in the market.
     pub stock_status: StockStatus,
     /// False when sold out.
@@ -190,6 +200,7 @@ async fn list_products(
                         name: if lang == Lang::En { &r.name_en } else { &r.name_ko },
                         category: &r.category,
                         price: Money::new(r.price, currency),
+                        price_source: r.price_source,
                         stock_status: status,
                         purchasable: status.purchasable(),
                     }
@@ -243,7 +254,9 @@ async fn get_product(
     let currency = answer.market.currency();
     let ProductView { product: cached, available } = &answer.value;
     let CachedProduct { product, options } = &**cached;
-    let price = options.iter().map(|o| o.price).min().unwrap_or_default();
+    // The cheapest option, a list price winning a tie (as in the listing).
+    let cheapest = options.iter().min_by_key(|o| (o.price, o.price_source != PriceSource::List));
+    let (price, price_source) = cheapest.map_or((0, PriceSource::List), |o| (o.price, o.price_source));
     let status = StockStatus::from_available(available.iter().sum());
     let lang = accept.lang();
     let body = ProductDetail {
@@ -253,6 +266,7 @@ async fn get_product(
         category: &product.category,
         image_url: product.image_url.as_deref(),
         price: Money::new(price, currency),
+        price_source,
         stock_status: status,
         purchasable: status.purchasable(),
         options: options
@@ -262,6 +276,7 @@ async fn get_product(
                 id: o.id,
                 name: &o.name,
                 price: Money::new(o.price, currency),
+                price_source: o.price_source,
                 available,
                 stock_status: StockStatus::from_available(available),
             })

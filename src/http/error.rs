@@ -27,8 +27,8 @@ use crate::{
     services::{
         Fault,
         admin::{
-            coupons::CampaignError, inventory::InventoryError, outbox::OutboxError, products::ProductError,
-            users::UserAdminError,
+            coupons::CampaignError, fx::FxError, inventory::InventoryError, outbox::OutboxError,
+            products::ProductError, users::UserAdminError,
         },
         cart::CartError,
         catalog::CatalogError,
@@ -264,7 +264,9 @@ impl From<Rejection> for ApiError {
             Rejection::CartItemNotFound => ApiError::new(ErrorCode::CartItemNotFound),
             Rejection::OrderNotFound => ApiError::new(ErrorCode::OrderNotFound),
             Rejection::Transition(t) => ApiError::new(match t {
-                TransitionError::NotPayable | TransitionError::NotPaid => ErrorCode::OrderNotPayable,
+                TransitionError::NotPayable => ErrorCode::OrderNotPayable,
+                TransitionError::NotPaid => ErrorCode::OrderNotFulfillable,
+                TransitionError::NotRefundable => ErrorCode::OrderNotRefundable,
                 TransitionError::Expired => ErrorCode::OrderExpired,
                 TransitionError::NotCancellable | TransitionError::NotPending => ErrorCode::OrderNotCancellable,
             }),
@@ -278,6 +280,15 @@ impl From<Rejection> for ApiError {
                         .with_details(json!({ "min_order_amount": min_order_amount, "order_total": order_total }))
                 }
             },
+            Rejection::RefundExceedsPaid { option_id, refundable, requested } => {
+                let details = match option_id {
+                    Some(id) => {
+                        json!({ "product_option_id": id, "refundable_quantity": refundable, "requested": requested })
+                    }
+                    None => json!({ "refundable_amount": refundable, "requested": requested }),
+                };
+                ApiError::new(ErrorCode::RefundExceedsPaid).with_details(details)
+            }
             Rejection::InsufficientBalance { currency, balance, required } => {
                 ApiError::new(ErrorCode::InsufficientBalance).with_details(json!({
                     "balance": Money::new(balance, currency), "required": Money::new(required, currency),
@@ -435,6 +446,14 @@ impl From<ProductError> for ApiError {
     fn from(e: ProductError) -> Self {
         match e {
             ProductError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<FxError> for ApiError {
+    fn from(e: FxError) -> Self {
+        match e {
+            FxError::Fault(f) => f.into(),
         }
     }
 }

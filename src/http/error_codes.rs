@@ -66,6 +66,9 @@ error_codes! {
     OrderExpired = "ORDER_EXPIRED" => BAD_REQUEST, "주문서가 만료되었습니다. 주문서를 다시 생성하세요", "The order has expired; create the order again";
     OrderNotPayable = "ORDER_NOT_PAYABLE" => BAD_REQUEST, "결제할 수 없는 주문입니다", "The order cannot be paid";
     OrderNotCancellable = "ORDER_NOT_CANCELLABLE" => BAD_REQUEST, "취소할 수 없는 주문입니다", "The order cannot be cancelled";
+    OrderNotFulfillable = "ORDER_NOT_FULFILLABLE" => CONFLICT, "결제 완료 상태의 주문만 출고할 수 있습니다", "Only a paid order can be fulfilled";
+    OrderNotRefundable = "ORDER_NOT_REFUNDABLE" => CONFLICT, "환불할 수 없는 주문입니다", "The order cannot be refunded";
+    RefundExceedsPaid = "REFUND_EXCEEDS_PAID" => BAD_REQUEST, "결제한 금액(수량)을 넘어 환불할 수 없습니다", "The refund exceeds what was paid and not yet refunded";
     AlreadyIssued = "ALREADY_ISSUED" => BAD_REQUEST, "이미 발급받은 쿠폰입니다", "You already have this coupon";
     CouponSoldOut = "COUPON_SOLD_OUT" => BAD_REQUEST, "선착순 마감", "sold out";
     CouponNotActive = "COUPON_NOT_ACTIVE" => BAD_REQUEST, "쿠폰 발급 기간이 아닙니다", "The coupon is not being issued now";

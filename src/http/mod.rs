@@ -14,11 +14,13 @@ pub mod docs;
 pub mod error;
 pub mod error_codes;
 pub mod extract;
+pub mod fx_admin;
 pub mod guest_carts;
 pub mod idempotency;
 pub mod inventory;
 pub mod language;
 pub mod observe;
+pub mod order_admin;
 pub mod orders;
 pub mod outbox;
 pub mod overload;
@@ -52,6 +54,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(profiles::router())
         .merge(admin::router())
+        .merge(fx_admin::router())
         .merge(inventory::router())
         .merge(popular::router())
         .merge(cart::router())
@@ -59,6 +62,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(orders::router())
         .merge(payment::router())
         .merge(payment_records::router())
+        .merge(order_admin::router())
         .merge(outbox::router())
         .merge(coupons::router())
         .merge(coupon_admin::router())

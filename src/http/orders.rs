@@ -22,7 +22,7 @@ use super::{
     waiting_room::pass_header,
 };
 use crate::{
-    domain::{Money, PageRequest, order::OrderStatus},
+    domain::{Money, PageRequest, fx::PriceSource, order::OrderStatus},
     services::{
         AppState,
         orders::{self, Order, OrderSource},
@@ -103,8 +103,12 @@ pub struct OrderItemView {
     pub quantity: i64,
     /// Price per unit captured at order time.
     pub unit_price: Money,
+    /// Where unit_price came from: the option's list price, or an FX conversion at order time.
+    pub price_source: PriceSource,
     /// unit_price x quantity.
     pub subtotal: Money,
+    /// Units refunded so far.
+    pub refunded_quantity: i64,
 }
 
 /// An order.
@@ -124,6 +128,8 @@ pub struct OrderView {
     pub discount_amount: Money,
     /// total_amount - discount_amount: what is (or would be) charged.
     pub final_amount: Money,
+    /// What was given back of final_amount so far (REFUNDED once all of it).
+    pub refunded_amount: Money,
     /// The coupon used, if any.
     pub user_coupon_id: Option<Uuid>,
     /// Creation time.
@@ -152,12 +158,15 @@ impl From<&Order> for OrderView {
                     option_name: i.option_name.clone(),
                     quantity: i.quantity.into(),
                     unit_price: o.money(i.unit_price),
+                    price_source: i.price_source,
                     subtotal: o.money(i.subtotal),
+                    refunded_quantity: i.refunded_quantity.into(),
                 })
                 .collect(),
             total_amount: o.money(o.total_amount),
             discount_amount: o.money(o.discount_amount),
             final_amount: o.money(o.final_amount),
+            refunded_amount: o.money(o.refunded_amount),
             user_coupon_id: o.user_coupon_id,
             created_at: o.created_at,
             expires_at: o.expires_at,

@@ -167,6 +167,9 @@ pub async fn product(state: &AppState, hint: MarketHint, product_id: i64) -> Res
 /// is committed, so the caller still succeeds.
 pub async fn changed(state: &AppState, topic: Topic, id: Option<i64>) {
     state.catalog.invalidate();
+    if topic == Topic::Product {
+        state.order_admission.catalog_changed(id);
+    }
     if let Err(e) = state.notices.publish(topic, id).await {
         tracing::error!(notice.topic = topic.as_str(), notice.id = ?id, error.cause = %e, "could not announce a catalog change; other instances keep their copy until the next notice");
     }

@@ -5,7 +5,11 @@
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{AppState, catalog, idempotency::Receipt, orders::OrderError};
+use super::{
+    AppState, catalog,
+    idempotency::Receipt,
+    orders::{self, OrderError},
+};
 pub use crate::store::pg::payment::Paid;
 use crate::{
     admission::orders::settle,
@@ -71,12 +75,13 @@ pub async fn pay(
     Ok(paid)
 }
 
-/// Cancels an order: PENDING -> CANCELLED (stock returns); PAID -> REFUNDED (wallet refunded,
-/// stock returns, coupon given back while still valid). `visible` says whether the caller may
-/// act on an order of a given owner (anyone else's order is reported as not found).
+/// Cancels an order: PENDING -> CANCELLED (stock returns); PAID -> REFUNDED (everything not
+/// refunded yet back to the wallet, the units left back on sale, coupon given back while still
+/// valid). `visible` says whether the caller may act on an order of a given owner (anyone
+/// else's order is reported as not found).
 pub async fn cancel(state: &AppState, order_id: Uuid, visible: impl Fn(i64) -> bool) -> Result<Order, OrderError> {
     let stock = state.order_admission.stock();
-    let order = match payment::cancel(&state.db, order_id, &visible, Utc::now()).await {
+    let done = match payment::cancel(&state.db, order_id, &visible, Utc::now()).await {
         Err(StoreError::Rejected(Rejection::OrderNotFound))
             if settle::persist_from_redis(&state.db, stock, order_id).await? =>
         {
@@ -85,7 +90,12 @@ pub async fn cancel(state: &AppState, order_id: Uuid, visible: impl Fn(i64) -> b
         other => other?,
     };
     // Postgres committed; now the counters (exactly once, whatever retries or sweeps follow).
-    settle::after(stock, &order.held(), order.status).await;
-    catalog::stock_changed(state, &order.held()).await;
-    Ok(order)
+    match &done.refund {
+        Some(refund) => orders::refunds::restocked(state, refund).await,
+        None => {
+            settle::released(stock, &done.order.held()).await;
+            catalog::stock_changed(state, &done.order.held()).await;
+        }
+    }
+    Ok(done.order)
 }

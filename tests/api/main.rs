@@ -37,6 +37,7 @@ mod purchase;
 mod read_path;
 mod redis_cluster;
 mod redis_faults;
+mod refunds;
 mod sale_retirement;
 mod seed;
 mod stream_codec;

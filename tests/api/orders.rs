@@ -30,6 +30,7 @@ for_each_strategy! {
                 "product_option_id": opt, "product_id": body["items"][0]["product_id"], "name": "한국어 Test product",
                 "option_name": "option 0", "quantity": 3,
                 "unit_price": {"amount": 12000, "currency": "KRW"}, "subtotal": {"amount": 36000, "currency": "KRW"},
+                "price_source": "list", "refunded_quantity": 0,
             }])
         );
         assert_eq!(body["total_amount"], json!({"amount": 36000, "currency": "KRW"}));

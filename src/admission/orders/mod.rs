@@ -177,6 +177,12 @@ impl OrderAdmission {
         self.inner.sold_out.forget(option_id);
     }
 
+    /// Forgets the cached options of a product (`None`: of every product): its names, prices or
+    /// the FX rate pricing it changed. Every instance calls it on each `Topic::Product` notice.
+    pub fn catalog_changed(&self, product_id: Option<i64>) {
+        self.inner.cache.forget(product_id);
+    }
+
     /// Compares every hydrated stock counter with Postgres and sets
     /// `reconcile_drift{kind="stock"}` (for the `reconcile` worker and `jupang reconcile`).
     pub async fn reconcile(&self) -> Result<hydrate::StockDrift, Fault> {
@@ -219,7 +225,7 @@ impl OrderAdmission {
         let mut lines = Vec::with_capacity(wanted.len());
         for (&option_id, &quantity) in &wanted {
             let o = options.get(&option_id).filter(|o| o.on_sale).ok_or(Rejection::OptionNotFound { option_id })?;
-            let unit_price = o.price(currency).ok_or(Rejection::MarketMismatch { option_id })?;
+            let (unit_price, price_source) = o.price(currency).ok_or(Rejection::MarketMismatch { option_id })?;
             lines.push(AdmittedLine {
                 option_id,
                 product_id: o.product_id,
@@ -227,6 +233,7 @@ impl OrderAdmission {
                 unit_price,
                 product_name: o.product_name(market).to_owned(),
                 option_name: o.option_name.clone(),
+                price_source,
             });
         }
         // Millisecond precision: what the stream carries, so the persisted row says the same.
@@ -299,6 +306,8 @@ pub fn order_of(a: Admission) -> Order {
             unit_price: l.unit_price,
             quantity: l.quantity as i32,
             subtotal: l.subtotal(),
+            price_source: l.price_source,
+            refunded_quantity: 0,
         })
         .collect();
     Order {
@@ -309,6 +318,7 @@ pub fn order_of(a: Admission) -> Order {
         total_amount: a.total,
         discount_amount: 0,
         final_amount: a.total,
+        refunded_amount: 0,
         user_coupon_id: None,
         reservation: Reservation::Redis,
         expires_at: a.expires_at,

@@ -2,9 +2,10 @@
 //! data (prices, names, sale flag). Users' markets come from [`crate::admission::user_markets`].
 //!
 //! It is loaded at start-up and filled on a miss with one query; a miss that Postgres cannot
-//! answer either (an unknown id) is not cached, so something created later is found. The API
-//! never edits prices, names, sale flags or markets after creation (products are only added), so
-//! entries never go stale through it; an edit made directly in the database needs a restart.
+//! answer either (an unknown id) is not cached, so something created later is found. Prices
+//! converted at an FX rate go stale when the rate changes: every instance drops its entries on
+//! the `Topic::Product` notice that follows (a whole-catalog one for a rate), and the writer's
+//! own instance at once ([`OptionCache::forget`]).
 
 use std::{
     collections::HashMap,
@@ -27,6 +28,15 @@ impl OptionCache {
         let options = catalog::option_infos(db, None).await?;
         self.options.write().expect("not poisoned").extend(options.into_iter().map(|o| (o.id, Arc::new(o))));
         Ok(())
+    }
+
+    /// Drops the options of a product (`None`: every option), so the next order reads them again.
+    pub fn forget(&self, product_id: Option<i64>) {
+        let mut map = self.options.write().expect("not poisoned");
+        match product_id {
+            None => map.clear(),
+            Some(p) => map.retain(|_, o| o.product_id != p),
+        }
     }
 
     /// The options of `ids` that exist (a miss is read from Postgres once, in one query).

@@ -91,10 +91,14 @@ pub async fn confirmed(stock: &StockStore, held: &HeldStock) {
     }
 }
 
-/// After a PAID order was refunded in Postgres (stock += qty): its units back on sale.
-pub async fn restocked(stock: &StockStore, held: &HeldStock) {
+/// After a refund of a PAID order committed in Postgres (stock += qty of `held.lines`, the
+/// units it put back on sale): the same units back on the counters, exactly once per refund.
+pub async fn refunded(stock: &StockStore, refund_id: Uuid, held: &HeldStock) {
+    if held.lines.is_empty() {
+        return;
+    }
     let result = match held.reservation {
-        Reservation::Redis => stock.restock(held.order_id, &held.lines).await.map(drop),
+        Reservation::Redis => stock.restock(refund_id, held.order_id, &held.lines).await.map(drop),
         Reservation::Db => stock.adjust(&held.lines, false).await.map(drop),
     };
     report("restock", held.order_id, result);
@@ -104,16 +108,6 @@ pub async fn restocked(stock: &StockStore, held: &HeldStock) {
 pub async fn created_v1(stock: &StockStore, held: &HeldStock) {
     let taken: Vec<(i64, i64)> = held.lines.iter().map(|(id, q)| (*id, -q)).collect();
     report("reserve", held.order_id, stock.adjust(&taken, false).await.map(drop));
-}
-
-/// After an order changed state in Postgres: the matching Redis step.
-pub async fn after(stock: &StockStore, held: &HeldStock, status: OrderStatus) {
-    match status {
-        OrderStatus::Paid => confirmed(stock, held).await,
-        OrderStatus::Cancelled | OrderStatus::Expired => released(stock, held).await,
-        OrderStatus::Refunded => restocked(stock, held).await,
-        OrderStatus::Pending | OrderStatus::Fulfilled => {}
-    }
 }
 
 /// What a repair pass did.

@@ -9,6 +9,7 @@
 //! first read that needs them (read-your-writes).
 
 pub mod expiry;
+pub mod refunds;
 
 use chrono::Utc;
 use uuid::Uuid;

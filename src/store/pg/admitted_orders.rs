@@ -59,8 +59,10 @@ pub async fn persist(tx: &mut PgConnection, admissions: &[Admission]) -> sqlx::R
     let lines: Vec<(Uuid, &AdmittedLine)> =
         new.iter().flat_map(|a| a.lines.iter().map(move |l| (a.order_id, l))).collect();
     sqlx::query(
-        "INSERT INTO order_items (order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal) \
-         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::int[], $8::bigint[])",
+        "INSERT INTO order_items (order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal, \
+                                  price_source) \
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::int[], $8::bigint[], \
+                              $9::text[])",
     )
     .bind(lines.iter().map(|(id, _)| *id).collect::<Vec<_>>())
     .bind(lines.iter().map(|(_, l)| l.product_id).collect::<Vec<_>>())
@@ -70,6 +72,7 @@ pub async fn persist(tx: &mut PgConnection, admissions: &[Admission]) -> sqlx::R
     .bind(lines.iter().map(|(_, l)| l.unit_price).collect::<Vec<_>>())
     .bind(lines.iter().map(|(_, l)| l.quantity as i32).collect::<Vec<_>>())
     .bind(lines.iter().map(|(_, l)| l.subtotal()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|(_, l)| l.price_source.as_str()).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
 

@@ -6,6 +6,7 @@
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
 use super::orders::{Rejection, StoreError};
+use crate::domain::fx::PriceSource;
 
 /// Whose cart: a user's, or a guest cart's (by its row id, never its token). One set of queries
 /// serves both; only the owning column differs.
@@ -50,8 +51,11 @@ pub struct CartLine {
     pub option_name: String,
     /// Product category (for coupon restrictions).
     pub category: String,
-    /// Unit price in the user's currency.
+    /// Unit price in the user's currency (listed, or converted at the FX rate in force).
     pub unit_price: i64,
+    /// Where the unit price came from.
+    #[sqlx(try_from = "String")]
+    pub price_source: PriceSource,
     /// Units in the cart.
     pub quantity: i32,
     /// Sellable now: stock minus reservations.
@@ -66,12 +70,12 @@ impl CartLine {
 }
 
 const LINES: &str = "SELECT ci.id, po.product_id, ci.option_id, p.name_ko, p.name_en, po.name AS option_name, \
-     p.category, op.amount AS unit_price, ci.quantity, (s.stock - s.reserved)::bigint AS available \
+     p.category, op.amount AS unit_price, op.source AS price_source, ci.quantity, (s.stock - s.reserved)::bigint AS available \
      FROM cart_items ci \
      JOIN product_options po ON po.id = ci.option_id \
      JOIN option_stock s ON s.id = po.id \
      JOIN products p ON p.id = po.product_id \
-     JOIN option_prices op ON op.option_id = po.id AND op.currency = $2";
+     JOIN option_market_prices op ON op.option_id = po.id AND op.currency = $2";
 
 /// The cart's lines priced in `currency`, oldest first. Lines without a price in that
 /// currency cannot be added, so none are hidden in practice.
@@ -104,7 +108,7 @@ pub(crate) async fn offer(db: impl PgExecutor<'_>, option_id: i64, currency: &st
         "SELECT (s.stock - s.reserved)::bigint, op.amount FROM product_options po \
          JOIN option_stock s ON s.id = po.id \
          JOIN products p ON p.id = po.product_id AND p.on_sale \
-         LEFT JOIN option_prices op ON op.option_id = po.id AND op.currency = $2 WHERE po.id = $1",
+         LEFT JOIN option_market_prices op ON op.option_id = po.id AND op.currency = $2 WHERE po.id = $1",
     )
     .bind(option_id)
     .bind(currency)

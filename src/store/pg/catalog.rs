@@ -1,7 +1,8 @@
 //! Postgres queries of the catalog domain.
 //!
 //! A product is *listed in a market* when it is on sale and at least one of its options has a
-//! price in that market's currency. Only such options count: an option without a price in the
+//! price in that market's currency (its own, or converted at the FX rate in force: the view
+//! `option_market_prices`). Only such options count: an option without a price in the
 //! market cannot be bought there, so it adds neither a price nor availability.
 
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 use crate::domain::{
     Currency, Market, PageRequest,
     catalog::{NewProduct, ProductSort},
+    fx::PriceSource,
 };
 
 /// What a listing is filtered by.
@@ -38,6 +40,9 @@ pub struct ProductSummaryRow {
     pub category: String,
     /// Lowest option price in the market currency.
     pub price: i64,
+    /// Where that price came from (a list price wins a tie with a converted one).
+    #[sqlx(try_from = "String")]
+    pub price_source: PriceSource,
     /// Sum of sellable quantities (stock minus reservations) of the priced options.
     pub available: i64,
     /// The priced options, by id (whose live counters make up `available` under V2).
@@ -72,6 +77,9 @@ pub struct OptionRow {
     pub name: String,
     /// Price in the asked currency.
     pub price: i64,
+    /// Where the price came from.
+    #[sqlx(try_from = "String")]
+    pub price_source: PriceSource,
     /// Sellable quantity: stock minus reservations.
     pub available: i64,
 }
@@ -91,12 +99,13 @@ const LISTED: &str = r"
     listed AS (
         SELECT p.id, p.name_ko, p.name_en, p.category, p.created_at,
                min(pr.amount) AS price,
+               (array_agg(pr.source ORDER BY pr.amount, pr.source DESC))[1] AS price_source,
                sum(GREATEST(s.stock - s.reserved, 0))::bigint AS available,
                array_agg(o.id ORDER BY o.id) AS option_ids
         FROM products p
         JOIN product_options o ON o.product_id = p.id
         JOIN option_stock s ON s.id = o.id
-        JOIN option_prices pr ON pr.option_id = o.id AND pr.currency = $1
+        JOIN option_market_prices pr ON pr.option_id = o.id AND pr.currency = $1
         WHERE p.on_sale
           AND ($2::text IS NULL OR p.category = $2)
           AND ($3::text IS NULL OR p.name_ko ILIKE $3 ESCAPE '\' OR p.name_en ILIKE $3 ESCAPE '\')
@@ -126,7 +135,7 @@ pub async fn list(
     let sql = if filter.sort == ProductSort::Popular {
         format!(
             "WITH {LISTED}, {SALES}
-             SELECT l.id, l.name_ko, l.name_en, l.category, l.price, l.available, l.option_ids,
+             SELECT l.id, l.name_ko, l.name_en, l.category, l.price, l.price_source, l.available, l.option_ids,
                     COALESCE(s.sold, 0) AS sold, s.last_sold_at, count(*) OVER () AS total
              FROM listed l LEFT JOIN sales s ON s.product_id = l.id
              ORDER BY {} LIMIT $4 OFFSET $5",
@@ -135,7 +144,7 @@ pub async fn list(
     } else {
         format!(
             "WITH {LISTED}
-             SELECT l.id, l.name_ko, l.name_en, l.category, l.price, l.available, l.option_ids,
+             SELECT l.id, l.name_ko, l.name_en, l.category, l.price, l.price_source, l.available, l.option_ids,
                     count(*) OVER () AS total
              FROM listed l
              ORDER BY {} LIMIT $4 OFFSET $5",
@@ -189,10 +198,11 @@ pub async fn priced_options(
     currency: Currency,
 ) -> sqlx::Result<Vec<OptionRow>> {
     sqlx::query_as(
-        "SELECT o.id, o.name, pr.amount AS price, GREATEST(s.stock - s.reserved, 0)::bigint AS available
+        "SELECT o.id, o.name, pr.amount AS price, pr.source AS price_source,
+                GREATEST(s.stock - s.reserved, 0)::bigint AS available
          FROM product_options o
          JOIN option_stock s ON s.id = o.id
-         JOIN option_prices pr ON pr.option_id = o.id AND pr.currency = $2
+         JOIN option_market_prices pr ON pr.option_id = o.id AND pr.currency = $2
          WHERE o.product_id = $1
          ORDER BY o.id",
     )
@@ -219,19 +229,25 @@ pub struct OptionInfo {
     pub option_name: String,
     /// Whether the product is on sale.
     pub on_sale: bool,
-    /// Price in KRW, if sold in Korea.
+    /// Price in KRW, if sold in Korea (listed, or converted from USD at the rate in force).
     pub krw: Option<i64>,
-    /// Price in USD cents, if sold in the US.
+    /// Where the KRW price came from (`list` / `fx`).
+    pub krw_source: Option<String>,
+    /// Price in USD cents, if sold in the US (listed, or converted from KRW).
     pub usd: Option<i64>,
+    /// Where the USD price came from.
+    pub usd_source: Option<String>,
 }
 
 impl OptionInfo {
-    /// The price in a currency (None: not sold in that market).
-    pub fn price(&self, currency: Currency) -> Option<i64> {
-        match currency {
-            Currency::Krw => self.krw,
-            Currency::Usd => self.usd,
-        }
+    /// The price in a currency and where it came from (None: not sold in that market).
+    pub fn price(&self, currency: Currency) -> Option<(i64, PriceSource)> {
+        let (amount, source) = match currency {
+            Currency::Krw => (self.krw, &self.krw_source),
+            Currency::Usd => (self.usd, &self.usd_source),
+        };
+        let source = PriceSource::from_column(source.clone());
+        amount.map(|a| (a, source))
     }
 
     /// The product name in a market's language.
@@ -244,10 +260,10 @@ impl OptionInfo {
 }
 
 const OPTION_INFO: &str = "SELECT po.id, po.product_id, p.category, p.name_ko, p.name_en, po.name AS option_name, \
-            p.on_sale, krw.amount AS krw, usd.amount AS usd \
+            p.on_sale, krw.amount AS krw, krw.source AS krw_source, usd.amount AS usd, usd.source AS usd_source \
      FROM product_options po JOIN products p ON p.id = po.product_id \
-     LEFT JOIN option_prices krw ON krw.option_id = po.id AND krw.currency = 'KRW' \
-     LEFT JOIN option_prices usd ON usd.option_id = po.id AND usd.currency = 'USD'";
+     LEFT JOIN option_market_prices krw ON krw.option_id = po.id AND krw.currency = 'KRW' \
+     LEFT JOIN option_market_prices usd ON usd.option_id = po.id AND usd.currency = 'USD'";
 
 /// What orders need to know of the options `ids` that exist; of every option when `ids` is `None`.
 pub async fn option_infos(db: impl PgExecutor<'_>, ids: Option<&[i64]>) -> sqlx::Result<Vec<OptionInfo>> {

@@ -159,6 +159,30 @@ pub async fn append_lines(tx: &mut PgConnection, kind: Kind, lines: &[(Uuid, i64
     announce(tx, kind, &moved, None).await
 }
 
+/// Appends a refund's return of `(option_id, quantity)` units of a V2 order (`stock += q`):
+/// one row per option, exactly once per refund (unique on `(refund_id, option_id)`).
+pub async fn append_refund(
+    tx: &mut PgConnection,
+    refund_id: Uuid,
+    order_id: Uuid,
+    lines: &[(i64, i64)],
+) -> sqlx::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO stock_movements (option_id, d_stock, d_reserved, kind, order_id, refund_id) \
+         SELECT option_id, q, 0, 'refund', $1, $2 FROM unnest($3::bigint[], $4::bigint[]) AS t (option_id, q)",
+    )
+    .bind(order_id)
+    .bind(refund_id)
+    .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.1).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// Records an admin adjustment of `delta` that the caller applied to the (locked) option row
 /// itself: written already folded, as history, with its event carrying the operator's `reason`.
 pub async fn record_adjust(tx: &mut PgConnection, option_id: i64, delta: i64, reason: &str) -> sqlx::Result<()> {
@@ -313,14 +337,16 @@ pub struct LedgerDrift {
 
 /// Checks Postgres against its own ledger, in one snapshot: for every option, the derived
 /// `reserved` must equal the units of its PENDING orders (V1 and V2), and the movements of each
-/// V2 order must add up to what its status says (PENDING: reserved q; PAID: sold q; CANCELLED and
-/// EXPIRED: nothing; REFUNDED: nothing net of stock). Returns the options that disagree.
+/// V2 order must add up to what its status says (PENDING: reserved q; PAID, FULFILLED and
+/// REFUNDED: sold q less the units its refunds put back on sale; CANCELLED and EXPIRED: nothing).
+/// Returns the options that disagree.
 pub async fn check(db: &PgPool) -> sqlx::Result<Vec<LedgerDrift>> {
     let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
         "WITH pend AS (SELECT oi.option_id, sum(oi.quantity)::bigint AS q FROM order_items oi \
                        JOIN orders o ON o.id = oi.order_id WHERE o.status = 'PENDING' GROUP BY oi.option_id), \
               want AS (SELECT oi.option_id, oi.order_id, \
-                              CASE o.status WHEN 'PENDING' THEN 0 WHEN 'PAID' THEN -oi.quantity ELSE 0 END AS ds, \
+                              CASE WHEN o.status IN ('PAID', 'FULFILLED', 'REFUNDED') \
+                                   THEN oi.restocked_quantity - oi.quantity ELSE 0 END AS ds, \
                               CASE o.status WHEN 'PENDING' THEN oi.quantity ELSE 0 END AS dr \
                        FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.reservation = 'redis'), \
               got AS (SELECT option_id, order_id, sum(d_stock) AS ds, sum(d_reserved) AS dr \

@@ -15,7 +15,7 @@ use super::{
     reservations,
 };
 pub use crate::domain::order::Rejection;
-use crate::domain::{Currency, Market, Money, order::OrderStatus};
+use crate::domain::{Currency, Market, Money, fx::PriceSource, order::OrderStatus};
 
 /// A store call failed: either a rule or the database.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,11 @@ pub struct OrderItem {
     pub quantity: i32,
     /// unit_price x quantity.
     pub subtotal: i64,
+    /// Where unit_price came from (list price or FX conversion), captured with it.
+    #[sqlx(try_from = "String")]
+    pub price_source: PriceSource,
+    /// Units refunded so far.
+    pub refunded_quantity: i32,
 }
 
 /// Where an order's stock reservation lives (`orders.reservation`), so settling it goes to the
@@ -100,6 +105,8 @@ pub struct Order {
     pub discount_amount: i64,
     /// What was (or would be) charged.
     pub final_amount: i64,
+    /// What was given back of final_amount so far.
+    pub refunded_amount: i64,
     /// The coupon used, if any.
     pub user_coupon_id: Option<Uuid>,
     /// Where its stock reservation lives.
@@ -143,6 +150,7 @@ pub(crate) struct OrderRow {
     pub total_amount: i64,
     pub discount_amount: i64,
     pub final_amount: i64,
+    pub refunded_amount: i64,
     pub user_coupon_id: Option<Uuid>,
     pub reservation: String,
     pub expires_at: DateTime<Utc>,
@@ -152,7 +160,7 @@ pub(crate) struct OrderRow {
 }
 
 pub(crate) const ORDER_COLUMNS: &str = "id, user_id, status, market, currency, total_amount, discount_amount, final_amount, \
-     user_coupon_id, reservation, expires_at, created_at, paid_at, cancelled_at";
+     refunded_amount, user_coupon_id, reservation, expires_at, created_at, paid_at, cancelled_at";
 
 impl OrderRow {
     /// The status (the column's CHECK allows only the six spellings).
@@ -174,6 +182,7 @@ impl OrderRow {
             total_amount: self.total_amount,
             discount_amount: self.discount_amount,
             final_amount: self.final_amount,
+            refunded_amount: self.refunded_amount,
             user_coupon_id: self.user_coupon_id,
             reservation: Reservation::parse(&self.reservation),
             expires_at: self.expires_at,
@@ -249,6 +258,8 @@ pub async fn create(
                 unit_price,
                 quantity: quantity as i32,
                 subtotal: unit_price.saturating_mul(quantity),
+                price_source: PriceSource::from_column(o.price_source.clone()),
+                refunded_quantity: 0,
             })
         })
         .collect();
@@ -292,6 +303,7 @@ pub async fn create(
         total_amount: total,
         discount_amount: 0,
         final_amount: total,
+        refunded_amount: 0,
         user_coupon_id: None,
         reservation: Reservation::Db,
         expires_at,
@@ -305,8 +317,10 @@ pub async fn create(
 async fn insert_items(tx: &mut PgConnection, items: &[OrderItem]) -> sqlx::Result<()> {
     let col = |f: fn(&OrderItem) -> i64| items.iter().map(f).collect::<Vec<i64>>();
     sqlx::query(
-        "INSERT INTO order_items (order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal) \
-         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::int[], $8::bigint[])",
+        "INSERT INTO order_items (order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal, \
+                                  price_source) \
+         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::int[], $8::bigint[], \
+                                  $9::text[])",
     )
     .bind(items.first().map(|i| i.order_id))
     .bind(col(|i| i.product_id))
@@ -316,6 +330,7 @@ async fn insert_items(tx: &mut PgConnection, items: &[OrderItem]) -> sqlx::Resul
     .bind(col(|i| i.unit_price))
     .bind(items.iter().map(|i| i.quantity).collect::<Vec<i32>>())
     .bind(col(|i| i.subtotal))
+    .bind(items.iter().map(|i| i.price_source.as_str()).collect::<Vec<_>>())
     .execute(tx)
     .await?;
     Ok(())
@@ -324,7 +339,8 @@ async fn insert_items(tx: &mut PgConnection, items: &[OrderItem]) -> sqlx::Resul
 /// The items of some orders, in option order.
 pub async fn items_of(db: impl PgExecutor<'_>, order_ids: &[Uuid]) -> sqlx::Result<Vec<OrderItem>> {
     sqlx::query_as(
-        "SELECT order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal \
+        "SELECT order_id, product_id, option_id, product_name, option_name, unit_price, quantity, subtotal, \
+                price_source, refunded_quantity \
          FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, option_id",
     )
     .bind(order_ids)

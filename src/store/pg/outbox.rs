@@ -24,6 +24,8 @@ pub enum EventType {
     OrderCancelled,
     /// `order.expired`: order_id, amount, items, reason.
     OrderExpired,
+    /// `order.refunded`: order_id, amount, items (product_option_id, quantity), reason, occurred_at.
+    OrderRefunded,
 }
 
 impl EventType {
@@ -37,6 +39,7 @@ impl EventType {
             EventType::StockChanged => "stock.changed",
             EventType::OrderCancelled => "order.cancelled",
             EventType::OrderExpired => "order.expired",
+            EventType::OrderRefunded => "order.refunded",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Paying an order from the wallet, and cancelling (or refunding) it, each in one transaction.
+//! Paying an order from the wallet, and cancelling it, each in one transaction (a cancel of a
+//! paid order is a refund of everything left: `refunds.rs`).
 //!
 //! Lock order, the same in every path so none can deadlock another: the order row, then the
 //! owner's wallet (`users`) row, then the held coupon, then (V1 orders only) the option rows in
@@ -15,12 +16,15 @@ use super::{
     order_events,
     orders::{ORDER_COLUMNS, Order, OrderRow, Rejection, Reservation, StoreError, items_of},
     outbox::{self, EventType},
-    redemption, reservations,
+    redemption,
+    refunds::{self, Refund, RefundBy},
+    reservations,
 };
 use crate::domain::{
     Currency,
     discount::{DiscountLine, RedemptionError, validate_redemption},
     order::{OrderEvent, OrderStatus},
+    refund::RefundAsk,
 };
 
 /// A paid order and the wallet balance left.
@@ -35,7 +39,7 @@ pub struct Paid {
 }
 
 /// Locks an order; someone else's order is reported exactly like a missing one.
-async fn lock_order(
+pub(super) async fn lock_order(
     tx: &mut PgConnection,
     order_id: Uuid,
     visible: impl Fn(i64) -> bool,
@@ -48,12 +52,33 @@ async fn lock_order(
     Ok(row.filter(|r| visible(r.user_id)).ok_or(Rejection::OrderNotFound)?)
 }
 
-async fn lock_wallet(tx: &mut PgConnection, user_id: i64) -> sqlx::Result<i64> {
+pub(super) async fn lock_wallet(tx: &mut PgConnection, user_id: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT balance FROM users WHERE id = $1 FOR NO KEY UPDATE").bind(user_id).fetch_one(tx).await
 }
 
+/// Moves a locked order to `next` at `now` (`ended`: it was cancelled or refunded then).
+pub(super) async fn set_status(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    next: OrderStatus,
+    now: DateTime<Utc>,
+    ended: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE orders SET status = $2, updated_at = $3, cancelled_at = CASE WHEN $4 THEN $3 ELSE cancelled_at END \
+         WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(next.as_str())
+    .bind(now)
+    .bind(ended)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// Moves `delta` into (or out of) the wallet with its balance transaction; returns the balance.
-async fn move_money(
+pub(super) async fn move_money(
     tx: &mut PgConnection,
     user_id: i64,
     kind: &str,
@@ -195,49 +220,44 @@ pub async fn pay(
     Ok(Paid { order, balance_after, paid_at: now })
 }
 
-/// Cancels an order: PENDING -> CANCELLED (reservation returned); PAID -> REFUNDED (wallet
-/// refunded, stock back on sale, coupon given back if still valid, payment REFUNDED).
+/// What a cancel did.
+#[derive(Debug, Clone)]
+pub struct Cancelled {
+    /// The order afterwards (CANCELLED or REFUNDED).
+    pub order: Order,
+    /// The refund of a PAID order (everything not refunded yet).
+    pub refund: Option<Refund>,
+}
+
+/// The reason recorded for the refund a cancel of a PAID order makes.
+pub const CANCEL_REASON: &str = "order cancelled";
+
+/// Cancels an order: PENDING -> CANCELLED (reservation returned); PAID -> REFUNDED through the
+/// refund path (`refunds.rs`): whatever was not refunded yet goes back to the wallet, the units
+/// left go back on sale, the coupon comes back if still valid, the payment is REFUNDED.
 /// `visible` says whether the caller may act on an order of a given owner.
 pub async fn cancel(
     pool: &PgPool,
     order_id: Uuid,
     visible: impl Fn(i64) -> bool,
     now: DateTime<Utc>,
-) -> Result<Order, StoreError> {
+) -> Result<Cancelled, StoreError> {
     let mut tx = pool.begin().await?;
     let row = lock_order(&mut tx, order_id, visible).await?;
     let next = row.status().apply(OrderEvent::Cancel).map_err(Rejection::Transition)?;
-    match next {
-        OrderStatus::Cancelled => {
-            reservations::release(&mut tx, &[(order_id, Reservation::parse(&row.reservation))], Kind::Release).await?;
-            order_events::ended(&mut tx, EventType::OrderCancelled, &[order_id], order_events::CANCEL_REQUESTED, now)
-                .await?;
-        }
-        _ => {
-            lock_wallet(&mut tx, row.user_id).await?;
-            move_money(&mut tx, row.user_id, "REFUND", row.final_amount, &row.currency, order_id, now).await?;
-            if let Some(uc) = row.user_coupon_id {
-                redemption::lock(&mut tx, uc).await?;
-                redemption::restore(&mut tx, uc, now).await?;
-            }
-            reservations::restock(&mut tx, order_id, Reservation::parse(&row.reservation)).await?;
-            sqlx::query("UPDATE payments SET status = 'REFUNDED', updated_at = $2 WHERE order_id = $1")
-                .bind(order_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
+    if next == OrderStatus::Refunded {
+        let by = RefundBy { actor_user_id: row.user_id, reason: CANCEL_REASON.to_owned() };
+        let refund = refunds::refund_locked(&mut tx, row, &RefundAsk::Rest, &by, now).await?;
+        tx.commit().await?;
+        return Ok(Cancelled { order: refund.order.clone(), refund: Some(refund) });
     }
-    sqlx::query("UPDATE orders SET status = $2, cancelled_at = $3, updated_at = $3 WHERE id = $1")
-        .bind(order_id)
-        .bind(next.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    reservations::release(&mut tx, &[(order_id, Reservation::parse(&row.reservation))], Kind::Release).await?;
+    order_events::ended(&mut tx, EventType::OrderCancelled, &[order_id], order_events::CANCEL_REQUESTED, now).await?;
+    set_status(&mut tx, order_id, next, now, true).await?;
     let items = items_of(&mut *tx, &[order_id]).await?;
     tx.commit().await?;
     let mut order = row.with_items(items);
     order.status = next;
     order.cancelled_at = Some(now);
-    Ok(order)
+    Ok(Cancelled { order, refund: None })
 }

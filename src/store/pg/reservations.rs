@@ -1,5 +1,5 @@
 //! Stock movements of the shopping flow on Postgres: reserve on order (V1 `db-pessimistic`),
-//! confirm on payment, release on cancel/expiry, restock on refund.
+//! confirm on payment, release on cancel/expiry (a refund's restock is in `refunds.rs`).
 //!
 //! Where an order's reservation lives decides how: a V1 order (`reservation = 'db'`) updates the
 //! option rows under their locks, as it always did; a V2 order (`'redis'`) appends to the
@@ -41,8 +41,10 @@ pub struct LockedOption {
     pub stock: i32,
     /// Held by PENDING orders.
     pub reserved: i32,
-    /// Price in the requested currency, if the option is sold in it.
+    /// Price in the requested currency, if the option is sold in it (listed or converted).
     pub price: Option<i64>,
+    /// Where the price came from (`list` / `fx`).
+    pub price_source: Option<String>,
 }
 
 impl LockedOption {
@@ -58,10 +60,10 @@ pub async fn lock_for_order(tx: &mut PgConnection, ids: &[i64], currency: &str) 
     // ORDER BY sits below the row-locking step in the plan, so rows are locked in id order.
     let mut rows: Vec<LockedOption> = sqlx::query_as(
         "SELECT po.id, po.product_id, po.name AS option_name, p.name_ko, p.name_en, p.on_sale, \
-                po.stock, po.reserved, op.amount AS price \
+                po.stock, po.reserved, op.amount AS price, op.source AS price_source \
          FROM product_options po \
          JOIN products p ON p.id = po.product_id \
-         LEFT JOIN option_prices op ON op.option_id = po.id AND op.currency = $2 \
+         LEFT JOIN option_market_prices op ON op.option_id = po.id AND op.currency = $2 \
          WHERE po.id = ANY($1) ORDER BY po.id FOR NO KEY UPDATE OF po",
     )
     .bind(ids)

@@ -14,6 +14,7 @@
 //! | `P:{stock}:due` | sorted set | pending orders by `expires_at` (ms): the sweeper's list of what Redis still holds |
 //! | `P:{stock}:recent:<user_id>` | sorted set | a user's latest order ids by creation, for read-your-writes of order lists |
 //! | `P:{stock}:options` | set | option ids whose counter was hydrated (what reconciliation checks) |
+//! | `P:{stock}:refund:<refund_id>` | hash | `state: refunded` once a refund's units were put back (exactly once per refund) |
 //!
 //! Every call that raises a counter (release, restock, a positive adjustment) then publishes a
 //! [`Topic::Stock`] notice per option (hydration: one for the whole topic), so every instance forgets that the option was
@@ -45,6 +46,8 @@ pub const DUE: &str = "due";
 pub const RECENT: &str = "recent";
 /// `P:{stock}:options`: the hydrated options.
 pub const HYDRATED: &str = "options";
+/// `P:{stock}:refund:<refund_id>`: the marker that a refund's units went back on sale.
+pub const REFUND: &str = "refund";
 
 /// How long the hash of a settled order (paid, released, refunded) is kept: long enough to
 /// absorb retries and repair passes, short enough to free memory.
@@ -88,6 +91,10 @@ impl StockKeys {
     /// `P:{stock}:recent:<user_id>`.
     pub fn recent(&self, user_id: i64) -> String {
         format!("{}:{RECENT}:{user_id}", self.base)
+    }
+    /// `P:{stock}:refund:<refund_id>`.
+    pub fn refund(&self, refund_id: Uuid) -> String {
+        format!("{}:{REFUND}:{refund_id}", self.base)
     }
     /// `P:{stock}:options`.
     pub fn hydrated(&self) -> String {
@@ -214,9 +221,16 @@ impl StockStore {
         self.settle_invocation(&CONFIRM, order_id, &[]).invoke_async(&mut self.redis.conn()).await
     }
 
-    /// Puts a refunded order's lines back on sale, exactly once; false when already done.
-    pub async fn restock(&self, order_id: Uuid, lines: &[(i64, i64)]) -> redis::RedisResult<bool> {
-        let done: i64 = self.settle_invocation(&RESTOCK, order_id, lines).invoke_async(&mut self.redis.conn()).await?;
+    /// Puts the units of one refund of a paid order back on sale, exactly once per refund (an
+    /// order may be refunded in parts, so the marker is the refund's own hash, not the order's).
+    /// False when already done.
+    pub async fn restock(&self, refund_id: Uuid, order_id: Uuid, lines: &[(i64, i64)]) -> redis::RedisResult<bool> {
+        let mut inv = RESTOCK.prepare_invoke();
+        inv.key(self.keys.refund(refund_id)).key(self.keys.due()).arg(order_id.to_string()).arg(secs(SETTLED_HASH_TTL));
+        for (option_id, quantity) in lines {
+            inv.key(self.keys.avail(*option_id)).arg(*quantity);
+        }
+        let done: i64 = inv.invoke_async(&mut self.redis.conn()).await?;
         if done == 1 {
             self.rose(lines.iter().map(|l| l.0).collect()).await;
         }

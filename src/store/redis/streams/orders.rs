@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{StreamEntry, StreamSource};
-use crate::domain::{Currency, Market};
+use crate::domain::{Currency, Market, fx::PriceSource};
 
 /// One line of an admitted order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,9 @@ pub struct AdmittedLine {
     pub product_name: String,
     /// Option name, captured at admission.
     pub option_name: String,
+    /// Where unit_price came from (absent in entries written before FX prices: a list price).
+    #[serde(default)]
+    pub price_source: PriceSource,
 }
 
 impl AdmittedLine {
@@ -163,6 +166,7 @@ mod tests {
                 unit_price: 2_500,
                 product_name: "Test \"product\"".into(),
                 option_name: "옵션".into(),
+                price_source: PriceSource::Fx,
             }],
         }
     }
