@@ -118,8 +118,7 @@ pub(crate) async fn add_to(
     option_id: i64,
     quantity: i64,
 ) -> Result<(CartLine, Currency), CartError> {
-    let id = cart::add(&state.db, owner, currency.code(), option_id, quantity).await?;
-    priced_line(state, owner, currency, id).await
+    Ok((cart::add(&state.db, owner, currency.code(), option_id, quantity).await?, currency))
 }
 
 /// Sets a line's quantity (re-checking stock); answers the line.

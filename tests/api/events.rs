@@ -97,6 +97,7 @@ async fn every_event_type_reaches_an_https_platform_once_with_its_idempotency_ke
         "order.cancelled",
         "order.created",
         "order.expired",
+        "order.refunded",
         "payment.completed",
         "stock.changed",
     ];

@@ -121,15 +121,17 @@ pub(crate) async fn offer(db: impl PgExecutor<'_>, option_id: i64, currency: &st
     }
 }
 
-/// Adds `quantity` of an option, accumulating onto an existing line; returns the line's id.
-/// Refused (nothing changed) when the resulting quantity is more than is available.
+/// Adds `quantity` of an option, accumulating onto an existing line; returns the line as
+/// committed (read in the same transaction: a guest cart merged right after the commit must not
+/// turn an applied add into a "not found" answer). Refused (nothing changed) when the resulting
+/// quantity is more than is available.
 pub async fn add(
     pool: &PgPool,
     owner: Owner,
     currency: &str,
     option_id: i64,
     quantity: i64,
-) -> Result<i64, StoreError> {
+) -> Result<CartLine, StoreError> {
     let mut tx = pool.begin().await?;
     let available = offer(&mut *tx, option_id, currency).await?;
     let (id, total) = upsert(&mut tx, owner, option_id, quantity).await?;
@@ -139,8 +141,9 @@ pub async fn add(
             Rejection::InsufficientStock { option_id, available: available.max(0), requested: total.into() }.into()
         );
     }
+    let line = line(&mut *tx, owner, currency, id).await?.ok_or(Rejection::CartItemNotFound)?;
     tx.commit().await?;
-    Ok(id)
+    Ok(line)
 }
 
 /// Adds `quantity` onto the owner's line of an option (creating it); returns the line's id and
