@@ -170,17 +170,32 @@ pub async fn append_refund(
     if lines.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    let moved: Vec<Moved> = sqlx::query_as(
         "INSERT INTO stock_movements (option_id, d_stock, d_reserved, kind, order_id, refund_id) \
-         SELECT option_id, q, 0, 'refund', $1, $2 FROM unnest($3::bigint[], $4::bigint[]) AS t (option_id, q)",
+         SELECT option_id, q, 0, 'refund', $1, $2 FROM unnest($3::bigint[], $4::bigint[]) AS t (option_id, q) \
+         RETURNING order_id, option_id, d_stock, d_reserved, created_at AS at",
     )
     .bind(order_id)
     .bind(refund_id)
     .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
     .bind(lines.iter().map(|l| l.1).collect::<Vec<_>>())
-    .execute(tx)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(())
+    announce(tx, Kind::Refund, &moved, None).await
+}
+
+/// The events of a refund's return of `(option_id, quantity)` units that a V1 writer applied to
+/// the option rows itself (no ledger row), as [`append_refund`] would have written them.
+pub async fn announce_refund(tx: &mut PgConnection, order_id: Uuid, lines: &[(i64, i64)]) -> sqlx::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let at: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await?;
+    let moved: Vec<Moved> = lines
+        .iter()
+        .map(|&(option_id, q)| Moved { order_id: Some(order_id), option_id, d_stock: q, d_reserved: 0, at })
+        .collect();
+    announce(tx, Kind::Refund, &moved, None).await
 }
 
 /// Records an admin adjustment of `delta` that the caller applied to the (locked) option row

@@ -123,7 +123,8 @@ pub(super) async fn refund_locked(
     match Reservation::parse(&row.reservation) {
         Reservation::Redis => movements::append_refund(&mut *tx, refund_id, order_id, &restocked).await?,
         Reservation::Db => {
-            reservations::apply(&mut *tx, &restocked.iter().map(|(id, q)| (*id, *q, 0)).collect::<Vec<_>>()).await?
+            reservations::apply(&mut *tx, &restocked.iter().map(|(id, q)| (*id, *q, 0)).collect::<Vec<_>>()).await?;
+            movements::announce_refund(&mut *tx, order_id, &restocked).await?
         }
     }
 
