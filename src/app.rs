@@ -120,6 +120,8 @@ impl Application {
         notices.on(Topic::Coupon, move |id| coupons.forget(id));
         let orders = order_admission.clone();
         notices.on(Topic::Stock, move |id| orders.stock_rose(id));
+        let orders = order_admission.clone();
+        notices.on(Topic::Product, move |id| orders.product_changed(id));
         let state = AppState::new(Shared {
             catalog,
             order_admission,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    auth::{Role, require_roles},
+    auth::{Caller, Role, require_roles},
     coupons::CouponView,
     error::{ApiError, ErrorBody},
     extract,
@@ -122,6 +122,7 @@ fn validity(expires_at: Option<DateTime<Utc>>, valid_days: Option<i64>) -> Resul
 )]
 async fn create_coupon(
     State(state): State<AppState>,
+    caller: Caller,
     extract::Json(body): extract::Json<CreateCoupon>,
 ) -> Result<(StatusCode, Json<CreatedCoupon>), ApiError> {
     let currency = body.market.currency();
@@ -147,7 +148,7 @@ async fn create_coupon(
         product_ids: body.product_ids,
         categories: body.categories,
     };
-    let id = coupons::create(&state, terms, body.total_quantity).await?;
+    let id = coupons::create(&state, &caller, terms, body.total_quantity).await?;
     Ok((StatusCode::CREATED, Json(CreatedCoupon { id })))
 }
 
@@ -261,10 +262,11 @@ impl UpdateCoupon {
 )]
 async fn update_coupon(
     State(state): State<AppState>,
+    caller: Caller,
     extract::Path(coupon_id): extract::Path<i64>,
     extract::Json(body): extract::Json<UpdateCoupon>,
 ) -> Result<Json<CouponView>, ApiError> {
-    let edited = coupons::update(&state, coupon_id, |market| body.into_patch(market)).await?;
+    let edited = coupons::update(&state, &caller, coupon_id, |market| body.into_patch(market)).await?;
     Ok(Json(CouponView::from(&edited)))
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP layer: one router per domain, merged here; cross-cutting middleware.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod caching;
 pub mod cart;
@@ -8,6 +9,7 @@ pub mod catalog;
 pub mod catalog_admin;
 pub mod contract;
 pub mod coupon_admin;
+pub mod coupon_campaigns;
 pub mod coupons;
 pub mod docs;
 pub mod error;
@@ -21,6 +23,7 @@ pub mod outbox;
 pub mod overload;
 pub mod payment;
 pub mod popular;
+pub mod product_edit;
 pub mod users;
 
 use axum::{Router, middleware};
@@ -43,8 +46,10 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(catalog::router())
         .merge(catalog_admin::router())
+        .merge(product_edit::router())
         .merge(users::router())
         .merge(admin::router())
+        .merge(audit::router())
         .merge(inventory::router())
         .merge(popular::router())
         .merge(cart::router())
@@ -53,6 +58,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(outbox::router())
         .merge(coupons::router())
         .merge(coupon_admin::router())
+        .merge(coupon_campaigns::router())
 }
 
 /// The `/api` routes and the OpenAPI document describing them, shared rules applied.

@@ -17,12 +17,16 @@ use sqlx::PgConnection;
 
 pub use crate::store::pg::inventory::{AuditRow, StockLevel};
 use crate::{
+    auth::Caller,
     domain::PageRequest,
-    services::{AppState, Fault, catalog, fault_conversions},
+    services::{
+        AppState, Fault,
+        audit::{self, Change},
+        catalog, fault_conversions,
+    },
     store::{
         pg::{
-            inventory::{self, NewAuditEntry},
-            movements,
+            inventory, movements,
             outbox::{self, EventType},
         },
         redis::notices::Topic,
@@ -64,7 +68,7 @@ fault_conversions!(InventoryError);
 pub async fn adjust(
     state: &AppState,
     option_id: i64,
-    actor: i64,
+    actor: &Caller,
     reason: &str,
     delta: i32,
 ) -> Result<StockLevel, InventoryError> {
@@ -97,7 +101,7 @@ pub async fn adjust(
         });
     }
     let committed = match record(&mut tx, option_id, actor, reason, delta, before.stock, after).await {
-        Ok(()) => tx.commit().await,
+        Ok(()) => tx.commit().await.map_err(Fault::from),
         Err(e) => Err(e),
     };
     if let Err(e) = committed {
@@ -108,7 +112,7 @@ pub async fn adjust(
         return Err(e.into());
     }
     catalog::changed(state, Topic::Stock, Some(option_id)).await;
-    tracing::info!(product_option.id = option_id, stock.delta = delta, actor.user_id = actor, "stock adjusted");
+    tracing::info!(product_option.id = option_id, stock.delta = delta, actor.user_id = actor.user_id, "stock adjusted");
     Ok(StockLevel { stock: after, reserved: before.reserved })
 }
 
@@ -116,16 +120,23 @@ pub async fn adjust(
 async fn record(
     tx: &mut PgConnection,
     option_id: i64,
-    actor_user_id: i64,
+    actor: &Caller,
     reason: &str,
     delta: i32,
     stock_before: i32,
     after: i32,
-) -> sqlx::Result<()> {
+) -> Result<(), Fault> {
     inventory::set_stock(tx, option_id, after).await?;
     movements::record_adjust(tx, option_id, i64::from(delta)).await?;
-    let entry = NewAuditEntry { option_id, actor_user_id, reason, delta, stock_before, stock_after: after };
-    let (_, at) = inventory::record_audit(tx, &entry).await?;
+    let change = Change {
+        action: "inventory.adjust",
+        entity_type: audit::PRODUCT_OPTION,
+        entity_id: option_id.to_string(),
+        before: Some(json!({ "stock": stock_before })),
+        after: Some(json!({ "stock": after, "delta": delta })),
+        reason: Some(reason),
+    };
+    let at = audit::record(tx, actor, change).await?;
     let event = json!({ "product_option_id": option_id, "delta": delta, "reason": reason });
     outbox::enqueue(tx, EventType::StockChanged, at, event).await?;
     Ok(())

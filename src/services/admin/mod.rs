@@ -5,4 +5,5 @@ pub mod coupons;
 pub mod inventory;
 pub mod outbox;
 pub mod products;
+pub mod revocations;
 pub mod users;

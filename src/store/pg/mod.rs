@@ -2,8 +2,10 @@
 
 pub mod admitted_coupons;
 pub mod admitted_orders;
+pub mod audit;
 pub mod cart;
 pub mod catalog;
+pub mod catalog_edit;
 pub mod coupons;
 pub mod expiry;
 pub mod idempotency;
@@ -15,6 +17,7 @@ pub mod payment;
 pub mod popular;
 pub mod redemption;
 pub mod reservations;
+pub mod revocations;
 pub mod user_coupons;
 pub mod users;
 
