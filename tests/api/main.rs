@@ -26,6 +26,7 @@ mod orders;
 mod outbox;
 mod overload;
 mod payment;
+mod product_edit;
 mod popular;
 mod prometheus_scrape;
 mod purchase;
