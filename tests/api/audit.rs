@@ -205,3 +205,53 @@ async fn an_inventory_manager_reads_the_stock_entries_only() {
     let old = json_of(res.await.unwrap(), 200).await;
     assert_eq!((old["items"][0]["stock_before"].clone(), old["items"][0]["stock_after"].clone()), (json!(1), json!(5)));
 }
+
+#[tokio::test]
+async fn migration_0006_folds_the_stock_audit_of_before_into_the_one_log_with_its_history() {
+    use sqlx::{Connection, Executor, PgConnection};
+
+    use crate::support::{env, unique, with_db};
+
+    let name = format!("jt_{}", unique());
+    let mut admin = PgConnection::connect(&env("DATABASE_URL")).await.unwrap();
+    admin.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.unwrap();
+    let mut conn = PgConnection::connect(&with_db(&env("DATABASE_URL"), &name)).await.unwrap();
+    let migrations: Vec<_> =
+        jupang::store::pg::MIGRATOR.iter().filter(|m| !m.migration_type.is_down_migration()).collect();
+    for m in migrations.iter().filter(|m| m.version < 6) {
+        sqlx::raw_sql(&m.sql).execute(&mut conn).await.unwrap();
+    }
+    sqlx::raw_sql(
+        "INSERT INTO products (id, category, name_ko, name_en) VALUES (1, 'office', '연필', 'Pencil');
+         INSERT INTO product_options (id, product_id, name, stock) VALUES (7, 1, 'HB', 12);
+         INSERT INTO inventory_audit_log (option_id, actor_user_id, reason, delta, stock_before, stock_after, created_at)
+         VALUES (7, 42, 'received', 10, 0, 10, '2026-11-01T00:00:00Z'), (7, 43, 'found', 2, 10, 12, '2026-11-02T00:00:00Z');",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let m6 = migrations.iter().find(|m| m.version == 6).expect("migration 0006");
+    sqlx::raw_sql(&m6.sql).execute(&mut conn).await.unwrap();
+
+    let folded: Vec<(i64, Vec<String>, String, String, String, Value, Value, String)> = sqlx::query_as(
+        "SELECT actor, roles, action, entity_type, entity_id, before, after, reason FROM audit_log ORDER BY at",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(folded.len(), 2);
+    let (actor, roles, action, entity_type, entity_id, before, after, reason) = folded[1].clone();
+    assert_eq!((actor, roles, action.as_str()), (43, vec!["inventory_manager".to_owned()], "inventory.adjust"));
+    assert_eq!((entity_type.as_str(), entity_id.as_str(), reason.as_str()), ("product_option", "7", "found"));
+    assert_eq!((before, after), (json!({"stock": 10}), json!({"stock": 12, "delta": 2})));
+    // The old name reads the same history.
+    let old: Vec<(i64, i64, i32, i32, i32)> = sqlx::query_as(
+        "SELECT option_id, actor_user_id, delta, stock_before, stock_after FROM inventory_audit_log ORDER BY created_at",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(old, vec![(7, 42, 10, 0, 10), (7, 43, 2, 10, 12)]);
+    conn.close().await.unwrap();
+    admin.execute(format!(r#"DROP DATABASE "{name}" WITH (FORCE)"#).as_str()).await.unwrap();
+}
