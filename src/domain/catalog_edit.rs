@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::{
     Currency, FieldError,
-    catalog::{Localized, is_category_slug},
+    catalog::{Localized, MAX_DESCRIPTION, MAX_OPTION_NAME, MAX_PRODUCT_NAME, checked_category, picture},
 };
 
 /// One option's editable state: name and price per currency (minor units).
@@ -73,10 +73,6 @@ pub struct ProductPatch {
     pub options: Vec<OptionPatch>,
 }
 
-const MAX_PRODUCT_NAME: usize = 300;
-const MAX_OPTION_NAME: usize = 200;
-const MAX_DESCRIPTION: usize = 10_000;
-
 fn localized(
     field: &str,
     given: &(Option<String>, Option<String>),
@@ -110,29 +106,11 @@ impl ProductState {
             (next.description_ko, next.description_en) = (l.ko, l.en);
         }
         if let Some(category) = &patch.category {
-            super::text::storable("category", category)?;
-            if !is_category_slug(category) {
-                return Err(FieldError::new(
-                    "category",
-                    "must be a lowercase slug such as `electronics` (a-z, 0-9, -)",
-                ));
-            }
+            checked_category(category)?;
             next.category = category.clone();
         }
         if let Some(url) = &patch.image_url {
-            next.image_url = match url.as_deref().filter(|u| !u.is_empty()) {
-                None => None,
-                Some(u)
-                    if (u.starts_with("https://") || u.starts_with("http://"))
-                        && u.chars().count() <= 2_000
-                        && !u.contains('\0') =>
-                {
-                    Some(u.to_owned())
-                }
-                Some(_) => {
-                    return Err(FieldError::new("image_url", "must be an http(s) URL of at most 2000 characters"));
-                }
-            };
+            next.image_url = picture(url.as_deref())?;
         }
         if let Some(on_sale) = patch.on_sale {
             next.on_sale = on_sale;

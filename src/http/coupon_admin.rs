@@ -179,7 +179,7 @@ fn categories_schema() -> utoipa::openapi::Array {
 }
 
 /// `Some(value)` for a field that is present, even as `null` (which clears it).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 

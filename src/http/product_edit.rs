@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::{Json, extract::State, middleware};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -70,11 +70,6 @@ pub struct OptionEdit {
     pub prices: Option<BTreeMap<String, i64>>,
 }
 
-/// `Some(value)` for a field that is present, even as `null` (which clears it).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// An edit: only the fields given change.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -87,7 +82,7 @@ pub struct UpdateProduct {
     #[schema(min_length = 1, max_length = 100, pattern = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
     pub category: Option<String>,
     /// New picture, an http(s) URL of at most 2000 characters; `null` or empty removes it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::coupon_admin::present")]
     #[schema(value_type = Option<String>, max_length = 2000, pattern = "^(https?://[^\\x00]*)?$")]
     pub image_url: Option<Option<String>>,
     /// Whether customers see it; `false` also stops new orders at once.

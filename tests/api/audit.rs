@@ -233,7 +233,8 @@ async fn migration_0006_folds_the_stock_audit_of_before_into_the_one_log_with_it
     let m6 = migrations.iter().find(|m| m.version == 6).expect("migration 0006");
     sqlx::raw_sql(&m6.sql).execute(&mut conn).await.unwrap();
 
-    let folded: Vec<(i64, Vec<String>, String, String, String, Value, Value, String)> = sqlx::query_as(
+    type Folded = (i64, Vec<String>, String, String, String, Value, Value, String);
+    let folded: Vec<Folded> = sqlx::query_as(
         "SELECT actor, roles, action, entity_type, entity_id, before, after, reason FROM audit_log ORDER BY at",
     )
     .fetch_all(&mut conn)
