@@ -7,12 +7,12 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
-pub use crate::store::pg::audit::{Entry, Filter};
+pub use crate::store::pg::audit::{Change, Entry, Filter};
 use crate::{
     auth::{Caller, Role},
     domain::PageRequest,
     services::{AppState, Fault},
-    store::pg::audit::{self, NewEntry},
+    store::pg::audit,
 };
 
 /// Entity type of a user profile.
@@ -25,23 +25,6 @@ pub const PRODUCT_OPTION: &str = "product_option";
 pub const COUPON: &str = "coupon";
 /// Entity type of an outbox event (redelivery).
 pub const OUTBOX_EVENT: &str = "outbox_event";
-
-/// One admin write, as the log keeps it.
-#[derive(Debug, Clone)]
-pub struct Change<'a> {
-    /// What was done, `<entity>.<verb>` (`product.update`, `coupon.revoke`).
-    pub action: &'a str,
-    /// One of this module's entity types.
-    pub entity_type: &'a str,
-    /// Which one (an integer id or a UUID, as text).
-    pub entity_id: String,
-    /// Its state before (`None`: it did not exist).
-    pub before: Option<Value>,
-    /// Its state after.
-    pub after: Option<Value>,
-    /// Why, when the request said.
-    pub reason: Option<&'a str>,
-}
 
 /// The claim spelling of a role (`inventory_manager`).
 fn role_name(role: Role) -> String {
@@ -56,17 +39,8 @@ pub fn json_of(value: &impl Serialize) -> Value {
 /// Writes one entry for `actor`'s change inside `tx`, the transaction of the change itself;
 /// answers the entry's time.
 pub async fn record(tx: &mut PgConnection, actor: &Caller, change: Change<'_>) -> Result<DateTime<Utc>, Fault> {
-    let entry = NewEntry {
-        actor: actor.user_id,
-        roles: actor.roles.iter().copied().map(role_name).collect(),
-        action: change.action,
-        entity_type: change.entity_type,
-        entity_id: change.entity_id,
-        before: change.before,
-        after: change.after,
-        reason: change.reason,
-    };
-    Ok(audit::insert(tx, &entry).await?.1)
+    let roles: Vec<String> = actor.roles.iter().copied().map(role_name).collect();
+    Ok(audit::insert(tx, actor.user_id, &roles, &change).await?.1)
 }
 
 /// A page of the log, newest first, with how many entries match.

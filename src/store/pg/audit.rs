@@ -5,22 +5,18 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
 
-/// An entry to append.
+/// One admin write, as the log keeps it (who did it is given beside it).
 #[derive(Debug, Clone)]
-pub struct NewEntry<'a> {
-    /// Who did it (the token's subject).
-    pub actor: i64,
-    /// The token's roles, as spelled in claims.
-    pub roles: Vec<String>,
-    /// What was done (`product.update`, `coupon.revoke`...).
+pub struct Change<'a> {
+    /// What was done, `<entity>.<verb>` (`product.update`, `coupon.revoke`).
     pub action: &'a str,
     /// The kind of thing changed (`product`, `coupon`, `product_option`...).
     pub entity_type: &'a str,
-    /// Which one.
+    /// Which one (an integer id or a UUID, as text).
     pub entity_id: String,
     /// Its state before (`None`: it did not exist).
     pub before: Option<Value>,
-    /// Its state after (`None`: it no longer exists).
+    /// Its state after.
     pub after: Option<Value>,
     /// Why, when the request said.
     pub reason: Option<&'a str>,
@@ -28,13 +24,19 @@ pub struct NewEntry<'a> {
 
 /// Appends an entry inside the caller's transaction; returns its id and time (the clock at
 /// insert, so entries written under one row lock are in the order of the changes).
-pub async fn insert(tx: &mut PgConnection, e: &NewEntry<'_>) -> sqlx::Result<(i64, DateTime<Utc>)> {
+/// `actor` is the token's subject, `roles` its roles as spelled in claims.
+pub async fn insert(
+    tx: &mut PgConnection,
+    actor: i64,
+    roles: &[String],
+    e: &Change<'_>,
+) -> sqlx::Result<(i64, DateTime<Utc>)> {
     sqlx::query_as(
         "INSERT INTO audit_log (actor, roles, action, entity_type, entity_id, before, after, reason, at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp()) RETURNING id, at",
     )
-    .bind(e.actor)
-    .bind(&e.roles)
+    .bind(actor)
+    .bind(roles)
     .bind(e.action)
     .bind(e.entity_type)
     .bind(&e.entity_id)
