@@ -284,6 +284,8 @@ pub struct CouponStatsView {
     pub persisted: i64,
     /// Spent on orders.
     pub used: i64,
+    /// Revoked (`POST /admin/coupons/{id}/revoke`); still counted in `issued`.
+    pub revoked: i64,
     /// Still to be issued.
     pub remaining: i64,
 }
@@ -310,6 +312,7 @@ async fn coupon_stats(
         issued: c.issued,
         persisted: c.persisted,
         used: c.used,
+        revoked: c.revoked,
         remaining: c.total - c.issued,
     }))
 }

@@ -87,6 +87,12 @@ async fn a_revoke_takes_available_coupons_persisted_or_not_leaves_used_ones_and_
         "{listed}"
     );
     assert_eq!(persisted(&app.db, coupon).await.0, 3);
+    let res = app.request(Method::GET, &format!("/api/admin/coupons/{coupon}/stats")).bearer_auth(manager(&app)).send();
+    let stats = json_of(res.await.unwrap(), 200).await;
+    assert_eq!(
+        (stats["issued"].clone(), stats["used"].clone(), stats["revoked"].clone()),
+        (json!(3), json!(1), json!(1))
+    );
 }
 
 #[tokio::test]

@@ -189,15 +189,17 @@ pub struct CampaignCounters {
     pub persisted: i64,
     /// Spent on orders.
     pub used: i64,
+    /// Revoked (still counted as issued).
+    pub revoked: i64,
 }
 
 /// A campaign's counters.
 pub async fn stats(state: &AppState, coupon_id: i64) -> Result<CampaignCounters, CampaignError> {
-    let CouponStats { total_quantity, issued, persisted, used } =
+    let CouponStats { total_quantity, issued, persisted, used, revoked } =
         coupons::stats(&state.db, coupon_id).await?.ok_or(CampaignError::NotFound)?;
     let (total, mut issued) = (i64::from(total_quantity), i64::from(issued));
     if let Some((live_total, remaining)) = live_of(state, coupon_id).await {
         issued = i64::from(live_total) - i64::from(remaining);
     }
-    Ok(CampaignCounters { total, issued, persisted, used })
+    Ok(CampaignCounters { total, issued, persisted, used, revoked })
 }
