@@ -52,6 +52,10 @@ CROSS_FIELD_RULES = {
         r"options\[\d+\]\.name",
         "option names are unique within the product (uniqueItems compares whole options, not one field)",
     ),
+    "PATCH /api/admin/products/{product_id}": (
+        r"options\[\d+\]\.(id|name)",
+        "each option edited is an option of this product (state), and option names stay unique within it",
+    ),
 }
 # Statuses the contract uses for state-dependent refusals (with a code other than FORM_CODES):
 # 409 is an order in the wrong state for fulfilment or refund (ORDER_NOT_FULFILLABLE/REFUNDABLE).

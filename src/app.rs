@@ -144,7 +144,7 @@ impl Application {
         let rooms = waiting_rooms.registry.clone();
         notices.on(Topic::WaitingRoom, move |_| rooms.reload_soon());
         let orders = order_admission.clone();
-        notices.on(Topic::Product, move |id| orders.catalog_changed(id));
+        notices.on(Topic::Product, move |id| orders.product_changed(id));
         let state = AppState::new(Shared {
             catalog,
             waiting_rooms,

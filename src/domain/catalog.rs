@@ -147,11 +147,11 @@ pub struct RawOption {
 }
 
 /// Longest product name the schema stores.
-const MAX_PRODUCT_NAME: usize = 300;
+pub(crate) const MAX_PRODUCT_NAME: usize = 300;
 /// Longest option name the schema stores.
-const MAX_OPTION_NAME: usize = 200;
+pub(crate) const MAX_OPTION_NAME: usize = 200;
 /// Longest description accepted.
-const MAX_DESCRIPTION: usize = 10_000;
+pub(crate) const MAX_DESCRIPTION: usize = 10_000;
 /// Most options one product may have.
 const MAX_OPTIONS: usize = 100;
 
@@ -167,6 +167,31 @@ pub fn is_category_slug(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// A category as given, if it is a storable slug (`category` named otherwise).
+pub(crate) fn checked_category(category: &str) -> Result<(), FieldError> {
+    super::text::storable("category", category)?;
+    if !is_category_slug(category) {
+        return Err(FieldError::new("category", "must be a lowercase slug such as `electronics` (a-z, 0-9, -)"));
+    }
+    Ok(())
+}
+
+/// A picture URL as given: none when absent or empty, else an http(s) URL of at most 2000
+/// characters (`image_url` named otherwise).
+pub(crate) fn picture(url: Option<&str>) -> Result<Option<String>, FieldError> {
+    match url.filter(|u| !u.is_empty()) {
+        None => Ok(None),
+        Some(u)
+            if (u.starts_with("https://") || u.starts_with("http://"))
+                && u.chars().count() <= 2_000
+                && !u.contains('\0') =>
+        {
+            Ok(Some(u.to_owned()))
+        }
+        Some(_) => Err(FieldError::new("image_url", "must be an http(s) URL of at most 2000 characters")),
+    }
+}
+
 impl NewProduct {
     /// Validates every field of a creation request, naming the first bad one.
     pub fn validate(raw: RawProduct) -> Result<NewProduct, FieldError> {
@@ -180,21 +205,8 @@ impl NewProduct {
             ko: text("description.ko", &description.ko, MAX_DESCRIPTION, false)?,
             en: text("description.en", &description.en, MAX_DESCRIPTION, false)?,
         };
-        super::text::storable("category", category)?;
-        if !is_category_slug(category) {
-            return Err(FieldError::new("category", "must be a lowercase slug such as `electronics` (a-z, 0-9, -)"));
-        }
-        let image_url = match image_url.as_deref().filter(|u| !u.is_empty()) {
-            None => None,
-            Some(u)
-                if (u.starts_with("https://") || u.starts_with("http://"))
-                    && u.chars().count() <= 2_000
-                    && !u.contains('\0') =>
-            {
-                Some(u.to_owned())
-            }
-            Some(_) => return Err(FieldError::new("image_url", "must be an http(s) URL of at most 2000 characters")),
-        };
+        checked_category(category)?;
+        let image_url = picture(image_url.as_deref())?;
         if options.is_empty() {
             return Err(FieldError::new("options", "must have at least one option"));
         }

@@ -57,6 +57,8 @@ pub enum RedemptionError {
     Expired,
     /// `ALREADY_USED`.
     AlreadyUsed,
+    /// `COUPON_REVOKED`: taken back by its campaign's managers.
+    Revoked,
     /// `INVALID_COUPON`: not the caller's (or unknown).
     Invalid,
     /// `COUPON_MIN_ORDER_AMOUNT`: the order total is below the minimum.
@@ -79,6 +81,8 @@ pub enum UserCouponStatus {
     Used,
     /// Marked expired.
     Expired,
+    /// Taken back by the campaign's managers.
+    Revoked,
 }
 
 impl UserCouponStatus {
@@ -88,6 +92,7 @@ impl UserCouponStatus {
             "AVAILABLE" => Some(UserCouponStatus::Available),
             "USED" => Some(UserCouponStatus::Used),
             "EXPIRED" => Some(UserCouponStatus::Expired),
+            "REVOKED" => Some(UserCouponStatus::Revoked),
             _ => None,
         }
     }
@@ -160,6 +165,7 @@ pub fn validate_redemption(
     match held.status {
         UserCouponStatus::Used => return Err(RedemptionError::AlreadyUsed),
         UserCouponStatus::Expired => return Err(RedemptionError::Expired),
+        UserCouponStatus::Revoked => return Err(RedemptionError::Revoked),
         UserCouponStatus::Available => {}
     }
     if held.expires_at <= now {

@@ -76,6 +76,8 @@ fn redemption_checks_ownership_then_status_then_expiry_then_the_rule() {
     assert_eq!(check(&held(8, UserCouponStatus::Used, -10)), Err(RedemptionError::Invalid));
     assert_eq!(check(&held(7, UserCouponStatus::Used, -10)), Err(RedemptionError::AlreadyUsed));
     assert_eq!(check(&held(7, UserCouponStatus::Expired, 3600)), Err(RedemptionError::Expired));
+    assert_eq!(check(&held(7, UserCouponStatus::Revoked, 3600)), Err(RedemptionError::Revoked));
+    assert_eq!(check(&held(8, UserCouponStatus::Revoked, 3600)), Err(RedemptionError::Invalid));
     assert_eq!(check(&held(7, UserCouponStatus::Available, -1)), Err(RedemptionError::Expired));
     assert_eq!(check(&held(7, UserCouponStatus::Available, 3600)), Ok(1_000));
 }

@@ -1,6 +1,7 @@
 //! The business vocabulary as plain Rust: no HTTP, no SQL, no Redis in here.
 
 pub mod catalog;
+pub mod catalog_edit;
 pub mod coupon;
 pub mod discount;
 pub mod fx;

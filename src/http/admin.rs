@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    auth::{Role, require_roles},
+    auth::{Caller, Role, require_roles},
     error::{ApiError, ErrorBody},
     extract,
 };
@@ -51,9 +51,10 @@ pub struct CreatedUser {
 )]
 async fn create_user(
     State(state): State<AppState>,
+    caller: Caller,
     extract::Json(body): extract::Json<CreateUser>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     let name = text::required("name", &body.name, 200)?;
-    let user_id = users::create(&state, &name, body.market).await?;
+    let user_id = users::create(&state, &caller, &name, body.market).await?;
     Ok((StatusCode::CREATED, Json(CreatedUser { user_id })))
 }

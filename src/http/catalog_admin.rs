@@ -93,7 +93,7 @@ pub struct CreateProduct {
 }
 
 /// `{"KRW": n, "USD": n}`: one or both, amounts from 0.
-fn prices_schema() -> utoipa::openapi::Object {
+pub fn prices_schema() -> utoipa::openapi::Object {
     use utoipa::openapi::{ObjectBuilder, Type, schema::AdditionalProperties};
     let amount = ObjectBuilder::new()
         .schema_type(Type::Integer)
@@ -186,7 +186,7 @@ async fn create_product(
             .collect(),
     })?;
     let hint = MarketHint { explicit: None, caller: Some(caller.user_id), lang: accept.0 };
-    let (inserted, preferred) = products::create(&state, caller.user_id, hint, &product).await?;
+    let (inserted, preferred) = products::create(&state, &caller, hint, &product).await?;
 
     let priced_in = |m: Market| product.options.iter().any(|o| o.prices.iter().any(|(c, _)| *c == m.currency()));
     let other = if preferred == Market::Kr { Market::Us } else { Market::Kr };

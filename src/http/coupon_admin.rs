@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     amount::{NonNegativeAmount, PositiveAmount},
-    auth::{Role, require_roles},
+    auth::{Caller, Role, require_roles},
     coupons::CouponView,
     error::{ApiError, ErrorBody},
     extract::{self, AcceptLanguage},
@@ -150,6 +150,7 @@ fn validity(expires_at: Option<DateTime<Utc>>, valid_days: Option<i64>) -> Resul
 )]
 async fn create_coupon(
     State(state): State<AppState>,
+    caller: Caller,
     extract::Json(body): extract::Json<CreateCoupon>,
 ) -> Result<(StatusCode, Json<CreatedCoupon>), ApiError> {
     let currency = body.market.currency();
@@ -175,7 +176,7 @@ async fn create_coupon(
         product_ids: body.product_ids,
         categories: body.categories,
     };
-    let id = coupons::create(&state, terms, body.total_quantity).await?;
+    let id = coupons::create(&state, &caller, terms, body.total_quantity).await?;
     Ok((StatusCode::CREATED, Json(CreatedCoupon { id })))
 }
 
@@ -206,7 +207,7 @@ fn categories_schema() -> utoipa::openapi::Array {
 }
 
 /// `Some(value)` for a field that is present, even as `null` (which clears it).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -289,11 +290,12 @@ impl UpdateCoupon {
 )]
 async fn update_coupon(
     State(state): State<AppState>,
+    caller: Caller,
     accept: AcceptLanguage,
     extract::Path(coupon_id): extract::Path<i64>,
     extract::Json(body): extract::Json<UpdateCoupon>,
 ) -> Result<Json<CouponView>, ApiError> {
-    let edited = coupons::update(&state, coupon_id, |market| body.into_patch(market)).await?;
+    let edited = coupons::update(&state, &caller, coupon_id, |market| body.into_patch(market)).await?;
     Ok(Json(CouponView::of(&edited, accept.lang())))
 }
 
@@ -311,6 +313,8 @@ pub struct CouponStatsView {
     pub persisted: i64,
     /// Spent on orders.
     pub used: i64,
+    /// Revoked (`POST /admin/coupons/{id}/revoke`); still counted in `issued`.
+    pub revoked: i64,
     /// Still to be issued.
     pub remaining: i64,
 }
@@ -337,6 +341,7 @@ async fn coupon_stats(
         issued: c.issued,
         persisted: c.persisted,
         used: c.used,
+        revoked: c.revoked,
         remaining: c.total - c.issued,
     }))
 }

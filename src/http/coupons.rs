@@ -232,7 +232,7 @@ async fn issue_coupon(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserCouponQuery {
-    /// AVAILABLE (usable now), USED or EXPIRED; every coupon when absent.
+    /// AVAILABLE (usable now), USED, EXPIRED or REVOKED; every coupon when absent.
     pub status: Option<IssuedStatus>,
     /// Page number from 1 (default 1).
     pub page: Option<i64>,

@@ -273,6 +273,7 @@ impl From<Rejection> for ApiError {
             Rejection::Coupon(c) => match c {
                 RedemptionError::Expired => ApiError::new(ErrorCode::ExpiredCoupon),
                 RedemptionError::AlreadyUsed => ApiError::new(ErrorCode::AlreadyUsed),
+                RedemptionError::Revoked => ApiError::new(ErrorCode::CouponRevoked),
                 RedemptionError::Invalid => ApiError::new(ErrorCode::InvalidCoupon),
                 RedemptionError::NotApplicable => ApiError::new(ErrorCode::CouponNotApplicable),
                 RedemptionError::MinOrderAmount { min_order_amount, order_total } => {
@@ -445,6 +446,10 @@ impl From<OutboxError> for ApiError {
 impl From<ProductError> for ApiError {
     fn from(e: ProductError) -> Self {
         match e {
+            ProductError::NotFound { product_id } => {
+                ApiError::new(ErrorCode::ProductNotFound).with_details(json!({ "product_id": product_id }))
+            }
+            ProductError::Invalid(e) => e.into(),
             ProductError::Fault(f) => f.into(),
         }
     }

@@ -75,6 +75,7 @@ error_codes! {
     ExpiredCoupon = "EXPIRED_COUPON" => BAD_REQUEST, "만료된 쿠폰입니다", "The coupon has expired";
     AlreadyUsed = "ALREADY_USED" => BAD_REQUEST, "이미 사용된 쿠폰입니다", "The coupon has already been used";
     InvalidCoupon = "INVALID_COUPON" => BAD_REQUEST, "사용할 수 없는 쿠폰입니다", "The coupon is not valid for you";
+    CouponRevoked = "COUPON_REVOKED" => BAD_REQUEST, "회수된 쿠폰입니다", "The coupon has been revoked";
     CouponMinOrderAmount = "COUPON_MIN_ORDER_AMOUNT" => BAD_REQUEST, "쿠폰 최소 주문 금액에 미달합니다", "The order is below the coupon's minimum amount";
     CouponNotApplicable = "COUPON_NOT_APPLICABLE" => BAD_REQUEST, "이 주문에 적용할 수 없는 쿠폰입니다", "The coupon does not apply to this order";
     CouponUpdateNotAllowed = "COUPON_UPDATE_NOT_ALLOWED" => BAD_REQUEST, "발급이 시작된 쿠폰은 수량 증가와 발급 종료만 가능합니다", "Once issuing has started, a coupon may only gain quantity or end its window";

@@ -92,7 +92,7 @@ async fn adjust(
         .filter(|d| *d != 0)
         .ok_or_else(|| ApiError::validation("delta", "must be a non-zero integer within ±2147483647"))?;
     let reason = text::required("reason", &req.reason, 500)?;
-    let after = inventory::adjust(&state, option_id, caller.user_id, &reason, delta).await?;
+    let after = inventory::adjust(&state, option_id, &caller, &reason, delta).await?;
     Ok(Json(StockResponse {
         product_option_id: option_id,
         stock: after.stock,

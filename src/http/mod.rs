@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod amount;
+pub mod audit;
 pub mod auth;
 pub mod caching;
 pub mod cart;
@@ -9,6 +10,7 @@ pub mod catalog;
 pub mod catalog_admin;
 pub mod contract;
 pub mod coupon_admin;
+pub mod coupon_campaigns;
 pub mod coupons;
 pub mod docs;
 pub mod error;
@@ -27,6 +29,7 @@ pub mod overload;
 pub mod payment;
 pub mod payment_records;
 pub mod popular;
+pub mod product_edit;
 pub mod profiles;
 pub mod users;
 pub mod waiting_room;
@@ -51,10 +54,12 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(catalog::router())
         .merge(catalog_admin::router())
+        .merge(product_edit::router())
         .merge(users::router())
         .merge(profiles::router())
         .merge(admin::router())
         .merge(fx_admin::router())
+        .merge(audit::router())
         .merge(inventory::router())
         .merge(popular::router())
         .merge(cart::router())
@@ -67,6 +72,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(coupons::router())
         .merge(coupon_admin::router())
         .merge(waiting_room::router())
+        .merge(coupon_campaigns::router())
 }
 
 /// The `/api` routes and the OpenAPI document describing them, shared rules applied.

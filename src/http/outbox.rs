@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    auth::{Role, require_roles},
+    auth::{Caller, Role, require_roles},
     error::{ApiError, ErrorBody},
     extract::{Path, Query},
 };
@@ -153,8 +153,9 @@ async fn list_events(State(state): State<AppState>, Query(q): Query<ListQuery>) 
 )]
 async fn redeliver(
     State(state): State<AppState>,
+    caller: Caller,
     Path(event_id): Path<Uuid>,
 ) -> Result<(StatusCode, Json<EventView>), ApiError> {
-    let event = outbox::redeliver(&state, event_id).await?;
+    let event = outbox::redeliver(&state, &caller, event_id).await?;
     Ok((StatusCode::ACCEPTED, Json(event.into())))
 }

@@ -83,6 +83,7 @@ fn outcome_of(e: &ApiError) -> &'static str {
         ErrorCode::ExpiredCoupon
         | ErrorCode::AlreadyUsed
         | ErrorCode::InvalidCoupon
+        | ErrorCode::CouponRevoked
         | ErrorCode::CouponMinOrderAmount
         | ErrorCode::CouponNotApplicable => "coupon_rejected",
         ErrorCode::ValidationError | ErrorCode::Forbidden => "rejected",
@@ -104,7 +105,7 @@ fn outcome_of(e: &ApiError) -> &'static str {
     responses(
         (status = 200, body = PaymentView),
         (status = 400, description = "INSUFFICIENT_BALANCE, ORDER_EXPIRED, ORDER_NOT_PAYABLE, EXPIRED_COUPON, \
-            ALREADY_USED, INVALID_COUPON, COUPON_MIN_ORDER_AMOUNT, COUPON_NOT_APPLICABLE", body = ErrorBody),
+            ALREADY_USED, INVALID_COUPON, COUPON_REVOKED, COUPON_MIN_ORDER_AMOUNT, COUPON_NOT_APPLICABLE", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "ORDER_NOT_FOUND", body = ErrorBody),
     ),

@@ -161,14 +161,15 @@ pub async fn product(state: &AppState, hint: MarketHint, product_id: i64) -> Res
     Ok(Answer { market, personal, value: ProductView { product: cached, available } })
 }
 
-/// Announces a committed change of the catalog to every instance. This instance drops its copy
-/// at once (its next read, the writer's own, sees the change); the others when the notice
-/// arrives. Should the notice not go out (Redis down), the failure is logged: the change itself
+/// Announces a committed change of the catalog to every instance. This instance drops its copies
+/// (the catalog, and for a product the order path's options) at once (its next read, the
+/// writer's own, sees the change); the others when the notice arrives. Should the notice not go out (Redis down), the failure is logged: the change itself
 /// is committed, so the caller still succeeds.
 pub async fn changed(state: &AppState, topic: Topic, id: Option<i64>) {
     state.catalog.invalidate();
     if topic == Topic::Product {
-        state.order_admission.catalog_changed(id);
+        // The V2 order path's own copy of the options (prices, names, sale flag).
+        state.order_admission.product_changed(id);
     }
     if let Err(e) = state.notices.publish(topic, id).await {
         tracing::error!(notice.topic = topic.as_str(), notice.id = ?id, error.cause = %e, "could not announce a catalog change; other instances keep their copy until the next notice");

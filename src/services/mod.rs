@@ -7,6 +7,7 @@
 //! an error enum of its own; the HTTP layer maps those to contract codes (`http::error`).
 
 pub mod admin;
+pub mod audit;
 pub mod cart;
 pub mod catalog;
 pub mod catalog_cache;

@@ -182,7 +182,7 @@ async fn stats_count_issued_persisted_used_and_remaining() {
     let stats = json_of(app.request(Method::GET, &path).bearer_auth(manager(&app)).send().await.unwrap(), 200).await;
     assert_eq!(
         stats,
-        json!({"coupon_id": coupon, "total_quantity": 10, "issued": 3, "persisted": 3, "used": 1, "remaining": 7})
+        json!({"coupon_id": coupon, "total_quantity": 10, "issued": 3, "persisted": 3, "used": 1, "revoked": 0, "remaining": 7})
     );
     let res = app.request(Method::GET, "/api/admin/coupons/424242/stats").bearer_auth(manager(&app)).send().await;
     assert_error(res.unwrap(), 404, "COUPON_NOT_FOUND").await;

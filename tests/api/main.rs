@@ -2,6 +2,7 @@
 
 mod support;
 
+mod audit;
 mod auth;
 mod cart;
 mod catalog;
@@ -11,6 +12,7 @@ mod cli;
 mod contract;
 mod coupon_admin;
 mod coupon_concurrency;
+mod coupon_revoke;
 mod coupons;
 mod dashboard;
 mod errors;
@@ -31,6 +33,7 @@ mod overload;
 mod payment;
 mod payment_records;
 mod popular;
+mod product_edit;
 mod profiles;
 mod prometheus_scrape;
 mod purchase;

@@ -128,7 +128,7 @@ async fn the_coupon_views_and_stats_show_live_redis_counters_before_postgres_cat
     let stats = json_of(app.request(Method::GET, &path).bearer_auth(manager(&app)).send().await.unwrap(), 200).await;
     assert_eq!(
         stats,
-        json!({"coupon_id": coupon, "total_quantity": 10, "issued": 3, "persisted": 0, "used": 0, "remaining": 7})
+        json!({"coupon_id": coupon, "total_quantity": 10, "issued": 3, "persisted": 0, "used": 0, "revoked": 0, "remaining": 7})
     );
     // The gauge is process-wide, but coupon ids are unique per test database: this series is
     // this test's alone, so its value is exact.

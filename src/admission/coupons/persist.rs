@@ -27,6 +27,25 @@ impl CouponAdmission {
         Ok(())
     }
 
+    /// For a revoke: of `user_coupon_ids`, those of `coupon_id` that Redis admitted but Postgres
+    /// does not hold yet are persisted now inside `tx` (idempotently, like the consumer, whose
+    /// later insert then changes nothing), so the revoke that follows in `tx` finds them.
+    pub async fn persist_admitted(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        coupon_id: i64,
+        user_coupon_ids: &[Uuid],
+    ) -> Result<(), Fault> {
+        let missing: HashSet<Uuid> = admitted_coupons::missing(&mut *tx, user_coupon_ids).await?.into_iter().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let admitted = scripts::admissions(&self.redis, coupon_id).await?;
+        let todo: Vec<_> = admitted.into_iter().filter(|c| missing.contains(&c.id)).collect();
+        admitted_coupons::persist(tx, &todo).await?;
+        Ok(())
+    }
+
     /// Persist on read: every coupon Redis admitted to `user_id` that is not in Postgres yet is
     /// persisted now. Returns how many were.
     pub async fn persist_held(&self, user_id: i64) -> Result<usize, Fault> {

@@ -177,10 +177,12 @@ impl OrderAdmission {
         self.inner.sold_out.forget(option_id);
     }
 
-    /// Forgets the cached options of a product (`None`: of every product): its names, prices or
-    /// the FX rate pricing it changed. Every instance calls it on each `Topic::Product` notice.
-    pub fn catalog_changed(&self, product_id: Option<i64>) {
-        self.inner.cache.forget(product_id);
+    /// Forgets the cached options of a product (`None`: of every product): its prices, names or
+    /// sale flag changed, or the FX rate pricing it. Every instance calls it on each `Topic::Product` notice, the editing
+    /// one before it answers, so an order admitted after that reads the edit (a product taken
+    /// off sale is refused at once).
+    pub fn product_changed(&self, product_id: Option<i64>) {
+        self.inner.cache.forget_product(product_id);
     }
 
     /// Compares every hydrated stock counter with Postgres and sets

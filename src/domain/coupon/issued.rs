@@ -15,6 +15,8 @@ pub enum IssuedStatus {
     Used,
     /// Past its validity without being used.
     Expired,
+    /// Taken back by the campaign's managers (`POST /admin/coupons/{id}/revoke`).
+    Revoked,
 }
 
 impl IssuedStatus {
@@ -24,6 +26,7 @@ impl IssuedStatus {
             IssuedStatus::Available => "AVAILABLE",
             IssuedStatus::Used => "USED",
             IssuedStatus::Expired => "EXPIRED",
+            IssuedStatus::Revoked => "REVOKED",
         }
     }
 
@@ -33,6 +36,7 @@ impl IssuedStatus {
             "AVAILABLE" => Some(IssuedStatus::Available),
             "USED" => Some(IssuedStatus::Used),
             "EXPIRED" => Some(IssuedStatus::Expired),
+            "REVOKED" => Some(IssuedStatus::Revoked),
             _ => None,
         }
     }
@@ -78,7 +82,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_their_stored_spelling() {
-        for s in [IssuedStatus::Available, IssuedStatus::Used, IssuedStatus::Expired] {
+        for s in [IssuedStatus::Available, IssuedStatus::Used, IssuedStatus::Expired, IssuedStatus::Revoked] {
             assert_eq!(IssuedStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(IssuedStatus::parse("UNUSED"), None);

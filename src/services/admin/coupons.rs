@@ -2,17 +2,20 @@
 //! step), and the counters.
 
 use chrono::Utc;
+use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::{
     admission::coupons::terms_of,
+    auth::Caller,
     config::IssueStrategy,
     domain::{
         FieldError, Market,
-        coupon::{Coupon, CouponPatch, CouponTerms, Invalid, Inventory, PatchError},
+        coupon::{Coupon, CouponPatch, CouponTerms, Invalid, Inventory, PatchError, Validity},
     },
     services::{
         AppState, Fault,
+        audit::{self, Change},
         coupons::{LiveCoupon, live_of},
         fault_conversions,
     },
@@ -63,12 +66,41 @@ async fn check_products(state: &AppState, ids: Option<&[i64]>) -> Result<(), Cam
     }
 }
 
-/// Creates a campaign of `total_quantity` with `terms`; returns its id. With V2 issuing it is
-/// hydrated at once, so the sale's first requests find it ready.
-pub async fn create(state: &AppState, terms: CouponTerms, total_quantity: i64) -> Result<i64, CampaignError> {
+/// A campaign's terms and total as the audit log keeps them.
+fn audited(terms: &CouponTerms, total_quantity: u32) -> Value {
+    let (expires_at, valid_days) = match terms.validity {
+        Validity::Until(at) => (Some(at), None),
+        Validity::Days(d) => (None, Some(d)),
+    };
+    json!({
+        "name": { "ko": terms.name.ko, "en": terms.name.en }, "discount_type": terms.discount_type, "discount_value": terms.discount_value,
+        "max_discount": terms.max_discount, "min_order_amount": terms.min_order_amount,
+        "market": terms.market.code(), "total_quantity": total_quantity,
+        "issue_starts_at": terms.issue_starts_at, "issue_ends_at": terms.issue_ends_at,
+        "expires_at": expires_at, "valid_days": valid_days,
+        "product_ids": terms.product_ids, "categories": terms.categories,
+    })
+}
+
+/// The audit entry of a campaign change.
+fn change(action: &'static str, coupon_id: i64, before: Option<Value>, after: Option<Value>) -> Change<'static> {
+    Change { action, entity_type: audit::COUPON, entity_id: coupon_id.to_string(), before, after, reason: None }
+}
+
+/// Creates a campaign of `total_quantity` with `terms` for `actor` (audited); returns its id. With
+/// V2 issuing it is hydrated at once, so the sale's first requests find it ready.
+pub async fn create(
+    state: &AppState,
+    actor: &Caller,
+    terms: CouponTerms,
+    total_quantity: i64,
+) -> Result<i64, CampaignError> {
     let inventory = Coupon::validate_new(&terms, total_quantity, Utc::now()).map_err(CampaignError::Invalid)?;
     check_products(state, terms.product_ids.as_deref()).await?;
-    let id = coupons::insert(&state.db, &terms, inventory).await?;
+    let mut tx = state.db.begin().await?;
+    let id = coupons::insert(&mut *tx, &terms, inventory).await?;
+    audit::record(&mut tx, actor, change("coupon.create", id, None, Some(audited(&terms, inventory.total())))).await?;
+    tx.commit().await?;
     tracing::info!(coupon.id = id, coupon.total = inventory.total(), "coupon campaign created");
     if state.config.issue_strategy == IssueStrategy::RedisLua {
         // Should Redis fail here, the first issue request hydrates it instead.
@@ -79,10 +111,12 @@ pub async fn create(state: &AppState, terms: CouponTerms, total_quantity: i64) -
     Ok(id)
 }
 
-/// Edits a campaign with the patch `patch` builds from its current market; answers the coupon as
-/// it now is. Once issuing has started, only a larger total or an earlier (not past) end passes.
+/// Edits a campaign for `actor` (audited) with the patch `patch` builds from its current market;
+/// answers the coupon as it now is. Once issuing has started, only a larger total or an earlier
+/// (not past) end passes. An edit that changes nothing writes nothing, and no audit entry.
 pub async fn update(
     state: &AppState,
+    actor: &Caller,
     coupon_id: i64,
     patch: impl FnOnce(Market) -> Result<CouponPatch, FieldError>,
 ) -> Result<LiveCoupon, CampaignError> {
@@ -110,6 +144,11 @@ pub async fn update(
             check_products(state, edited.terms.product_ids.as_deref()).await?;
         }
         coupons::update(&mut tx, &edited).await?;
+        let (before, after) = (
+            audited(&stored.coupon.terms, stored.coupon.inventory.total()),
+            audited(&edited.terms, edited.inventory.total()),
+        );
+        audit::record(&mut tx, actor, change("coupon.update", coupon_id, Some(before), Some(after))).await?;
         let terms = terms_of(&edited);
         if live.is_some()
             && let AdjustReply::BelowIssued { admitted } = state.coupon_admission.adjust(coupon_id, &terms).await?
@@ -150,15 +189,17 @@ pub struct CampaignCounters {
     pub persisted: i64,
     /// Spent on orders.
     pub used: i64,
+    /// Revoked (still counted as issued).
+    pub revoked: i64,
 }
 
 /// A campaign's counters.
 pub async fn stats(state: &AppState, coupon_id: i64) -> Result<CampaignCounters, CampaignError> {
-    let CouponStats { total_quantity, issued, persisted, used } =
+    let CouponStats { total_quantity, issued, persisted, used, revoked } =
         coupons::stats(&state.db, coupon_id).await?.ok_or(CampaignError::NotFound)?;
     let (total, mut issued) = (i64::from(total_quantity), i64::from(issued));
     if let Some((live_total, remaining)) = live_of(state, coupon_id).await {
         issued = i64::from(live_total) - i64::from(remaining);
     }
-    Ok(CampaignCounters { total, issued, persisted, used })
+    Ok(CampaignCounters { total, issued, persisted, used, revoked })
 }

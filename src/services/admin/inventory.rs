@@ -12,17 +12,20 @@
 //! (units admitted in Redis but not yet persisted count as reserved). Should the commit then
 //! fail, the delta is taken back.
 
+use serde_json::json;
 use sqlx::PgConnection;
 
 pub use crate::store::pg::inventory::{AuditRow, StockLevel};
 use crate::{
+    auth::Caller,
     domain::PageRequest,
-    services::{AppState, Fault, catalog, fault_conversions},
+    services::{
+        AppState, Fault,
+        audit::{self, Change},
+        catalog, fault_conversions,
+    },
     store::{
-        pg::{
-            inventory::{self, NewAuditEntry},
-            movements,
-        },
+        pg::{inventory, movements},
         redis::notices::Topic,
     },
 };
@@ -72,7 +75,7 @@ fault_conversions!(InventoryError);
 pub async fn adjust(
     state: &AppState,
     option_id: i64,
-    actor: i64,
+    actor: &Caller,
     reason: &str,
     delta: i32,
 ) -> Result<StockLevel, InventoryError> {
@@ -110,7 +113,7 @@ pub async fn adjust(
         });
     }
     let committed = match record(&mut tx, option_id, actor, reason, delta, before.stock, after).await {
-        Ok(()) => tx.commit().await,
+        Ok(()) => tx.commit().await.map_err(Fault::from),
         Err(e) => Err(e),
     };
     if let Err(e) = committed {
@@ -121,7 +124,7 @@ pub async fn adjust(
         return Err(e.into());
     }
     catalog::changed(state, Topic::Stock, Some(option_id)).await;
-    tracing::info!(product_option.id = option_id, stock.delta = delta, actor.user_id = actor, "stock adjusted");
+    tracing::info!(product_option.id = option_id, stock.delta = delta, actor.user_id = actor.user_id, "stock adjusted");
     Ok(StockLevel { stock: after, reserved: before.reserved })
 }
 
@@ -129,17 +132,24 @@ pub async fn adjust(
 async fn record(
     tx: &mut PgConnection,
     option_id: i64,
-    actor_user_id: i64,
+    actor: &Caller,
     reason: &str,
     delta: i32,
     stock_before: i32,
     after: i32,
-) -> sqlx::Result<()> {
+) -> Result<(), Fault> {
     inventory::set_stock(tx, option_id, after).await?;
     // The ledger's history row and the `stock.changed` event, from their one home.
     movements::record_adjust(tx, option_id, i64::from(delta), reason).await?;
-    let entry = NewAuditEntry { option_id, actor_user_id, reason, delta, stock_before, stock_after: after };
-    inventory::record_audit(tx, &entry).await?;
+    let change = Change {
+        action: "inventory.adjust",
+        entity_type: audit::PRODUCT_OPTION,
+        entity_id: option_id.to_string(),
+        before: Some(json!({ "stock": stock_before })),
+        after: Some(json!({ "stock": after, "delta": delta })),
+        reason: Some(reason),
+    };
+    audit::record(tx, actor, change).await?;
     Ok(())
 }
 

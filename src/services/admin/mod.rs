@@ -6,4 +6,5 @@ pub mod fx;
 pub mod inventory;
 pub mod outbox;
 pub mod products;
+pub mod revocations;
 pub mod users;

@@ -234,6 +234,8 @@ pub struct CouponStats {
     pub persisted: i64,
     /// Of those, spent on an order.
     pub used: i64,
+    /// Of those, revoked.
+    pub revoked: i64,
 }
 
 /// The counters of a coupon, if it exists.
@@ -241,7 +243,8 @@ pub async fn stats(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<Coup
     sqlx::query_as(
         "SELECT c.total_quantity, c.issued_quantity AS issued,
                 (SELECT count(*) FROM user_coupons uc WHERE uc.coupon_id = c.id) AS persisted,
-                (SELECT count(*) FROM user_coupons uc WHERE uc.coupon_id = c.id AND uc.status = 'USED') AS used
+                (SELECT count(*) FROM user_coupons uc WHERE uc.coupon_id = c.id AND uc.status = 'USED') AS used,
+                (SELECT count(*) FROM user_coupons uc WHERE uc.coupon_id = c.id AND uc.status = 'REVOKED') AS revoked
            FROM coupons c WHERE c.id = $1",
     )
     .bind(id)

@@ -1,4 +1,5 @@
-//! Postgres queries of stock adjustments and their audit log.
+//! Postgres queries of stock adjustments, and their audit entries as the stock audit route shows
+//! them (the view `inventory_audit_log` over the one `audit_log`, migration 0006).
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
@@ -38,40 +39,6 @@ pub async fn set_stock(tx: &mut PgConnection, option_id: i64, stock: i32) -> sql
         .execute(tx)
         .await?;
     Ok(())
-}
-
-/// A stock change to write to the audit log.
-#[derive(Debug, Clone)]
-pub struct NewAuditEntry<'a> {
-    /// The option changed.
-    pub option_id: i64,
-    /// Who changed it (the token's subject).
-    pub actor_user_id: i64,
-    /// Why, 1-500 characters.
-    pub reason: &'a str,
-    /// Signed change.
-    pub delta: i32,
-    /// Stock before.
-    pub stock_before: i32,
-    /// Stock after.
-    pub stock_after: i32,
-}
-
-/// Appends an audit entry; returns its id and time (the clock at insert, taken under the row
-/// lock, so the log's order is the order in which the stock changed).
-pub async fn record_audit(tx: &mut PgConnection, e: &NewAuditEntry<'_>) -> sqlx::Result<(i64, DateTime<Utc>)> {
-    sqlx::query_as(
-        "INSERT INTO inventory_audit_log (option_id, actor_user_id, reason, delta, stock_before, stock_after, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp()) RETURNING id, created_at",
-    )
-    .bind(e.option_id)
-    .bind(e.actor_user_id)
-    .bind(e.reason)
-    .bind(e.delta)
-    .bind(e.stock_before)
-    .bind(e.stock_after)
-    .fetch_one(tx)
-    .await
 }
 
 /// One entry of the audit log.

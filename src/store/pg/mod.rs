@@ -2,8 +2,10 @@
 
 pub mod admitted_coupons;
 pub mod admitted_orders;
+pub mod audit;
 pub mod cart;
 pub mod catalog;
+pub mod catalog_edit;
 pub mod coupons;
 pub mod expiry;
 pub mod fx;
@@ -20,6 +22,7 @@ pub mod popular;
 pub mod redemption;
 pub mod refunds;
 pub mod reservations;
+pub mod revocations;
 pub mod user_coupons;
 pub mod users;
 

@@ -243,20 +243,24 @@ pub async fn list(
 }
 
 /// Queues a FAILED or DELIVERED event for a new round of delivery attempts, due now; a PENDING
-/// event is left as it is (it is already on its way). `None` when there is no such event.
-pub async fn redeliver(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<OutboxEvent>> {
-    let updated: Option<OutboxEvent> = sqlx::query_as(&format!(
+/// event is left as it is (it is already on its way). Answers the event before and after, under
+/// its row lock; `None` when there is no such event.
+pub async fn redeliver(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<(OutboxEvent, OutboxEvent)>> {
+    let before: Option<OutboxEvent> =
+        sqlx::query_as(&format!("SELECT {EVENT_COLUMNS} FROM outbox_events WHERE id = $1 FOR UPDATE"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(before) = before else { return Ok(None) };
+    if before.status == "PENDING" {
+        return Ok(Some((before.clone(), before)));
+    }
+    let after: OutboxEvent = sqlx::query_as(&format!(
         "UPDATE outbox_events SET status = 'PENDING', attempts = 0, next_attempt_at = now(), delivered_at = NULL
-         WHERE id = $1 AND status <> 'PENDING' RETURNING {EVENT_COLUMNS}"
+         WHERE id = $1 RETURNING {EVENT_COLUMNS}"
     ))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_one(&mut *tx)
     .await?;
-    if updated.is_some() {
-        return Ok(updated);
-    }
-    sqlx::query_as(&format!("SELECT {EVENT_COLUMNS} FROM outbox_events WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    Ok(Some((before, after)))
 }

@@ -51,7 +51,7 @@ impl Row {
             coupon_id: self.coupon_id,
             held: HeldCoupon {
                 owner_user_id: self.user_id,
-                // The column's CHECK allows only the three spellings.
+                // The column's CHECK allows only the four spellings.
                 status: UserCouponStatus::parse(&self.status).unwrap_or(UserCouponStatus::Expired),
                 expires_at: self.expires_at,
             },

@@ -167,6 +167,7 @@ pub async fn list_for_user(
             WHEN 'AVAILABLE' THEN uc.status = 'AVAILABLE' AND uc.expires_at > $3
             WHEN 'EXPIRED' THEN uc.status = 'EXPIRED' OR (uc.status = 'AVAILABLE' AND uc.expires_at <= $3)
             WHEN 'USED' THEN uc.status = 'USED'
+            WHEN 'REVOKED' THEN uc.status = 'REVOKED'
             ELSE TRUE END";
     let status = status.map(IssuedStatus::as_str);
     let rows: Vec<HeldCoupon> = sqlx::query_as(&format!(

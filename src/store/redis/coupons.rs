@@ -358,6 +358,21 @@ pub async fn stream_admissions(redis: &RedisStore, coupon_id: i64) -> RedisResul
         .collect())
 }
 
+/// Every admission of a coupon Redis still knows: the held records (kept until persisted) and
+/// the stream's entries, each once.
+pub async fn admissions(redis: &RedisStore, coupon_id: i64) -> RedisResult<Vec<IssuedCoupon>> {
+    let k = CouponKeys::new(redis.prefix(), coupon_id);
+    let held: HashMap<i64, String> = redis::cmd("HGETALL").arg(&k.held).query_async(&mut redis.conn()).await?;
+    let mut all: Vec<IssuedCoupon> =
+        held.into_iter().filter_map(|(user, v)| parse_held_record(coupon_id, user, &v)).collect();
+    for c in stream_admissions(redis, coupon_id).await? {
+        if !all.iter().any(|a| a.id == c.id) {
+            all.push(c);
+        }
+    }
+    Ok(all)
+}
+
 /// The users set of a coupon.
 pub async fn holders(redis: &RedisStore, coupon_id: i64) -> RedisResult<Vec<i64>> {
     let k = CouponKeys::new(redis.prefix(), coupon_id);

@@ -316,3 +316,18 @@ impl Drop for TestApp {
         .join();
     }
 }
+
+/// A second instance of `app` serving in this process, once its change-notice listener has
+/// subscribed (so nothing announced from here on is missed); answers its base URL. It stops when
+/// the token is cancelled.
+pub async fn serving_sibling(app: &TestApp) -> (String, CancellationToken) {
+    let b = sibling(app, |_| {}).await;
+    let (base, stop) = (format!("http://{}", b.local_addr()), b.shutdown_token());
+    let (tx, mut subscribed) = tokio::sync::mpsc::unbounded_channel();
+    b.state().notices.on(jupang::store::redis::notices::Topic::Product, move |_| {
+        let _ = tx.send(());
+    });
+    tokio::spawn(b.run_until_stopped());
+    tokio::time::timeout(Duration::from_secs(5), subscribed.recv()).await.expect("the sibling subscribed");
+    (base, stop)
+}
