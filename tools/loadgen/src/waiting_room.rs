@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn the_peak_counts_passes_alive_at_one_instant() {
-        assert_eq!(peak_active(&[1_000, 1_500, 2_000, 3_100], 1_000), 3);
+        assert_eq!(peak_active(&[1_000, 1_500, 1_900, 3_100], 1_000), 3, "three alive from 900 to 1,000");
         assert_eq!(peak_active(&[1_000, 2_000], 1_000), 1, "one expires as the next begins");
         assert_eq!(peak_active(&[], 1_000), 0);
     }
