@@ -73,6 +73,9 @@ pub struct Config {
     /// `JUPANG_STREAM_CLAIM_IDLE_MS`: a stream entry delivered to a consumer and not acknowledged
     /// for this long is taken over by another consumer (`XAUTOCLAIM`): its owner probably died.
     pub stream_claim_idle: Duration,
+    /// `JUPANG_STREAM_BATCH`: most entries a stream consumer reads and persists per transaction
+    /// (`XREADGROUP COUNT`). Larger batches spend fewer commits and round trips per entry.
+    pub stream_batch: usize,
 }
 
 /// The PEM bundle of `JUPANG_DATA_PLATFORM_CA`, as read at start-up.
@@ -128,6 +131,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "JUPANG_OUTBOX_BACKOFF_MS",
     "JUPANG_OUTBOX_MAX_RETRIES",
     "JUPANG_STREAM_CLAIM_IDLE_MS",
+    "JUPANG_STREAM_BATCH",
     // Read by the scripts, not by the binary; accepted so one environment serves both.
     "JUPANG_PG_PORT",
     "JUPANG_REDIS_PORT",
@@ -288,6 +292,7 @@ impl Config {
                 &parse("JUPANG_STREAM_CLAIM_IDLE_MS", "30000"),
                 "JUPANG_STREAM_CLAIM_IDLE_MS",
             )?),
+            stream_batch: stream_batch(&parse("JUPANG_STREAM_BATCH", "500"))?,
         })
     }
 }
@@ -342,6 +347,15 @@ fn positive(raw: &str, var: &str) -> Result<u64, ConfigError> {
         Ok(0) => Err(err(var, "must be greater than 0")),
         Ok(v) if v <= i64::MAX as u64 / 1000 => Ok(v),
         _ => Err(err(var, format!("expected a positive whole number, got `{raw}`"))),
+    }
+}
+
+/// `JUPANG_STREAM_BATCH`: 1 to 10,000 (one batch is one transaction and one reply in memory).
+fn stream_batch(raw: &str) -> Result<usize, ConfigError> {
+    const VAR: &str = "JUPANG_STREAM_BATCH";
+    match raw.parse::<usize>() {
+        Ok(v) if (1..=10_000).contains(&v) => Ok(v),
+        _ => Err(err(VAR, format!("expected a whole number from 1 to 10000, got `{raw}`"))),
     }
 }
 

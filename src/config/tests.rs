@@ -31,6 +31,7 @@ fn defaults_follow_the_contract() {
     assert_eq!(c.outbox_backoff, Duration::from_secs(5));
     assert_eq!(c.outbox_max_retries, 3);
     assert_eq!(c.stream_claim_idle, Duration::from_secs(30));
+    assert_eq!(c.stream_batch, 500);
     assert_eq!(c.max_in_flight, 1024);
     assert_eq!(c.db_acquire_timeout, Duration::from_secs(2));
     assert_eq!(c.outbox_breaker_failures, 5);
@@ -59,6 +60,8 @@ fn a_malformed_value_names_its_variable() {
     assert_eq!(with("JUPANG_OUTBOX_MAX_RETRIES", "-1").unwrap_err().var, "JUPANG_OUTBOX_MAX_RETRIES");
     assert_eq!(with("JUPANG_OUTBOX_BACKOFF_MS", "0").unwrap_err().var, "JUPANG_OUTBOX_BACKOFF_MS");
     assert_eq!(with("JUPANG_STREAM_CLAIM_IDLE_MS", "soon").unwrap_err().var, "JUPANG_STREAM_CLAIM_IDLE_MS");
+    assert_eq!(with("JUPANG_STREAM_BATCH", "0").unwrap_err().var, "JUPANG_STREAM_BATCH");
+    assert_eq!(with("JUPANG_STREAM_BATCH", "10001").unwrap_err().var, "JUPANG_STREAM_BATCH");
     assert_eq!(with("JUPANG_DATA_PLATFORM_URL", "ftp://x/").unwrap_err().var, "JUPANG_DATA_PLATFORM_URL");
     assert_eq!(with("JUPANG_MAX_IN_FLIGHT", "0").unwrap_err().var, "JUPANG_MAX_IN_FLIGHT");
     assert_eq!(with("JUPANG_DB_ACQUIRE_TIMEOUT_MS", "2s").unwrap_err().var, "JUPANG_DB_ACQUIRE_TIMEOUT_MS");

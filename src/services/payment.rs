@@ -38,25 +38,30 @@ pub async fn pay(
     let stock = state.order_admission.stock();
     let now = Utc::now();
     let mut persisted = false;
-    let (mut tx, paid) = loop {
-        let mut tx = state.db.begin().await?;
+    let mut tx = state.db.begin().await?;
+    let paid = loop {
         match payment::pay(&mut tx, order_id, user_id, user_coupon_id, now).await {
-            Ok(paid) => break (tx, paid),
+            Ok(paid) => break paid,
             // A V2 order the stream consumer has not persisted yet (the index lookup found no
-            // row): its own rows are written from the Redis hash, idempotently with the
-            // consumer, and it is paid like any other. In a short transaction of its own, after
-            // this one has given its connection back: a consumer batch inserting the same order
-            // waits only for that short insert (never for a whole payment), and a payment never
-            // holds two connections.
+            // row, and took no lock): its own rows are written from the Redis hash, idempotently
+            // with the consumer, in this very transaction, and it is paid like any other: one
+            // commit (one WAL flush) for the order and its payment instead of two. Nothing is
+            // locked before that insert, so a consumer batch inserting the same order waits for
+            // this payment's commit at most, and this payment for the batch's commit at most.
             Err(StoreError::Rejected(Rejection::OrderNotFound)) if !persisted => {
-                drop(tx);
-                if !settle::persist_from_redis(&state.db, stock, order_id).await? {
+                if !settle::persist_from_redis_in(&mut tx, stock, order_id).await? {
                     return Err(Rejection::OrderNotFound.into());
                 }
                 persisted = true;
             }
             Err(e) => {
-                drop(tx);
+                if persisted && matches!(e, StoreError::Rejected(_)) {
+                    // Refused before the payment wrote anything: the order persisted above stays
+                    // (as when it was persisted on its own), so an overdue one can expire below.
+                    tx.commit().await?;
+                } else {
+                    drop(tx);
+                }
                 if matches!(e, StoreError::Rejected(Rejection::Transition(TransitionError::Expired))) {
                     // Found overdue before the sweeper: expire it now, as the sweeper would.
                     for held in expiry::expire_if_overdue(&state.db, order_id, now).await? {

@@ -3,12 +3,13 @@
 //! Postgres exactly once.
 
 use chrono::{Duration, Utc};
-use jupang::store::pg::payment;
+use jupang::store::{pg::payment, redis::streams::StreamSink};
 use uuid::Uuid;
 
 use crate::support::{
-    assert_error, avail_of, cancel, cancel_request, events, json_of, option, order_state, pay, placed, raw_orders,
-    raw_stock, send_all, settle, status_of, stock_store, sweep, v2,
+    assert_error, avail_of, balance_of, cancel, cancel_request, events, eventually, json_of, option, order_sink,
+    order_state, pay, pay_request, placed, raw_orders, raw_stock, send_all, settle, status_of, stock_store,
+    stream_entries, sweep, v2,
 };
 
 #[tokio::test]
@@ -144,4 +145,71 @@ async fn refunding_a_paid_v2_order_returns_its_units_to_both_places_once() {
     let again = stock_store(&app).await.restock(refund, order.parse().unwrap(), &[(opt, 2)]).await.unwrap();
     assert!(!again, "once only");
     assert_eq!(avail_of(&app, opt).await, Some(10));
+}
+
+#[tokio::test]
+async fn an_order_persisted_by_its_payment_commits_with_the_payment_or_not_at_all() {
+    let app = v2().await;
+    let user = app.create_user("KR", 100_000).await;
+    let opt = option(&app, 30_000, 10).await;
+    let order = placed(&app, user, &[(opt, 1)]).await;
+    // The payment fails after it wrote the order's rows: one transaction, so neither stays.
+    sqlx::raw_sql(
+        "CREATE FUNCTION fail_payment() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$ \
+         LANGUAGE plpgsql; \
+         CREATE TRIGGER fail_payment BEFORE INSERT ON payments FOR EACH ROW EXECUTE FUNCTION fail_payment();",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_error(pay(&app, user, &order, None).await, 500, "INTERNAL").await;
+    assert_eq!(raw_orders(&app).await, 0, "the order's rows went with the failed payment");
+    assert_eq!((balance_of(&app, user).await, avail_of(&app, opt).await), (100_000, Some(9)));
+    assert_eq!(order_state(&app, &order).await.as_deref(), Some("pending"), "still held in Redis");
+    sqlx::raw_sql("DROP TRIGGER fail_payment ON payments").execute(&app.db).await.unwrap();
+    json_of(pay(&app, user, &order, None).await, 200).await;
+    settle(&app).await;
+    assert_eq!((raw_orders(&app).await, raw_stock(&app, opt).await), (1, (9, 0)));
+    assert_eq!(events(&app, "order.created").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_payment_refused_for_the_balance_keeps_the_order_it_persisted_and_charges_nothing() {
+    let app = v2().await;
+    let user = app.create_user("KR", 0).await;
+    let opt = option(&app, 30_000, 10).await;
+    let order = placed(&app, user, &[(opt, 2)]).await;
+    assert_error(pay(&app, user, &order, None).await, 400, "INSUFFICIENT_BALANCE").await;
+    assert_eq!(raw_orders(&app).await, 1, "persisted as the consumer would have");
+    assert_eq!((raw_stock(&app, opt).await, balance_of(&app, user).await), ((10, 2), 0));
+    settle(&app).await;
+    assert_eq!((raw_orders(&app).await, events(&app, "order.created").await.len()), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_racing_the_consumer_batch_of_its_order_waits_for_that_commit_and_pays_once() {
+    let app = v2().await;
+    let user = app.create_user("KR", 100_000).await;
+    let opt = option(&app, 30_000, 10).await;
+    let order = placed(&app, user, &[(opt, 1)]).await;
+    // A consumer batch that has inserted the order and not committed yet.
+    let sink = order_sink(&app).await;
+    let mut batch = app.db.begin().await.unwrap();
+    sink.persist(&mut batch, &stream_entries(&app).await).await.unwrap();
+    let paying = tokio::spawn(pay_request(&app, user, &order, None).send());
+    eventually(10, "the payment waits on the batch's insert of its order", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        waiting > 0
+    })
+    .await;
+    batch.commit().await.unwrap();
+    json_of(paying.await.unwrap().unwrap(), 200).await;
+    assert_eq!((raw_orders(&app).await, raw_stock(&app, opt).await), (1, (9, 0)));
+    assert_eq!(events(&app, "order.created").await.len(), 1);
+    assert_eq!(balance_of(&app, user).await, 70_000);
 }

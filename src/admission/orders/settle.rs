@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
@@ -34,6 +34,17 @@ use crate::{
 /// batch persisting it at the same moment inserts nothing twice (`ON CONFLICT DO NOTHING` on the
 /// order, movements only for orders actually inserted).
 pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid) -> Result<bool, Fault> {
+    let mut tx = db.begin().await?;
+    let found = persist_from_redis_in(&mut tx, stock, order_id).await?;
+    tx.commit().await?;
+    Ok(found)
+}
+
+/// [`persist_from_redis`] inside the caller's transaction (a payment writes the order it pays
+/// and the payment with one commit). The caller holds no lock a consumer batch could wait for
+/// before this insert, so a batch persisting the same order at the same moment waits for the
+/// caller's commit at most, never the other way round in a cycle.
+pub async fn persist_from_redis_in(tx: &mut PgConnection, stock: &StockStore, order_id: Uuid) -> Result<bool, Fault> {
     let fields = stock.order(order_id).await?;
     if fields.is_empty() {
         return Ok(false);
@@ -42,9 +53,7 @@ pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid)
         // A hash holding only a refund marker: the order itself is in Postgres already.
         return Ok(false);
     };
-    let mut tx = db.begin().await?;
-    admitted_orders::persist(&mut tx, &[admission]).await?;
-    tx.commit().await?;
+    admitted_orders::persist(tx, &[admission]).await?;
     Ok(true)
 }
 

@@ -15,7 +15,7 @@ use super::{
     movements::Kind,
     order_events,
     orders::{ORDER_COLUMNS, Order, OrderRow, Rejection, Reservation, StoreError, items_of},
-    outbox::{self, EventType},
+    outbox::{self, EventType, NewEvent},
     redemption,
     refunds::{self, Refund, RefundBy},
     reservations,
@@ -78,6 +78,7 @@ pub(super) async fn set_status(
 }
 
 /// Moves `delta` into (or out of) the wallet with its balance transaction; returns the balance.
+/// One statement (one round trip): the balance transaction is written from the updated row.
 pub(super) async fn move_money(
     tx: &mut PgConnection,
     user_id: i64,
@@ -87,31 +88,23 @@ pub(super) async fn move_money(
     order_id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<i64> {
-    let balance: i64 =
-        sqlx::query_scalar("UPDATE users SET balance = balance + $2, updated_at = $3 WHERE id = $1 RETURNING balance")
-            .bind(user_id)
-            .bind(delta)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
     // A fully discounted order moves no money, and a zero-amount transaction means nothing.
-    if delta != 0 {
-        sqlx::query(
-            "INSERT INTO balance_transactions (id, user_id, type, amount, balance_after, currency, order_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(user_id)
-        .bind(kind)
-        .bind(delta)
-        .bind(balance)
-        .bind(currency)
-        .bind(order_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(balance)
+    sqlx::query_scalar(
+        "WITH u AS (UPDATE users SET balance = balance + $2, updated_at = $3 WHERE id = $1 RETURNING balance), \
+              t AS (INSERT INTO balance_transactions (id, user_id, type, amount, balance_after, currency, order_id, \
+                                                      created_at) \
+                    SELECT $4, $1, $5, $2, u.balance, $6, $7, $3 FROM u WHERE $2 <> 0) \
+         SELECT balance FROM u",
+    )
+    .bind(user_id)
+    .bind(delta)
+    .bind(now)
+    .bind(Uuid::now_v7())
+    .bind(kind)
+    .bind(currency)
+    .bind(order_id)
+    .fetch_one(&mut *tx)
+    .await
 }
 
 /// Pays a PENDING order of `user_id` from its wallet, optionally with a held coupon.
@@ -169,9 +162,13 @@ pub async fn pay(
     if let Some(c) = &coupon {
         redemption::mark_used(&mut *tx, c.user_coupon_id, order_id, now).await?;
     }
+    // The payment and the order's new state in one statement (one round trip).
     sqlx::query(
-        "INSERT INTO payments (id, order_id, user_id, amount, currency, method, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'WALLET', 'COMPLETED', $6, $6)",
+        "WITH p AS (INSERT INTO payments (id, order_id, user_id, amount, currency, method, status, created_at, \
+                                          updated_at) \
+                    VALUES ($1, $2, $3, $4, $5, 'WALLET', 'COMPLETED', $6, $6)) \
+         UPDATE orders SET status = 'PAID', discount_amount = $7, final_amount = $4, user_coupon_id = $8, \
+                paid_at = $6, updated_at = $6 WHERE id = $2",
     )
     .bind(Uuid::now_v7())
     .bind(order_id)
@@ -179,37 +176,25 @@ pub async fn pay(
     .bind(final_amount)
     .bind(&row.currency)
     .bind(now)
+    .bind(discount)
+    .bind(coupon.as_ref().map(|c| c.user_coupon_id))
     .execute(&mut *tx)
     .await?;
     let money = |amount: i64| json!({ "amount": amount, "currency": row.currency });
-    outbox::enqueue(
-        &mut *tx,
-        EventType::PaymentCompleted,
-        now,
-        json!({ "order_id": order_id, "amount": money(final_amount), "method": "WALLET" }),
-    )
-    .await?;
+    let mut events = vec![NewEvent {
+        kind: EventType::PaymentCompleted,
+        occurred_at: now,
+        payload: json!({ "order_id": order_id, "amount": money(final_amount), "method": "WALLET" }),
+    }];
     if let Some(c) = &coupon {
-        outbox::enqueue(
-            &mut *tx,
-            EventType::CouponUsed,
-            now,
-            json!({ "coupon_id": c.coupon_id, "user_coupon_id": c.user_coupon_id, "order_id": order_id,
-                    "discount_amount": money(discount) }),
-        )
-        .await?;
+        events.push(NewEvent {
+            kind: EventType::CouponUsed,
+            occurred_at: now,
+            payload: json!({ "coupon_id": c.coupon_id, "user_coupon_id": c.user_coupon_id, "order_id": order_id,
+                             "discount_amount": money(discount) }),
+        });
     }
-    sqlx::query(
-        "UPDATE orders SET status = 'PAID', discount_amount = $2, final_amount = $3, user_coupon_id = $4, \
-                paid_at = $5, updated_at = $5 WHERE id = $1",
-    )
-    .bind(order_id)
-    .bind(discount)
-    .bind(final_amount)
-    .bind(coupon.as_ref().map(|c| c.user_coupon_id))
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    outbox::enqueue_all(&mut *tx, events).await?;
     let items = items_of(&mut *tx, &[order_id]).await?;
     let mut order = row.with_items(items);
     order.status = OrderStatus::Paid;

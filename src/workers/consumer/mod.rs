@@ -103,6 +103,11 @@ impl ConsumerSettings {
         }
     }
 
+    /// The settings of the application's consumers: claim threshold and batch size as configured.
+    fn from_config(state: &AppState) -> ConsumerSettings {
+        ConsumerSettings { batch: state.config.stream_batch, ..ConsumerSettings::new(state.config.stream_claim_idle) }
+    }
+
     fn claim_every(&self) -> Duration {
         (self.claim_idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(5))
     }
@@ -124,7 +129,7 @@ pub fn consumer_name() -> String {
 /// Starts a consumer task for `sink` over the application's stores; it returns once `shutdown`
 /// is cancelled.
 pub fn spawn<S: StreamSink>(sink: S, state: &AppState, shutdown: &CancellationToken) -> JoinHandle<()> {
-    let settings = ConsumerSettings::new(state.config.stream_claim_idle);
+    let settings = ConsumerSettings::from_config(state);
     tokio::spawn(run(sink, state.db.clone(), state.redis.clone(), settings, shutdown.clone()))
 }
 
@@ -135,7 +140,7 @@ pub fn spawn_woken<S: StreamSink>(
     shutdown: &CancellationToken,
     topic: Topic,
 ) -> JoinHandle<()> {
-    let mut settings = ConsumerSettings::new(state.config.stream_claim_idle);
+    let mut settings = ConsumerSettings::from_config(state);
     let wake = Arc::new(Notify::new());
     let notify = wake.clone();
     state.notices.on(topic, move |_| notify.notify_waiters());
