@@ -41,14 +41,14 @@ pub enum TestRedis {
     /// One node.
     Single(redis::Connection),
     /// Redis Cluster.
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl TestRedis {
     fn inner(&mut self) -> &mut dyn ConnectionLike {
         match self {
             TestRedis::Single(c) => c,
-            TestRedis::Cluster(c) => c,
+            TestRedis::Cluster(c) => c.as_mut(),
         }
     }
 }
@@ -92,7 +92,7 @@ impl ConnectionLike for TestRedis {
 /// A blocking connection to the tests' Redis (one node or the cluster).
 pub fn try_redis_conn() -> RedisResult<TestRedis> {
     if on_cluster_topology() {
-        Ok(TestRedis::Cluster(ClusterClient::new(redis_urls())?.get_connection()?))
+        Ok(TestRedis::Cluster(Box::new(ClusterClient::new(redis_urls())?.get_connection()?)))
     } else {
         Ok(TestRedis::Single(redis::Client::open(env("REDIS_URL"))?.get_connection()?))
     }
