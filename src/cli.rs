@@ -119,7 +119,10 @@ impl Cli {
 
 async fn reconcile(args: ReconcileArgs, env: &ToolEnv) -> anyhow::Result<()> {
     let pool = store::pg::connect(&env.database_url()?, 2).await?;
-    let redis = store::redis::RedisStore::connect(&[env.redis_url()?.as_str()], &env.redis_prefix()).await?;
+    // The same adapter as `serve`: one node, or Redis Cluster for a comma-separated list.
+    let urls = env.redis_urls()?;
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let redis = store::redis::RedisStore::connect(&urls, &env.redis_prefix()).await?;
     let (reports, repaired) = coupon_reconcile::run(&pool, &redis, args.repair).await?;
     print!("{}", coupon_reconcile::table(&reports));
     // The order TTL plays no part in comparing counters; any value builds the stock store.

@@ -178,9 +178,10 @@ impl ToolEnv {
         self.required("DATABASE_URL")
     }
 
-    /// `REDIS_URL` (one node).
-    pub fn redis_url(&self) -> Result<String, ConfigError> {
-        self.required("REDIS_URL").map(|u| u.trim().to_owned())
+    /// `REDIS_URL`: one node URL, or several comma-separated for Redis Cluster (as `serve` reads
+    /// it, so a tool reaches the same deployment).
+    pub fn redis_urls(&self) -> Result<Vec<String>, ConfigError> {
+        redis_node_urls(&self.required("REDIS_URL")?)
     }
 
     /// `JUPANG_REDIS_PREFIX`, `jupang` when unset.
@@ -192,6 +193,16 @@ impl ToolEnv {
     pub fn jwt_secret(&self) -> Result<String, ConfigError> {
         self.required("JUPANG_JWT_SECRET")
     }
+}
+
+/// The node URLs of a `REDIS_URL` value: one for a single node, several (comma-separated) for
+/// Redis Cluster; each must be a `redis://` or `rediss://` URL.
+fn redis_node_urls(value: &str) -> Result<Vec<String>, ConfigError> {
+    let urls: Vec<String> = value.split(',').map(|u| u.trim().to_owned()).collect();
+    if urls.iter().any(|u| !(u.starts_with("redis://") || u.starts_with("rediss://"))) {
+        return Err(err("REDIS_URL", "each URL must start with redis:// or rediss://"));
+    }
+    Ok(urls)
 }
 
 /// The log filter of `RUST_LOG` ([`EnvFilter`] syntax), if set; the caller picks the default.
@@ -219,14 +230,7 @@ impl Config {
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(err("DATABASE_URL", "must start with postgres:// or postgresql://"));
         }
-        let redis_urls = get("REDIS_URL")
-            .ok_or_else(|| err("REDIS_URL", "is required"))?
-            .split(',')
-            .map(|u| u.trim().to_owned())
-            .collect::<Vec<_>>();
-        if redis_urls.iter().any(|u| !(u.starts_with("redis://") || u.starts_with("rediss://"))) {
-            return Err(err("REDIS_URL", "each URL must start with redis:// or rediss://"));
-        }
+        let redis_urls = redis_node_urls(&get("REDIS_URL").ok_or_else(|| err("REDIS_URL", "is required"))?)?;
         let jwt_secret = get("JUPANG_JWT_SECRET").ok_or_else(|| err("JUPANG_JWT_SECRET", "is required"))?;
         if jwt_secret.len() < 16 {
             return Err(err("JUPANG_JWT_SECRET", "must be at least 16 bytes"));

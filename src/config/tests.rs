@@ -129,7 +129,15 @@ fn a_tool_reads_only_what_it_needs_and_a_blank_variable_is_missing() {
             .collect(),
     );
     assert_eq!(env.database_url().unwrap(), "postgres://x/y");
-    assert_eq!(env.redis_url().unwrap(), "redis://r/");
+    assert_eq!(env.redis_urls().unwrap(), ["redis://r/"]);
     assert_eq!(env.redis_prefix(), "jupang");
     assert_eq!(env.jwt_secret().unwrap_err().var, "JUPANG_JWT_SECRET");
+}
+
+#[test]
+fn a_tool_reads_a_comma_separated_redis_url_as_the_cluster_nodes_serve_would_use() {
+    let vars = |url: &str| [("REDIS_URL", url)].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    let env = ToolEnv::from_vars(vars("redis://a:1/, redis://b:2/ ,redis://c:3/"));
+    assert_eq!(env.redis_urls().unwrap(), ["redis://a:1/", "redis://b:2/", "redis://c:3/"]);
+    assert_eq!(ToolEnv::from_vars(vars("redis://a:1/,http://b/")).redis_urls().unwrap_err().var, "REDIS_URL");
 }

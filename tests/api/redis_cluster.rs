@@ -19,8 +19,8 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    Shot, Strategy, TestApp, acknowledged, avail_of, burst, create_coupon, env, eventually, open_run, order_request,
-    persisted, raw_orders, redis_store, sibling, spawn_app_with, stored,
+    Shot, Strategy, TestApp, acknowledged, avail_of, burst, child, create_coupon, env, eventually, open_run,
+    order_request, persisted, raw_orders, redis_store, sibling, spawn_app_with, stored,
 };
 
 /// The cluster's node URLs, comma-separated, as `REDIS_URL` takes them.
@@ -271,4 +271,26 @@ async fn a_v2_order_rush_on_redis_cluster_sells_exactly_the_stock_and_persists_e
     assert_eq!(answers.iter().filter(|&&s| s == 400).count(), 80, "the rest: INSUFFICIENT_STOCK");
     assert_eq!(avail_of(&app, opt).await, Some(0));
     eventually(15, "Postgres holds every admitted order", || async { raw_orders(&app).await == 40 }).await;
+}
+
+#[tokio::test]
+async fn jupang_reconcile_reads_a_cluster_redis_url_and_finds_no_drift_after_a_sale() {
+    let _turn = cluster_turn().await;
+    let app = cluster_coupon_app().await;
+    let coupon = create_coupon(&app, 5, json!({})).await;
+    let users = app.create_users(8, "KR", 0).await;
+    let shots = open_run(&app, std::slice::from_ref(&app.base), coupon, &users, 8).await;
+    assert_exact(&app, coupon, 5, &shots).await;
+
+    // The child gets REDIS_URL as the comma-separated node list the app was given.
+    assert!(app.config.redis_urls.len() > 1);
+    let report = child::reconcile(&app, &[]).await;
+    let row: Vec<&str> = report
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&coupon.to_string()))
+        .unwrap_or_else(|| panic!("no line for coupon {coupon}:\n{report}"))
+        .split_whitespace()
+        .collect();
+    // coupon, total, remaining, users, persisted, pending, drift
+    assert_eq!(row[..7], [coupon.to_string().as_str(), "5", "0", "5", "5", "0", "0"], "{report}");
 }

@@ -24,7 +24,7 @@ use jupang::{
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{TestApp, json_of, spawn_app_with};
+use crate::support::{TestApp, connect_store, json_of, spawn_app_with};
 
 /// An app with no workers, so no consumer acknowledges and trims what the test reads.
 async fn quiet_app() -> (TestApp, RedisStore) {
@@ -32,8 +32,7 @@ async fn quiet_app() -> (TestApp, RedisStore) {
         vars.insert("JUPANG_WORKERS".into(), "none".into());
     })
     .await;
-    let url = std::env::var("REDIS_URL").expect("REDIS_URL");
-    let redis = RedisStore::connect(&[url.as_str()], &app.redis_prefix).await.expect("connect to Redis");
+    let redis = connect_store(&app).await;
     (app, redis)
 }
 

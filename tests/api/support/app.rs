@@ -1,6 +1,7 @@
 //! The harness: every test gets its own application on port 0, its own database (a copy of a
 //! migrated template) and its own Redis key prefix, against the real servers named by
-//! `DATABASE_URL` and `REDIS_URL` (scripts/test.sh starts private ones).
+//! `DATABASE_URL` and `REDIS_URL` (scripts/test.sh starts private ones), or on Redis Cluster
+//! when `JUPANG_TEST_REDIS_TOPOLOGY=cluster` (see [`super::stores::redis_url`]).
 //!
 //! The application runs in the test process ([`spawn_app`]) or, where a test reads the
 //! metrics, as a child `jupang serve` ([`spawn_child_app`]): the metrics recorder is global to a
@@ -115,7 +116,7 @@ pub fn unique() -> String {
 pub fn base_vars() -> BTreeMap<String, String> {
     [
         ("DATABASE_URL", env("DATABASE_URL")),
-        ("REDIS_URL", env("REDIS_URL")),
+        ("REDIS_URL", super::stores::redis_url()),
         ("JUPANG_JWT_SECRET", JWT_SECRET.to_owned()),
         ("JUPANG_LISTEN", "127.0.0.1:0".to_owned()),
     ]
@@ -305,13 +306,7 @@ impl Drop for TestApp {
                         admin.execute(format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str()).await;
                 }
             });
-            if let Ok(mut conn) = redis::Client::open(env("REDIS_URL")).and_then(|c| c.get_connection()) {
-                let keys: Vec<String> =
-                    redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut conn).unwrap_or_default();
-                if !keys.is_empty() {
-                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
-                }
-            }
+            super::stores::delete_prefix(&prefix);
         })
         .join();
     }

@@ -10,7 +10,6 @@ use jupang::{
     store::{
         pg::admitted_orders::OrderSink,
         redis::{
-            RedisStore,
             stock::StockStore,
             streams::{StreamEntry, StreamSink},
         },
@@ -18,9 +17,9 @@ use jupang::{
 };
 
 use super::{
-    app::{TestApp, env},
+    app::TestApp,
     orders::Strategy,
-    stores::{redis_cmd, redis_store},
+    stores::{connect_store, redis_cmd, redis_store},
 };
 
 /// An app with V2 orders (`redis-lua`) and no workers: nothing persists the stream unless the
@@ -37,7 +36,7 @@ pub async fn stock_store(app: &TestApp) -> StockStore {
 /// A second order engine over the app's stores, with its own Redis connection and caches, as
 /// another instance would have.
 pub async fn engine(app: &TestApp) -> OrderAdmission {
-    let redis = RedisStore::connect(&[&env("REDIS_URL")], &app.redis_prefix).await.expect("connect to Redis");
+    let redis = connect_store(app).await;
     OrderAdmission::new(app.db.clone(), &redis, Default::default(), app.config.order_ttl)
 }
 
