@@ -23,7 +23,7 @@ use super::{
     extract,
 };
 use crate::{
-    domain::{Lang, Market, Money},
+    domain::{Lang, Market, Money, fx::PriceSource},
     services::{AppState, popular},
 };
 
@@ -51,8 +51,12 @@ pub struct TopItem<'a> {
     pub product_id: i64,
     /// Name in the language of `Accept-Language`.
     pub name: &'a str,
-    /// Lowest option price in the market's currency.
+    /// Lowest option price in the market's currency (as the catalog shows it); null when no
+    /// option is sold in the market any more.
     pub price: Option<Money>,
+    /// Where the price came from: `list` (the option's own price in this currency) or `fx`
+    /// (converted from its price in the other currency at the rate in force); null with `price`.
+    pub price_source: Option<PriceSource>,
     /// Category.
     pub category: &'a str,
     /// Units sold in the 3 days before the snapshot.
@@ -108,7 +112,8 @@ async fn top_products(
                 Lang::Ko => &r.name_ko,
                 Lang::En => &r.name_en,
             },
-            price: r.price.map(|p| Money::new(p, currency)),
+            price: r.priced().map(|(p, _)| Money::new(p, currency)),
+            price_source: r.priced().map(|(_, source)| source),
             category: &r.category,
             sold_quantity: r.sold_quantity,
             last_sold_at: r.last_sold_at,

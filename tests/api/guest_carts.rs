@@ -1,7 +1,7 @@
 //! Guest carts (api.md "Guests and users"): the user cart's behaviour under an unguessable token,
 //! and the merge into a user's cart at sign-in.
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
@@ -237,4 +237,15 @@ async fn adds_racing_a_merge_land_in_the_user_cart_or_are_told_the_cart_is_gone(
     // Every unit acknowledged to the guest was merged; none was lost or counted twice.
     assert_eq!(user_quantities(&app, user).await, vec![(opt, 1 + added)]);
     assert_eq!(guest_rows(&app).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_guest_cart_lives_30_days() {
+    let app = spawn_app().await;
+    let before = Utc::now();
+    new_cart(&app).await;
+    let after = Utc::now();
+    let end: DateTime<Utc> = sqlx::query_scalar("SELECT expires_at FROM guest_carts").fetch_one(&app.db).await.unwrap();
+    let (days_30, slack) = (TimeDelta::days(30), TimeDelta::seconds(1));
+    assert!(end >= before + days_30 - slack && end <= after + days_30 + slack, "{end} is not 30 days on");
 }

@@ -18,6 +18,7 @@ mod dashboard;
 mod errors;
 mod events;
 mod expiry;
+mod fx_prices;
 mod guest_carts;
 mod idempotency;
 mod inventory;

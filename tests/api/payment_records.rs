@@ -76,9 +76,12 @@ async fn a_user_s_payments_are_listed_newest_first_for_the_user_and_staff_only()
         json_of(read(&app, &app.customer(owner), &format!("/api/users/{owner}/payments?size=1&page=2")).await, 200);
     assert_eq!(one.await["items"][0]["payment_id"], first.as_str());
 
-    let cs = app.token(900, &[Role::CsAgent]);
-    assert_eq!(json_of(read(&app, &cs, &path).await, 200).await["total"], 2);
+    for staff in [Role::CsAgent, Role::OpsAdmin] {
+        assert_eq!(json_of(read(&app, &app.token(900, &[staff]), &path).await, 200).await["total"], 2, "{staff:?}");
+    }
+    // Like every /users/{id}/... route: anyone else is refused 403 (the user id is no secret).
     assert_error(read(&app, &app.customer(stranger), &path).await, 403, "FORBIDDEN").await;
+    assert_error(read(&app, &app.token(901, &[Role::MarketingManager]), &path).await, 403, "FORBIDDEN").await;
     let empty = json_of(read(&app, &app.customer(stranger), &format!("/api/users/{stranger}/payments")).await, 200);
     assert_eq!(empty.await["items"], json!([]));
 
@@ -90,4 +93,26 @@ async fn a_user_s_payments_are_listed_newest_first_for_the_user_and_staff_only()
         (record["status"].as_str(), record["refunded_amount"]["amount"].as_i64()),
         (Some("REFUNDED"), Some(30_000))
     );
+}
+
+#[tokio::test]
+async fn a_partial_refund_shows_in_the_payment_record_as_the_order_keeps_it() {
+    let app = spawn_app().await;
+    let owner = app.create_user("KR", 100_000).await;
+    let (order, payment) = paid(&app, owner, 3).await;
+    let agent = app.token(900, &[Role::CsAgent]);
+    let refund = json!({ "amount": 12_345, "reason": "late delivery" });
+    let res = app.send_json(Method::POST, &format!("/api/admin/orders/{order}/refunds"), Some(&agent), &refund).await;
+    json_of(res, 201).await;
+
+    let record = json_of(read(&app, &app.customer(owner), &format!("/api/payments/{payment}")).await, 200).await;
+    assert_eq!(
+        (record["status"].as_str(), &record["amount"], &record["refunded_amount"]),
+        (Some("COMPLETED"), &json!({"amount": 30000, "currency": "KRW"}), &json!({"amount": 12345, "currency": "KRW"})),
+        "{record}"
+    );
+    let listed = json_of(read(&app, &agent, &format!("/api/users/{owner}/payments")).await, 200).await;
+    assert_eq!(listed["items"][0], record, "the list shows the same record");
+    let order_view = json_of(read(&app, &app.customer(owner), &format!("/api/orders/{order}")).await, 200).await;
+    assert_eq!(order_view["refunded_amount"], record["refunded_amount"]);
 }

@@ -4,7 +4,9 @@ use jupang::http::auth::Role;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-use crate::support::{Opt, TestApp, assert_error, json_of, product, sale, spawn_app};
+use crate::support::{
+    Opt, TestApp, assert_error, json_of, krw_opt, product, products_page, sale, set_fx_rate, spawn_app,
+};
 
 /// A "food" product on sale with one option priced in both currencies and 1,000 in stock;
 /// returns (product, option).
@@ -182,4 +184,39 @@ async fn only_ops_admins_may_run_the_job() {
     let runs: i64 =
         sqlx::query_scalar("SELECT count(*) FROM popularity_snapshot_runs").fetch_one(&app.db).await.unwrap();
     assert_eq!(runs, 0);
+}
+
+#[tokio::test]
+async fn the_top_products_are_priced_as_the_catalog_prices_them_fx_included() {
+    let app = spawn_app().await;
+    // 12,345 KRW at 1000 KRW per USD: 1234.5 cents, 1235 half-up.
+    set_fx_rate(&app, "1000").await;
+    let (converted, c_opts) = product(&app, "tea", "food", true, &[krw_opt(12_345, 10)]).await;
+    // A list price of 1235 cents and a converted one of 1235: the list price wins the tie.
+    let listed_usd = Opt { krw: Some(20_000), usd: Some(1_235), stock: 10, reserved: 0 };
+    let (tied, t_opts) = product(&app, "cup", "food", true, &[listed_usd, krw_opt(12_345, 10)]).await;
+    sale(&app, c_opts[0], 3, "PAID", "US", 1.0).await;
+    sale(&app, t_opts[1], 2, "PAID", "US", 1.0).await;
+    run_job(&app).await;
+
+    let agrees_with_catalog = |top: &Value, listing: &Value| {
+        assert_eq!(ids(top), [converted, tied]);
+        for item in top["items"].as_array().unwrap() {
+            let listed = listing["items"].as_array().unwrap().iter().find(|p| p["id"] == item["product_id"]).unwrap();
+            assert_eq!((&item["price"], &item["price_source"]), (&listed["price"], &listed["price_source"]), "{top}");
+        }
+    };
+    let us = top(&app, "?market=US", "en").await;
+    agrees_with_catalog(&us, &products_page(&app, "?market=US&size=100").await);
+    let sources: Vec<&Value> = us["items"].as_array().unwrap().iter().map(|i| &i["price_source"]).collect();
+    assert_eq!(sources, [&json!("fx"), &json!("list")]);
+    assert_eq!(us["items"][0]["price"], json!({"amount": 1235, "currency": "USD"}));
+
+    // A new rate reprices the read at once (the snapshot ranks; the price is today's).
+    set_fx_rate(&app, "1385.20").await;
+    let us = top(&app, "?market=US", "en").await;
+    agrees_with_catalog(&us, &products_page(&app, "?market=US&size=100").await);
+    for item in us["items"].as_array().unwrap() {
+        assert_eq!((&item["price"], &item["price_source"]), (&json!({"amount": 891, "currency": "USD"}), &json!("fx")));
+    }
 }

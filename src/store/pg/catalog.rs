@@ -94,12 +94,27 @@ fn order_by(sort: ProductSort) -> &'static str {
     }
 }
 
+/// The lowest of a product's option prices in one currency (`pr`: rows of
+/// `option_market_prices`) as `price`, and where it came from as `price_source`: a list price
+/// wins a tie with a converted one. A macro so that [`LISTED`] can be one constant.
+macro_rules! lowest_price_sql {
+    () => {
+        "min(pr.amount) AS price, (array_agg(pr.source ORDER BY pr.amount, pr.source DESC))[1] AS price_source"
+    };
+}
+
+/// A product's shown price, aggregated over its options joined as `pr` to
+/// `option_market_prices`: the one home of "a product's price in a market" for every SQL read
+/// (listings, popular products); a product page picks the same option in `http::catalog`.
+pub const LOWEST_PRICE: &str = lowest_price_sql!();
+
 /// The listed products of the filter, priced in `currency` (the CTE every listing query shares).
-const LISTED: &str = r"
+const LISTED: &str = concat!(
+    r"
     listed AS (
-        SELECT p.id, p.name_ko, p.name_en, p.category, p.created_at,
-               min(pr.amount) AS price,
-               (array_agg(pr.source ORDER BY pr.amount, pr.source DESC))[1] AS price_source,
+        SELECT p.id, p.name_ko, p.name_en, p.category, p.created_at, ",
+    lowest_price_sql!(),
+    r",
                sum(GREATEST(s.stock - s.reserved, 0))::bigint AS available,
                array_agg(o.id ORDER BY o.id) AS option_ids
         FROM products p
@@ -110,7 +125,8 @@ const LISTED: &str = r"
           AND ($2::text IS NULL OR p.category = $2)
           AND ($3::text IS NULL OR p.name_ko ILIKE $3 ESCAPE '\' OR p.name_en ILIKE $3 ESCAPE '\')
         GROUP BY p.id
-    )";
+    )"
+);
 
 /// Units sold per product in paid (or since fulfilled) orders of the market in the last 3 days.
 const SALES: &str = r"

@@ -29,22 +29,15 @@ pub struct PaymentRecord {
     pub refunded_amount: i64,
 }
 
-/// What has been refunded of a payment. The ONE place that knows it: today only a cancel of a
-/// paid order refunds, and it refunds everything (the payment becomes `REFUNDED`). Partial
-/// refunds (issue 15, item 3) replace this with the order's recorded refunded amount.
-const REFUNDED_AMOUNT: &str = "CASE WHEN p.status = 'REFUNDED' THEN p.amount ELSE 0 END";
-
-fn select() -> String {
-    format!(
-        "SELECT p.id, p.order_id, p.user_id, p.amount, o.discount_amount, p.currency, p.method, p.status, \
-         COALESCE(o.paid_at, p.created_at) AS paid_at, ({REFUNDED_AMOUNT})::bigint AS refunded_amount \
-         FROM payments p JOIN orders o ON o.id = p.order_id"
-    )
-}
+/// What a record shows of its payment. `refunded_amount` is the order's own (one home: every
+/// refund, partial or whole, and the cancel of a paid order add to it in `store::pg::refunds`).
+const SELECT: &str = "SELECT p.id, p.order_id, p.user_id, p.amount, o.discount_amount, p.currency, p.method, \
+     p.status, COALESCE(o.paid_at, p.created_at) AS paid_at, o.refunded_amount \
+     FROM payments p JOIN orders o ON o.id = p.order_id";
 
 /// One payment.
 pub async fn find(db: impl PgExecutor<'_>, payment_id: Uuid) -> sqlx::Result<Option<PaymentRecord>> {
-    sqlx::query_as(&format!("{} WHERE p.id = $1", select())).bind(payment_id).fetch_optional(db).await
+    sqlx::query_as(&format!("{SELECT} WHERE p.id = $1")).bind(payment_id).fetch_optional(db).await
 }
 
 /// A page of a user's payments, newest first, and how many there are.
@@ -55,8 +48,7 @@ pub async fn list_for_user(
     offset: i64,
 ) -> sqlx::Result<(Vec<PaymentRecord>, i64)> {
     let rows = sqlx::query_as(&format!(
-        "{} WHERE p.user_id = $1 ORDER BY p.created_at DESC, p.id DESC LIMIT $2 OFFSET $3",
-        select()
+        "{SELECT} WHERE p.user_id = $1 ORDER BY p.created_at DESC, p.id DESC LIMIT $2 OFFSET $3"
     ))
     .bind(user_id)
     .bind(limit)

@@ -3,7 +3,8 @@
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use sqlx::{FromRow, PgConnection, PgPool};
 
-use crate::domain::Market;
+use super::catalog::LOWEST_PRICE;
+use crate::domain::{Market, fx::PriceSource};
 
 /// How far back a snapshot looks.
 pub const WINDOW: TimeDelta = TimeDelta::days(3);
@@ -156,12 +157,22 @@ pub struct RankedProduct {
     pub name_en: String,
     /// Category.
     pub category: String,
-    /// Lowest option price in the market's currency (minor units), if it has one.
+    /// Lowest option price in the market's currency (minor units), if it has one: its own or
+    /// FX-converted, as the catalog shows it.
     pub price: Option<i64>,
+    /// Where that price came from (`list` or `fx`); None with the price.
+    pub price_source: Option<String>,
     /// Units sold in the window.
     pub sold_quantity: i64,
     /// The most recent sale in the window.
     pub last_sold_at: DateTime<Utc>,
+}
+
+impl RankedProduct {
+    /// The price with where it came from, if the product has one in the market.
+    pub fn priced(&self) -> Option<(i64, PriceSource)> {
+        self.price.map(|p| (p, PriceSource::from_column(self.price_source.clone())))
+    }
 }
 
 /// The latest snapshot of a market: when it was generated and its ranked products (possibly
@@ -175,15 +186,19 @@ pub async fn latest(db: &PgPool, market: Market) -> sqlx::Result<Option<(DateTim
     .fetch_optional(db)
     .await?;
     let Some((date, generated_at)) = run else { return Ok(None) };
-    let items = sqlx::query_as(
+    // Priced exactly as the catalog prices a product (`catalog::LOWEST_PRICE`, FX included).
+    let items = sqlx::query_as(&format!(
         "SELECT s.rank, s.product_id, p.name_ko, p.name_en, p.category, s.sold_quantity, s.last_sold_at,
-                (SELECT min(op.amount) FROM product_options po
-                 JOIN option_prices op ON op.option_id = po.id
-                 WHERE po.product_id = p.id AND op.currency = $3) AS price
+                lp.price, lp.price_source
          FROM popularity_snapshots s JOIN products p ON p.id = s.product_id
+         LEFT JOIN LATERAL (
+             SELECT {LOWEST_PRICE} FROM product_options o
+             JOIN option_market_prices pr ON pr.option_id = o.id AND pr.currency = $3
+             WHERE o.product_id = p.id
+         ) lp ON true
          WHERE s.snapshot_date = $1 AND s.market = $2
-         ORDER BY s.rank",
-    )
+         ORDER BY s.rank"
+    ))
     .bind(date)
     .bind(market.code())
     .bind(market.currency().code())

@@ -148,3 +148,11 @@ pub async fn sale(app: &TestApp, option_id: i64, quantity: i32, status: &str, ma
     .await
     .unwrap();
 }
+
+/// `PUT /api/admin/fx-rates {"USD/KRW": rate}` as an `ops_admin`, asserting the rate is in force.
+pub async fn set_fx_rate(app: &TestApp, rate: &str) {
+    let token = app.token(1, &[jupang::http::auth::Role::OpsAdmin]);
+    let body = serde_json::json!({ "USD/KRW": rate });
+    let res = app.send_json(reqwest::Method::PUT, "/api/admin/fx-rates", Some(&token), &body).await;
+    assert_eq!(json_of(res, 200).await, body);
+}
