@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only entries about this kind of thing: `user`, `product`, `product_option` (stock),
-    /// `coupon`, `outbox_event`.
+    /// `coupon`, `order`, `fx_rate`, `job`, `waiting_room`, `outbox_event`.
     #[param(max_length = 100)]
     pub entity_type: Option<String>,
     /// Only entries about this id (as text: `42`, or an event's UUID).

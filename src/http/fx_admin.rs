@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    auth::{Role, require_roles},
+    auth::{Caller, Role, require_roles},
     error::{ApiError, ErrorBody},
     extract,
 };
@@ -69,6 +69,7 @@ async fn get_rates(State(state): State<AppState>) -> Result<Json<FxRates>, ApiEr
 )]
 async fn put_rates(
     State(state): State<AppState>,
+    caller: Caller,
     extract::Json(body): extract::Json<FxRates>,
 ) -> Result<Json<FxRates>, ApiError> {
     let mut rates = Vec::new();
@@ -78,7 +79,7 @@ async fn put_rates(
         })?;
         rates.push((USD_KRW, rate));
     }
-    Ok(Json(FxRates::of(fx::set(&state, &rates).await?)))
+    Ok(Json(FxRates::of(fx::set(&state, &caller, &rates).await?)))
 }
 
 #[cfg(test)]

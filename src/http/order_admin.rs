@@ -47,8 +47,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 409, description = "ORDER_NOT_FULFILLABLE: the order is not PAID", body = ErrorBody),
     ),
 )]
-async fn fulfill_order(State(state): State<AppState>, Path(order_id): Path<Uuid>) -> Result<Json<OrderView>, ApiError> {
-    let order = refunds::fulfill(&state, order_id).await?;
+async fn fulfill_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(order_id): Path<Uuid>,
+) -> Result<Json<OrderView>, ApiError> {
+    let order = refunds::fulfill(&state, &caller, order_id).await?;
     Ok(Json(OrderView::from(&order)))
 }
 
@@ -185,6 +189,6 @@ async fn refund_order(
     let by = RefundBy { actor_user_id: caller.user_id, reason };
     let render = |r: &Refund| serde_json::to_vec(&RefundView::from(r));
     let receipt = idem.receipt(StatusCode::CREATED, &render);
-    let refund = refunds::refund(&state, order_id, &ask, &by, receipt).await?;
+    let refund = refunds::refund(&state, &caller, order_id, &ask, &by, receipt).await?;
     Ok((StatusCode::CREATED, Json(RefundView::from(&refund))))
 }

@@ -17,7 +17,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::catalog::market_hint;
 use super::extract::AcceptLanguage;
 use super::{
-    auth::{MaybeCaller, Role, require_roles},
+    auth::{Caller, MaybeCaller, Role, require_roles},
     caching::{self, Audience, IfNoneMatch, NotModified},
     error::{ApiError, ErrorBody},
     extract,
@@ -147,8 +147,8 @@ pub struct JobResponse {
     post, path = "/admin/jobs/popular-products", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = JobResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
 )]
-async fn run_job(State(state): State<AppState>) -> Result<Json<JobResponse>, ApiError> {
-    let run = popular::run_snapshot(&state).await?;
+async fn run_job(State(state): State<AppState>, caller: Caller) -> Result<Json<JobResponse>, ApiError> {
+    let run = popular::run_snapshot(&state, &caller).await?;
     let markets = run.markets.into_iter().map(|m| JobMarket { market: m.market, ranked: m.ranked }).collect();
     Ok(Json(JobResponse { snapshot_date: run.snapshot_date, generated_at: run.generated_at, markets }))
 }

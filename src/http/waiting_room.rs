@@ -193,7 +193,7 @@ async fn put_room(
         pass_ttl_secs: within("pass_ttl_secs", body.pass_ttl_secs, 86_400)?,
         opens_ms: body.opens_at.timestamp_millis(),
     };
-    let room = waiting_room::configure(&state, event, settings, body.revoke_passes).await?;
+    let room = waiting_room::configure(&state, &caller, event, settings, body.revoke_passes).await?;
     Ok(Json(RoomView::of(event, &room)))
 }
 

@@ -25,6 +25,14 @@ pub const PRODUCT_OPTION: &str = "product_option";
 pub const COUPON: &str = "coupon";
 /// Entity type of an outbox event (redelivery).
 pub const OUTBOX_EVENT: &str = "outbox_event";
+/// Entity type of an order (fulfilment, refunds by an agent).
+pub const ORDER: &str = "order";
+/// Entity type of an FX rate (its id is the pair, `USD/KRW`).
+pub const FX_RATE: &str = "fx_rate";
+/// Entity type of a job run by hand (its id is the job, `popular_products`).
+pub const JOB: &str = "job";
+/// Entity type of a waiting room (its id is the event, `coupon:5`, `product:7`).
+pub const WAITING_ROOM: &str = "waiting_room";
 
 /// The claim spelling of a role (`inventory_manager`).
 fn role_name(role: Role) -> String {

@@ -5,14 +5,20 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 
+use serde_json::json;
+
 use super::{
     AppState, Fault,
+    audit::{self, Change},
     catalog::{self, Answer, MarketHint},
     catalog_cache::Top,
     fault_conversions,
 };
 pub use crate::store::pg::popular::{MarketSnapshot, RankedProduct, RunCause};
-use crate::store::{pg::popular, redis::notices::Topic};
+use crate::{
+    auth::Caller,
+    store::{pg::popular, redis::notices::Topic},
+};
 
 /// Why a popular-products request failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +49,32 @@ pub struct SnapshotRun {
     pub markets: Vec<MarketSnapshot>,
 }
 
-/// Runs the daily snapshot now; running it again the same day replaces that day's rows.
-pub async fn run_snapshot(state: &AppState) -> Result<SnapshotRun, PopularError> {
+/// Runs the daily snapshot now for `actor` (audited); running it again the same day replaces
+/// that day's rows.
+pub async fn run_snapshot(state: &AppState, actor: &Caller) -> Result<SnapshotRun, PopularError> {
     // Postgres keeps microseconds: the answer must show the instant that was stored.
     let at = Utc::now().trunc_subsecs(6);
-    let markets = popular::write_snapshot(&state.db, at.date_naive(), at).await?;
+    let mut tx = state.db.begin().await?;
+    let before = popular::last_generated_at(&mut *tx).await?;
+    let markets = popular::write_snapshot(&mut tx, at.date_naive(), at).await?;
+    let change = job_change(before, at, &markets);
+    audit::record(&mut tx, actor, change).await?;
+    tx.commit().await?;
     published(state, at, markets).await
+}
+
+/// The audit entry of a manual run: the latest snapshot time as it began, and its own, with
+/// what each market ranked.
+fn job_change(before: Option<DateTime<Utc>>, at: DateTime<Utc>, markets: &[MarketSnapshot]) -> Change<'static> {
+    let ranked: serde_json::Map<_, _> = markets.iter().map(|m| (m.market.code().to_owned(), json!(m.ranked))).collect();
+    Change {
+        action: "job.run",
+        entity_type: audit::JOB,
+        entity_id: "popular_products".to_owned(),
+        before: Some(json!({ "generated_at": before })),
+        after: Some(json!({ "generated_at": at, "snapshot_date": at.date_naive(), "ranked": ranked })),
+        reason: None,
+    }
 }
 
 /// The scheduled daily run for the instant `now` (the scheduler's clock), unless that day's

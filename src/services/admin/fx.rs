@@ -3,9 +3,16 @@
 //! to every instance as a whole-catalog [`Topic::Product`] notice: catalog pages, product pages
 //! and the V2 order engine's option cache drop what they priced with the old rate.
 
+use serde_json::json;
+
 use crate::{
+    auth::Caller,
     domain::fx::Rate,
-    services::{AppState, Fault, catalog, fault_conversions},
+    services::{
+        AppState, Fault,
+        audit::{self, Change},
+        catalog, fault_conversions,
+    },
     store::{pg::fx, redis::notices::Topic},
 };
 
@@ -24,16 +31,32 @@ pub async fn rates(state: &AppState) -> Result<Vec<(String, String)>, FxError> {
     Ok(fx::rates(&state.db).await?)
 }
 
-/// Sets the rates given (`(pair, rate)`, pairs already validated) in one transaction, then
-/// announces the change; returns every rate in force.
-pub async fn set(state: &AppState, rates: &[(&str, Rate)]) -> Result<Vec<(String, String)>, FxError> {
+/// Sets the rates given (`(pair, rate)`, pairs already validated) for `actor` in one
+/// transaction, each changed rate with its audit entry, then announces the change; returns every
+/// rate in force. A rate set to the value it has changes nothing: no entry, no notice.
+pub async fn set(state: &AppState, actor: &Caller, rates: &[(&str, Rate)]) -> Result<Vec<(String, String)>, FxError> {
     let mut tx = state.db.begin().await?;
+    let mut changed = false;
     for (pair, rate) in rates {
-        let _before = fx::set(&mut tx, pair, &rate.decimal().to_string()).await?;
-        // audit: fx rate set (actor, pair, before: _before, after: rate)
+        let after = rate.decimal().to_string();
+        let before = fx::set(&mut tx, pair, &after).await?;
+        // Numeric equality: `1385.2` is the rate `1385.20` was.
+        if before.as_deref().and_then(Rate::parse) == Some(*rate) {
+            continue;
+        }
+        changed = true;
+        let change = Change {
+            action: "fx_rate.set",
+            entity_type: audit::FX_RATE,
+            entity_id: (*pair).to_owned(),
+            before: before.map(|r| json!({ "rate": r })),
+            after: Some(json!({ "rate": after })),
+            reason: None,
+        };
+        audit::record(&mut tx, actor, change).await?;
     }
     tx.commit().await?;
-    if !rates.is_empty() {
+    if changed {
         catalog::changed(state, Topic::Product, None).await;
     }
     Ok(fx::rates(&state.db).await?)

@@ -3,9 +3,6 @@
 //! picture, sale flag, option names and prices), which every instance serves within its notice
 //! latency (see `services::catalog::changed`). Both audited in their own transaction.
 
-use chrono::Utc;
-use serde_json::json;
-
 use crate::{
     auth::Caller,
     domain::{
@@ -22,12 +19,14 @@ use crate::{
     store::{
         pg::{
             catalog::{self as store, InsertedProduct},
-            catalog_edit,
-            outbox::{self, EventType, NewEvent},
+            catalog_edit, movements,
         },
         redis::notices::Topic,
     },
 };
+
+/// The `reason` of the `stock.changed` events of a new product's initial stock.
+pub const INITIAL_STOCK: &str = "product created";
 
 /// Why a product could not be created or edited.
 #[derive(Debug, thiserror::Error)]
@@ -57,22 +56,18 @@ pub async fn create(
     product: &NewProduct,
 ) -> Result<(InsertedProduct, Market), ProductError> {
     let preferred = catalog::market(state, hint).await?;
-    let now = Utc::now();
     let mut tx = state.db.begin().await?;
     let inserted = store::insert(&mut tx, product, None).await?;
-    // The initial stock is a stock change like any other for the data platform.
-    let events: Vec<NewEvent> = product
+    // The initial stock is an adjustment like any other, for the ledger's history and the data
+    // platform: one home writes both (the same payload as every other movement).
+    let stocked: Vec<(i64, i64)> = product
         .options
         .iter()
         .zip(&inserted.option_ids)
         .filter(|(option, _)| option.stock > 0)
-        .map(|(option, option_id)| NewEvent {
-            kind: EventType::StockChanged,
-            occurred_at: now,
-            payload: json!({"product_option_id": option_id, "delta": option.stock, "reason": "product created"}),
-        })
+        .map(|(option, option_id)| (*option_id, i64::from(option.stock)))
         .collect();
-    outbox::enqueue_all(&mut tx, events).await?;
+    movements::record_adjusts(&mut tx, &stocked, INITIAL_STOCK).await?;
     let after = match catalog_edit::lock(&mut tx, inserted.id).await? {
         Some(state) => audit::json_of(&state),
         None => return Err(Fault::invariant("a product just inserted is gone").into()),

@@ -3,14 +3,24 @@
 //! (the same restock script a customer's cancel of a paid order goes through).
 
 use chrono::Utc;
+use serde_json::json;
 use uuid::Uuid;
 
 use super::OrderError;
 pub use crate::store::pg::refunds::{Refund, RefundBy};
 use crate::{
     admission::orders::settle,
-    domain::{order::Rejection, refund::RefundAsk},
-    services::{AppState, catalog, idempotency::Receipt},
+    auth::Caller,
+    domain::{
+        order::{OrderStatus, Rejection},
+        refund::RefundAsk,
+    },
+    services::{
+        AppState,
+        audit::{self, Change},
+        catalog,
+        idempotency::Receipt,
+    },
     store::pg::{
         orders::{HeldStock, Order, StoreError},
         refunds,
@@ -30,8 +40,8 @@ async fn persisted_late<T>(
     Ok(settle::persist_from_redis(&state.db, state.order_admission.stock(), order_id).await?)
 }
 
-/// PAID -> FULFILLED; any other state is `ORDER_NOT_FULFILLABLE`.
-pub async fn fulfill(state: &AppState, order_id: Uuid) -> Result<Order, OrderError> {
+/// PAID -> FULFILLED for `actor` (audited); any other state is `ORDER_NOT_FULFILLABLE`.
+pub async fn fulfill(state: &AppState, actor: &Caller, order_id: Uuid) -> Result<Order, OrderError> {
     let mut tx = state.db.begin().await?;
     let mut result = refunds::fulfill(&mut tx, order_id, Utc::now()).await;
     if result.is_err() {
@@ -44,15 +54,25 @@ pub async fn fulfill(state: &AppState, order_id: Uuid) -> Result<Order, OrderErr
         result = refunds::fulfill(&mut tx, order_id, Utc::now()).await;
     }
     let order = result?;
-    // audit: order fulfilled (actor, order_id, before PAID, after FULFILLED)
+    let change = Change {
+        action: "order.fulfill",
+        entity_type: audit::ORDER,
+        entity_id: order_id.to_string(),
+        // The only transition to FULFILLED is from PAID: the store refused every other.
+        before: Some(json!({ "status": OrderStatus::Paid })),
+        after: Some(json!({ "status": order.status })),
+        reason: None,
+    };
+    audit::record(&mut tx, actor, change).await?;
     tx.commit().await?;
     Ok(order)
 }
 
-/// Refunds `ask` of a PAID or FULFILLED order to its owner's wallet (see `domain::refund` for
-/// the rules); the idempotent answer is stored with it.
+/// Refunds `ask` of a PAID or FULFILLED order to its owner's wallet for `actor` (audited; see
+/// `domain::refund` for the rules); the idempotent answer is stored with it.
 pub async fn refund(
     state: &AppState,
+    actor: &Caller,
     order_id: Uuid,
     ask: &RefundAsk,
     by: &RefundBy,
@@ -69,12 +89,30 @@ pub async fn refund(
         result = refunds::refund(&mut tx, order_id, ask, by, Utc::now()).await;
     }
     let refund = result?;
-    // audit: order refunded (actor, order_id, amount, items, reason, before/after refunded_amount)
+    audit::record(&mut tx, actor, refund_change(&refund)).await?;
     // Stored in the refund's own transaction: a retried key replays this answer, never refunds twice.
     receipt.record(&mut tx, &refund).await?;
     tx.commit().await?;
     restocked(state, &refund).await;
     Ok(refund)
+}
+
+/// A refund's audit entry: the order's status and refunded money before and after, and what
+/// this refund gave back.
+fn refund_change(refund: &Refund) -> Change<'_> {
+    let o = &refund.order;
+    let units: Vec<_> = refund.units.iter().map(|(id, q)| json!({ "product_option_id": id, "quantity": q })).collect();
+    Change {
+        action: "order.refund",
+        entity_type: audit::ORDER,
+        entity_id: o.id.to_string(),
+        before: Some(json!({ "status": refund.status_before, "refunded_amount": o.refunded_amount - refund.amount })),
+        after: Some(json!({
+            "status": o.status, "refunded_amount": o.refunded_amount,
+            "refund_id": refund.id, "amount": refund.amount, "items": units,
+        })),
+        reason: Some(&refund.reason),
+    }
 }
 
 /// After a refund committed: the units it put back on sale reach the counters and the caches.

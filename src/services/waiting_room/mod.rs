@@ -15,9 +15,16 @@ pub use crate::domain::waiting_room::{Ticket, TicketStatus};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use super::{AppState, Fault, fault_conversions};
+use serde_json::json;
+
+use super::{
+    AppState, Fault,
+    audit::{self, Change},
+    fault_conversions,
+};
 pub use crate::store::redis::waiting_room::Settings;
 use crate::{
+    auth::Caller,
     domain::waiting_room::{self as line, Event, EventKind},
     store::{
         pg,
@@ -108,10 +115,12 @@ pub struct Room {
     pub active: u64,
 }
 
-/// Creates or changes the room of an event that exists; `revoke` invalidates every pass issued
-/// so far. Every instance follows within the notices' bound ([`registry`]).
+/// Creates or changes the room of an event that exists for `actor` (audited, unless nothing
+/// changes); `revoke` invalidates every pass issued so far. Every instance follows within the
+/// notices' bound ([`registry`]).
 pub async fn configure(
     state: &AppState,
+    actor: &Caller,
     event: Event,
     settings: Settings,
     revoke: bool,
@@ -124,11 +133,39 @@ pub async fn configure(
         return Err(WaitingRoomError::EventNotFound(event.kind));
     }
     let rooms = &state.waiting_rooms;
+    let before = rooms.store.settings(event).await?.map(|c| c.settings);
+    // The room lives in Redis: its audit entry is written first in a transaction committed only
+    // once Redis took the change, so a refused or failed change leaves no entry.
+    let mut tx = state.db.begin().await?;
+    if before != Some(settings) || revoke {
+        audit::record(&mut tx, actor, room_change(event, before, settings, revoke)).await?;
+    }
     rooms.store.configure(event, settings, revoke).await?;
+    tx.commit().await?;
     state.notices.publish(Topic::WaitingRoom, Some(event.id)).await?;
     // This instance enforces it before answering; the others on their notice.
     rooms.registry.reload().await?;
     room(state, event).await
+}
+
+/// The audit entry of a room's (re)configuration.
+fn room_change(event: Event, before: Option<Settings>, after: Settings, revoke: bool) -> Change<'static> {
+    let view = |s: Settings| {
+        json!({
+            "enabled": s.enabled, "admit_per_second": s.admit_per_second, "max_active": s.max_active,
+            "pass_ttl_secs": s.pass_ttl_secs, "opens_at": DateTime::from_timestamp_millis(s.opens_ms),
+        })
+    };
+    let mut after = view(after);
+    after["revoke_passes"] = json!(revoke);
+    Change {
+        action: "waiting_room.configure",
+        entity_type: audit::WAITING_ROOM,
+        entity_id: event.to_string(),
+        before: before.map(view),
+        after: Some(after),
+        reason: None,
+    }
 }
 
 /// The room of an event with its counts.

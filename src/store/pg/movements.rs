@@ -201,15 +201,26 @@ pub async fn announce_refund(tx: &mut PgConnection, order_id: Uuid, lines: &[(i6
 /// Records an admin adjustment of `delta` that the caller applied to the (locked) option row
 /// itself: written already folded, as history, with its event carrying the operator's `reason`.
 pub async fn record_adjust(tx: &mut PgConnection, option_id: i64, delta: i64, reason: &str) -> sqlx::Result<()> {
-    let moved: Moved = sqlx::query_as(
-        "INSERT INTO stock_movements (option_id, d_stock, d_reserved, kind, folded_at) VALUES ($1, $2, 0, 'adjust', now()) \
+    record_adjusts(tx, &[(option_id, delta)], reason).await
+}
+
+/// Records adjustments of `(option_id, delta)` the caller wrote to the option rows itself (an
+/// adjustment, or the initial stock of a new product), in one statement: already folded, as
+/// history, each with its `stock.changed` event carrying `reason`.
+pub async fn record_adjusts(tx: &mut PgConnection, lines: &[(i64, i64)], reason: &str) -> sqlx::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let moved: Vec<Moved> = sqlx::query_as(
+        "INSERT INTO stock_movements (option_id, d_stock, d_reserved, kind, folded_at) \
+         SELECT option_id, d, 0, 'adjust', now() FROM unnest($1::bigint[], $2::bigint[]) AS t (option_id, d) \
          RETURNING order_id, option_id, d_stock, d_reserved, created_at AS at",
     )
-    .bind(option_id)
-    .bind(delta)
-    .fetch_one(&mut *tx)
+    .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.1).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
     .await?;
-    announce(tx, Kind::Adjust, &[moved], Some(reason)).await
+    announce(tx, Kind::Adjust, &moved, Some(reason)).await
 }
 
 /// The events of movements a V1 writer applied to the option rows itself (no ledger row): one

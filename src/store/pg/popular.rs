@@ -1,7 +1,7 @@
 //! Postgres queries of the daily popular-products snapshot.
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
 use super::catalog::LOWEST_PRICE;
 use crate::domain::{Market, fx::PriceSource};
@@ -23,17 +23,15 @@ pub struct MarketSnapshot {
 /// Writes the snapshot of `snapshot_date` for every market: the top 5 products by quantity sold
 /// in PAID/FULFILLED orders paid within `[at - 3 days, at]`, ties broken by the more recent
 /// sale, then by product id. Replaces that date's rows, so running it again is harmless; runs
-/// are serialised by an advisory lock so two concurrent runs cannot interleave their rows.
+/// are serialised by an advisory lock so two concurrent runs cannot interleave their rows. In the
+/// caller's transaction (which then holds that lock), so a manual run commits with its audit entry.
 pub async fn write_snapshot(
-    db: &PgPool,
+    tx: &mut PgConnection,
     snapshot_date: NaiveDate,
     at: DateTime<Utc>,
 ) -> sqlx::Result<Vec<MarketSnapshot>> {
-    let mut tx = db.begin().await?;
-    lock(&mut tx).await?;
-    let written = write_locked(&mut tx, snapshot_date, at).await?;
-    tx.commit().await?;
-    Ok(written)
+    lock(&mut *tx).await?;
+    write_locked(tx, snapshot_date, at).await
 }
 
 /// Why a scheduled run happened (`job_runs.cause`).
@@ -80,7 +78,7 @@ pub async fn run_daily(db: &PgPool, at: DateTime<Utc>, cause: RunCause) -> sqlx:
 }
 
 /// When the latest snapshot (of any market, manual or scheduled) was generated.
-pub async fn last_generated_at(db: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {
+pub async fn last_generated_at(db: impl PgExecutor<'_>) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar("SELECT max(generated_at) FROM popularity_snapshot_runs").fetch_one(db).await
 }
 

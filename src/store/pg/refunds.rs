@@ -39,6 +39,8 @@ pub struct Refund {
     pub id: Uuid,
     /// The order afterwards.
     pub order: Order,
+    /// Its status before (PAID or FULFILLED), for the audit log.
+    pub status_before: OrderStatus,
     /// Money given back now (minor units of the order's currency).
     pub amount: i64,
     /// Units refunded now, `(option_id, quantity)`.
@@ -189,6 +191,7 @@ pub(super) async fn refund_locked(
     Ok(Refund {
         id: refund_id,
         order,
+        status_before: status,
         amount: plan.amount,
         units: plan.units,
         restocked,
