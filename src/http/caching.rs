@@ -9,9 +9,13 @@
 //! - Every other response (user-scoped routes, errors, admin) gets [`NO_STORE`] from
 //!   [`no_store_by_default`], unless its handler said otherwise.
 
-use std::hash::{DefaultHasher, Hasher};
+use std::{
+    hash::{DefaultHasher, Hasher},
+    sync::Arc,
+};
 
 use axum::{
+    body::Bytes,
     extract::FromRequestParts,
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
@@ -19,6 +23,7 @@ use axum::{
 use serde::Serialize;
 
 use super::error::ApiError;
+use crate::services::catalog_cache::Rendered;
 
 /// `Cache-Control` of public catalog reads: one second, the freshness availability promises.
 pub const PUBLIC: &str = "public, max-age=1";
@@ -116,7 +121,24 @@ pub fn json<T: Serialize>(value: &T, audience: Audience, if_none_match: &IfNoneM
     if body.is_empty() {
         return ApiError::internal(Unrenderable).into_response();
     }
-    prepared(body, &etag, audience, if_none_match)
+    prepared(Bytes::from(body), &etag, audience, if_none_match)
+}
+
+/// A body the catalog cache rendered and keeps, shared by the answer rather than copied.
+struct SharedBody(Arc<Rendered>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.body
+    }
+}
+
+/// A rendering of the catalog cache answered as [`json`] answers (its bytes not copied).
+pub fn cached(rendered: &Arc<Rendered>, audience: Audience, if_none_match: &IfNoneMatch) -> Response {
+    if rendered.body.is_empty() {
+        return ApiError::internal(Unrenderable).into_response();
+    }
+    prepared(Bytes::from_owner(SharedBody(rendered.clone())), &rendered.etag, audience, if_none_match)
 }
 
 /// A body that could not be serialised (never, for this crate's types).
@@ -132,7 +154,7 @@ pub fn render<T: Serialize>(value: &T) -> (Vec<u8>, String) {
 }
 
 /// A rendered JSON body (see [`render`]) answered as [`json`] answers.
-pub fn prepared(body: Vec<u8>, etag: &str, audience: Audience, if_none_match: &IfNoneMatch) -> Response {
+fn prepared(body: Bytes, etag: &str, audience: Audience, if_none_match: &IfNoneMatch) -> Response {
     let mut headers = HeaderMap::with_capacity(4);
     headers.insert(header::CACHE_CONTROL, audience.cache_control());
     headers.insert(header::VARY, HeaderValue::from_static(VARY));

@@ -25,7 +25,7 @@ use crate::{
         fx::PriceSource,
     },
     services::{
-        AppState, Fault,
+        AppState,
         catalog::{self, ListPage, Listing, MarketHint, ProductView},
         catalog_cache::CachedProduct,
     },
@@ -188,7 +188,7 @@ async fn list_products(
     // Rendered once per page, language and availability refresh; most reads reuse the bytes.
     let rendered = state
         .catalog
-        .rendered(key, lang, available, || {
+        .rendered_list(key, listed, lang, available, || {
             let items = listed
                 .rows
                 .iter()
@@ -209,10 +209,7 @@ async fn list_products(
             caching::render(&ProductPage { items, page: page.page, size: page.size, total: listed.total })
         })
         .await;
-    if rendered.body.is_empty() {
-        return Err(ApiError::internal(Fault::invariant("a product page could not be serialised")));
-    }
-    Ok(caching::prepared(rendered.body.clone(), &rendered.etag, Audience::of(answer.personal), &if_none_match))
+    Ok(caching::cached(&rendered, Audience::of(answer.personal), &if_none_match))
 }
 
 /// Query parameters of the product detail.
@@ -253,34 +250,40 @@ async fn get_product(
     let answer = catalog::product(&state, hint, product_id).await?;
     let currency = answer.market.currency();
     let ProductView { product: cached, available } = &answer.value;
-    let CachedProduct { product, options } = &**cached;
+    let CachedProduct { product, options, .. } = &**cached;
     // The cheapest option, a list price winning a tie (as in the listing).
     let cheapest = options.iter().min_by_key(|o| (o.price, o.price_source != PriceSource::List));
     let (price, price_source) = cheapest.map_or((0, PriceSource::List), |o| (o.price, o.price_source));
-    let status = StockStatus::from_available(available.iter().sum());
     let lang = accept.lang();
-    let body = ProductDetail {
-        id: product.id,
-        name: if lang == Lang::En { &product.name_en } else { &product.name_ko },
-        description: if lang == Lang::En { &product.description_en } else { &product.description_ko },
-        category: &product.category,
-        image_url: product.image_url.as_deref(),
-        price: Money::new(price, currency),
-        price_source,
-        stock_status: status,
-        purchasable: status.purchasable(),
-        options: options
-            .iter()
-            .zip(available.iter())
-            .map(|(o, &available)| OptionView {
-                id: o.id,
-                name: &o.name,
-                price: Money::new(o.price, currency),
-                price_source: o.price_source,
-                available,
-                stock_status: StockStatus::from_available(available),
+    // Rendered once per market, language and availability; most reads reuse the bytes.
+    let rendered = state
+        .catalog
+        .rendered_detail(cached, lang, available, || {
+            let status = StockStatus::from_available(available.iter().sum());
+            caching::render(&ProductDetail {
+                id: product.id,
+                name: if lang == Lang::En { &product.name_en } else { &product.name_ko },
+                description: if lang == Lang::En { &product.description_en } else { &product.description_ko },
+                category: &product.category,
+                image_url: product.image_url.as_deref(),
+                price: Money::new(price, currency),
+                price_source,
+                stock_status: status,
+                purchasable: status.purchasable(),
+                options: options
+                    .iter()
+                    .zip(available.iter())
+                    .map(|(o, &available)| OptionView {
+                        id: o.id,
+                        name: &o.name,
+                        price: Money::new(o.price, currency),
+                        price_source: o.price_source,
+                        available,
+                        stock_status: StockStatus::from_available(available),
+                    })
+                    .collect(),
             })
-            .collect(),
-    };
-    Ok(caching::json(&body, Audience::of(answer.personal), &if_none_match))
+        })
+        .await;
+    Ok(caching::cached(&rendered, Audience::of(answer.personal), &if_none_match))
 }

@@ -118,16 +118,24 @@ pub async fn list(
     let (market, personal) = resolve(state, hint).await?;
     let Listing { category, name_pattern, sort } = listing;
     let key = ListKey { market, category, name_pattern, sort, page: page.page, size: page.size };
-    let listed = state
-        .catalog
-        .list(&key, async {
-            let filter =
-                ListFilter { market, category: key.category.clone(), name_pattern: key.name_pattern.clone(), sort };
-            let mut conn = state.db.acquire().await?;
+    let db = state.db.clone();
+    // Owned: a stale `popular` page is reloaded on a task of its own.
+    let load = move |key: &ListKey| {
+        let db = db.clone();
+        let filter = ListFilter {
+            market: key.market,
+            category: key.category.clone(),
+            name_pattern: key.name_pattern.clone(),
+            sort: key.sort,
+        };
+        let page = key.page_request();
+        async move {
+            let mut conn = db.acquire().await?;
             let (rows, total) = catalog::list(&mut conn, &filter, page).await?;
-            Ok(ListedPage { rows, total })
-        })
-        .await?;
+            Ok(ListedPage::new(rows, total))
+        }
+    };
+    let listed = state.catalog.list(&key, load).await?;
     let available = state.catalog.live_list(state.order_admission.stock(), &key, &listed).await;
     Ok(Answer { market, personal, value: ListPage { key, page: listed, available } })
 }
@@ -153,7 +161,7 @@ pub async fn product(state: &AppState, hint: MarketHint, product_id: i64) -> Res
                 return Ok(None);
             };
             let options = catalog::priced_options(&state.db, product_id, market.currency()).await?;
-            Ok((!options.is_empty()).then_some(CachedProduct { product, options }))
+            Ok((!options.is_empty()).then(|| CachedProduct::new(product, options)))
         })
         .await?
         .ok_or(CatalogError::ProductNotFound { product_id })?;

@@ -14,6 +14,8 @@ use reqwest::{Method, Response, header};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+mod under_load;
+
 use crate::support::{
     Strategy, TestApp,
     child::{ChildServe, serve_app},
@@ -22,10 +24,10 @@ use crate::support::{
 
 /// A second instance of `app` on the same database and Redis prefix: a child `jupang serve`, or
 /// an application in this process whose state the test can see.
-struct Other {
+pub(crate) struct Other {
     base: String,
     client: reqwest::Client,
-    state: Option<AppState>,
+    pub(crate) state: Option<AppState>,
     _serve: Option<ChildServe>,
     stop: Option<CancellationToken>,
 }
@@ -43,7 +45,7 @@ impl Other {
 
     /// In this process, serving once its notice listener has subscribed (the first subscription
     /// drops the catalog: whatever changed before it may have been cached).
-    async fn sibling(app: &TestApp) -> Other {
+    pub(crate) async fn sibling(app: &TestApp) -> Other {
         let b = sibling(app, |_| {}).await;
         let (state, base, stop) = (b.state().clone(), format!("http://{}", b.local_addr()), b.shutdown_token());
         let (tx, mut subscribed) = tokio::sync::mpsc::unbounded_channel();
@@ -55,7 +57,7 @@ impl Other {
         Other { base, client: reqwest::Client::new(), state: Some(state), _serve: None, stop: Some(stop) }
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         json_of(self.client.get(format!("{}{path}", self.base)).send().await.unwrap(), 200).await
     }
 }
@@ -77,7 +79,7 @@ fn item(page: &Value, id: i64) -> Option<Value> {
 }
 
 /// Polls `read` until `holds`, for at most `within`; answers how long it took.
-async fn within<F: Future<Output = Value>>(
+pub(crate) async fn within<F: Future<Output = Value>>(
     within: Duration,
     what: &str,
     mut read: impl FnMut() -> F,

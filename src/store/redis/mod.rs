@@ -17,6 +17,7 @@ pub mod lock;
 pub mod notices;
 pub mod sales;
 pub mod stock;
+mod stock_reads;
 pub mod streams;
 pub mod waiting_room;
 

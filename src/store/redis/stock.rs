@@ -20,7 +20,10 @@
 //! [`Topic::Stock`] notice per option (hydration: one for the whole topic), so every instance forgets that the option was
 //! sold out (`admission::orders::sold_out`).
 
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use redis::Script;
@@ -29,6 +32,7 @@ use uuid::Uuid;
 use super::{
     RedisStore,
     notices::{Notices, Topic},
+    stock_reads::GroupedReads,
     streams::orders::Admission,
 };
 
@@ -124,6 +128,8 @@ pub struct StockStore {
     redis: RedisStore,
     keys: StockKeys,
     notices: Notices,
+    /// Product pages' reads, grouped (`stock_reads`).
+    grouped: Arc<GroupedReads>,
 }
 
 fn secs(d: Duration) -> u64 {
@@ -133,7 +139,12 @@ fn secs(d: Duration) -> u64 {
 impl StockStore {
     /// The stock store of the deployment `redis` is configured for.
     pub fn new(redis: &RedisStore) -> StockStore {
-        StockStore { redis: redis.clone(), keys: StockKeys::new(redis.prefix()), notices: Notices::new(redis) }
+        StockStore {
+            redis: redis.clone(),
+            keys: StockKeys::new(redis.prefix()),
+            notices: Notices::new(redis),
+            grouped: Arc::default(),
+        }
     }
 
     /// Announces that the counters of `option_ids` rose (after the increment). The increment
@@ -286,6 +297,32 @@ impl StockStore {
         }
         let keys: Vec<String> = option_ids.iter().map(|id| self.keys.avail(*id)).collect();
         redis::cmd("MGET").arg(keys).query_async(&mut self.redis.conn()).await
+    }
+
+    /// [`StockStore::available`] as of now, grouped with the reads other tasks of this process
+    /// ask at the same time into one `MGET` (see `stock_reads`): what a reader that must see
+    /// every change completed before it asked (a product page) uses under load.
+    pub async fn available_now(&self, option_ids: &[i64]) -> redis::RedisResult<Vec<Option<i64>>> {
+        if option_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ticket, opened) = self.grouped.join(option_ids);
+        if opened {
+            let me = self.clone();
+            tokio::spawn(self.grouped.clone().send(move |ids| async move { me.available(&ids).await }));
+        }
+        match ticket.counters().await {
+            Some(answer) => {
+                answer.map_err(|e| redis::RedisError::from((e.kind(), "grouped MGET failed", e.to_string())))
+            }
+            None => self.available(option_ids).await,
+        }
+    }
+
+    /// How many `MGET`s [`StockStore::available_now`] sent in this process (fewer than its
+    /// calls when reads were grouped).
+    pub fn grouped_sends(&self) -> u64 {
+        self.grouped.sends()
     }
 
     /// One atomic snapshot of the counters of `option_ids` (at least one) and of every order
