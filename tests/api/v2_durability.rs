@@ -216,14 +216,8 @@ async fn reconcile_reports_drift_per_coupon_and_repairs_only_in_the_safe_directi
     let _: () = redis::cmd("INCRBY").arg(&k.remaining).arg(3).query(&mut conn).unwrap();
 
     let report = reconcile(&app, &[]).await;
-    let row: Vec<&str> = report
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(&coupon.to_string()))
-        .unwrap_or_else(|| panic!("no line for coupon {coupon}:\n{report}"))
-        .split_whitespace()
-        .collect();
-    // coupon, total, remaining, users, persisted, pending, drift
-    assert_eq!(row[..7], [coupon.to_string().as_str(), "10", "9", "3", "4", "0", "-3"], "{report}");
+    let row = child::coupon_row(&report, coupon);
+    assert_eq!(row, [coupon.to_string().as_str(), "10", "9", "3", "4", "0", "-3"], "{report}");
     assert_eq!(redis_counters(&app, coupon), (9, 3), "a report changes nothing");
 
     let repaired = reconcile(&app, &["--repair"]).await;

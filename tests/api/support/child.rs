@@ -95,3 +95,13 @@ pub async fn reconcile(app: &TestApp, args: &[&str]) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The first seven columns of `coupon`'s line in a `reconcile` report: coupon, total,
+/// remaining, users, persisted, pending, drift.
+pub fn coupon_row(report: &str, coupon: i64) -> Vec<String> {
+    let line = report
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&coupon.to_string()))
+        .unwrap_or_else(|| panic!("no line for coupon {coupon}:\n{report}"));
+    line.split_whitespace().take(7).map(str::to_owned).collect()
+}
