@@ -209,16 +209,23 @@ impl StockStore {
     /// Returns a pending order's lines to the counters, exactly once; false when there was
     /// nothing to release (already released, paid, or unknown).
     pub async fn release(&self, order_id: Uuid, lines: &[(i64, i64)]) -> redis::RedisResult<bool> {
+        self.give_back(order_id, lines, across::Settle::Release).await
+    }
+
+    /// Release or refund: one script call for an order of one group, part by part otherwise;
+    /// then the notices of the options whose counters rose.
+    async fn give_back(&self, order_id: Uuid, lines: &[(i64, i64)], how: across::Settle) -> redis::RedisResult<bool> {
         let Some(home) = self.home(order_id, lines).await? else { return Ok(false) };
-        let released = if by_group(lines).len() > 1 {
-            self.settle_across(home, order_id, lines, across::Settle::Release).await?
+        let done = if by_group(lines).len() > 1 {
+            self.settle_across(home, order_id, lines, how).await?
         } else {
-            self.settle_home(&RELEASE, home, order_id, lines).await? == 1
+            let script = if how == across::Settle::Release { &RELEASE } else { &RESTOCK };
+            self.settle_home(script, home, order_id, lines).await? == 1
         };
-        if released {
+        if done {
             self.rose(lines.iter().map(|l| l.0).collect()).await;
         }
-        Ok(released)
+        Ok(done)
     }
 
     /// Marks an order paid so it can never be released: 1 confirmed, 0 already settled or
@@ -230,16 +237,7 @@ impl StockStore {
 
     /// Puts a refunded order's lines back on sale, exactly once; false when already done.
     pub async fn restock(&self, order_id: Uuid, lines: &[(i64, i64)]) -> redis::RedisResult<bool> {
-        let Some(home) = self.home(order_id, lines).await? else { return Ok(false) };
-        let done = if by_group(lines).len() > 1 {
-            self.settle_across(home, order_id, lines, across::Settle::Refund).await?
-        } else {
-            self.settle_home(&RESTOCK, home, order_id, lines).await? == 1
-        };
-        if done {
-            self.rose(lines.iter().map(|l| l.0).collect()).await;
-        }
-        Ok(done)
+        self.give_back(order_id, lines, across::Settle::Refund).await
     }
 
     /// Adds `(option, delta)` to the counters that exist. With `floor`, refuses (changing
