@@ -18,6 +18,8 @@ use serde_json::json;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
+mod orders;
+
 use crate::support::{
     Shot, Strategy, TestApp, acknowledged, avail_of, burst, child, create_coupon, env, eventually, open_run,
     order_request, persisted, raw_orders, redis_store, sibling, spawn_app_with, stored,

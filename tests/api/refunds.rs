@@ -2,14 +2,18 @@
 //! stock back only for units not shipped, never more than paid, idempotent, and safe against a
 //! payment (or another refund) of the same order at the same moment.
 
-use jupang::{http::auth::Role, store::pg::movements};
+use jupang::{
+    http::auth::Role,
+    store::{pg::movements, redis::stock::group_of},
+};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 
 use crate::support::{
     Strategy, TestApp, assert_error, avail_of, balance_of, cancel, coupon_state, events, for_each_strategy, held_fixed,
-    json_of, option, pay, pay_request, placed, send_all, status_of, stock_of,
+    json_of, option, pay, pay_request, placed, redis_cmd, send_all, status_of, stock_of, stock_store,
 };
+use uuid::Uuid;
 
 /// The agent's user id in tokens (no such user: agents are not customers).
 const AGENT: i64 = 900_001;
@@ -300,4 +304,48 @@ async fn a_refund_names_items_or_an_amount_and_no_more_units_than_were_paid() {
     .await;
     assert_eq!(not_ordered["details"]["refundable_quantity"], 0);
     assert_eq!((balance_of(&app, user).await, stock_of(&app, opt).await), (0, (8, 0)), "nothing changed");
+}
+
+/// A V2 order across two stock groups refunded in two parts: each refund puts its units back
+/// once, through its own marker in each group it touches; a retry is a no-op; a restock cut off
+/// between its groups (the second group's step undone by hand) gives back only that group when
+/// it runs again.
+#[tokio::test]
+async fn refunds_of_an_order_across_stock_groups_restock_each_group_once_per_refund() {
+    let app = Strategy::RedisLua.spawn().await;
+    let user = app.create_user("KR", 100_000).await;
+    let a = option(&app, 10_000, 10).await;
+    let mut b = option(&app, 5_000, 10).await;
+    while group_of(b) == group_of(a) {
+        b = option(&app, 5_000, 10).await;
+    }
+    let order = placed(&app, user, &[(a, 2), (b, 2)]).await;
+    json_of(pay(&app, user, &order, None).await, 200).await;
+    assert_eq!((avail_of(&app, a).await, avail_of(&app, b).await), (Some(8), Some(8)));
+
+    let first = json_of(
+        refund(&app, &order, json!({"items": [{"product_option_id": a, "quantity": 1}], "reason": "x"})).await,
+        201,
+    )
+    .await;
+    assert_eq!(first["items"][0]["restocked"], true);
+    assert_eq!((avail_of(&app, a).await, avail_of(&app, b).await), (Some(9), Some(8)), "one group, one unit");
+    let items = json!([{"product_option_id": a, "quantity": 1}, {"product_option_id": b, "quantity": 2}]);
+    let second = json_of(refund(&app, &order, json!({"items": items, "reason": "y"})).await, 201).await;
+    assert_eq!((avail_of(&app, a).await, avail_of(&app, b).await), (Some(10), Some(10)), "a second refund of A counts");
+
+    let stock = stock_store(&app).await;
+    let refund_id: Uuid = second["refund_id"].as_str().unwrap().parse().unwrap();
+    let order_id: Uuid = order.parse().unwrap();
+    let lines = [(a, 1), (b, 2)];
+    assert!(!stock.restock(refund_id, order_id, &lines).await.unwrap(), "a retry gives nothing back");
+    assert_eq!((avail_of(&app, a).await, avail_of(&app, b).await), (Some(10), Some(10)));
+
+    // As if the restock had stopped after A's group: B's marker and units not there yet.
+    let _: i64 = redis_cmd(redis::cmd("DEL").arg(stock.keys().refund(group_of(b), refund_id))).await;
+    let _: i64 = redis_cmd(redis::cmd("DECRBY").arg(stock.keys().avail(b)).arg(2)).await;
+    assert!(stock.restock(refund_id, order_id, &lines).await.unwrap());
+    assert_eq!((avail_of(&app, a).await, avail_of(&app, b).await), (Some(10), Some(10)), "only B's group again");
+    assert_eq!((stock_of(&app, a).await, stock_of(&app, b).await), ((10, 0), (10, 0)));
+    no_ledger_drift(&app).await;
 }

@@ -13,7 +13,7 @@ use jupang::{
     store::redis::{
         RedisStore,
         keys::CouponKeys,
-        stock::StockKeys,
+        stock::{StockKeys, home_of},
         streams::{
             StreamEntry, StreamSource,
             coupons::{self, CouponStreams},
@@ -113,11 +113,14 @@ async fn what_the_reservation_script_appends_decodes_into_the_order_it_answered(
         .await
         .expect("the script admits the order");
 
-    let stream = StockKeys::new(&app.redis_prefix).stream();
+    // Two options of one product: consecutive ids, so two stock groups, and the entry is the
+    // commit's (`commit_order.lua`), in the home group's stream.
+    let home = home_of([option(0), option(1)]).unwrap();
+    let stream = StockKeys::new(&app.redis_prefix).stream(home);
     let written = entries(&redis, &stream).await;
     assert_eq!(written.len(), 1, "one entry per admission");
     assert_eq!(names(&written[0].fields), orders::FIELDS.into_iter().collect(), "the script writes exactly FIELDS");
-    let admission = OrderStream::new(stream).decode(&written[0]).expect("the entry decodes");
+    let admission = OrderStream::new(vec![stream]).decode(&written[0]).expect("the entry decodes");
     assert_eq!((admission.order_id, admission.user_id), (order.id, user));
     assert_eq!(
         (admission.total, admission.created_at, admission.expires_at),
@@ -138,7 +141,7 @@ async fn what_the_reservation_script_appends_decodes_into_the_order_it_answered(
     assert_eq!(lines, [(option(0), 2, 1_500, "코덱", "A"), (option(1), 2, 700, "코덱", "옵션 B")]);
 
     let hash: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(StockKeys::new(&app.redis_prefix).order(order.id))
+        .arg(StockKeys::new(&app.redis_prefix).order(home, order.id))
         .query_async(&mut redis.conn())
         .await
         .unwrap();

@@ -36,7 +36,10 @@ use crate::{
     store::{
         Fault,
         pg::reservations::share_derived,
-        redis::{stock::StockStore, streams::orders::AdmittedLine},
+        redis::{
+            stock::{OrderRef, StockStore, group_of, groups_of},
+            streams::orders::AdmittedLine,
+        },
     },
 };
 
@@ -44,11 +47,14 @@ use crate::{
 pub const STOCK_HYDRATED_TOTAL: &str = "stock_hydrated_total";
 
 /// Units Redis holds per option (of `options`) for the `held` orders that Postgres does not
-/// count as reserved: missing there, or already EXPIRED / CANCELLED while the hash is pending.
-/// `known` are the statuses Postgres has, read in the same snapshot as the figures.
+/// count as reserved: missing there (admitted but not persisted yet, or still being admitted
+/// across groups), or already EXPIRED / CANCELLED while the hash is pending. `known` are the
+/// statuses Postgres has, read in the same snapshot as the figures. An order of one group holds
+/// all its lines while pending; an order across groups holds the lines of its parts marked
+/// `held` (while being admitted, undone or settled part by part).
 async fn holds(
     stock: &StockStore,
-    held: &[Uuid],
+    held: &[OrderRef],
     known: Vec<(Uuid, String)>,
     options: &HashSet<i64>,
 ) -> Result<HashMap<i64, i64>, Fault> {
@@ -57,17 +63,34 @@ async fn holds(
         return Ok(out);
     }
     let known: HashMap<Uuid, String> = known.into_iter().collect();
-    let outside: Vec<Uuid> =
-        held.iter().filter(|id| known.get(id).is_none_or(|s| s == "EXPIRED" || s == "CANCELLED")).copied().collect();
-    for (state, lines) in stock.states(&outside).await? {
-        let (Some("pending"), Some(lines)) = (state.as_deref(), lines) else { continue };
+    let outside: Vec<OrderRef> =
+        held.iter().filter(|o| known.get(&o.id).is_none_or(|s| s == "EXPIRED" || s == "CANCELLED")).copied().collect();
+    for (order, (state, lines)) in outside.iter().zip(stock.states(&outside).await?) {
+        let (Some(state), Some(lines)) = (state.as_deref(), lines) else { continue };
+        if !matches!(state, "pending" | "reserving" | "aborting") {
+            continue;
+        }
         let lines: Vec<AdmittedLine> = serde_json::from_str(&lines)
             .map_err(|e| Fault::invariant(format!("an order hash holds malformed lines: {e}")))?;
-        for l in lines.iter().filter(|l| options.contains(&l.option_id)) {
+        let groups = groups_of(lines.iter().map(|l| l.option_id));
+        let held_groups: HashSet<i64> = if groups.len() > 1 {
+            let parts = stock.parts(order.id, &groups).await?;
+            groups.iter().zip(parts).filter(|(_, p)| p.as_deref() == Some("held")).map(|(g, _)| *g).collect()
+        } else if state == "pending" {
+            groups.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
+        for l in lines.iter().filter(|l| options.contains(&l.option_id) && held_groups.contains(&group_of(l.option_id)))
+        {
             *out.entry(l.option_id).or_default() += l.quantity;
         }
     }
     Ok(out)
+}
+
+fn ids(held: &[OrderRef]) -> Vec<Uuid> {
+    held.iter().map(|o| o.id).collect()
 }
 
 /// Creates the counters of `option_ids` that do not exist (see the module docs).
@@ -79,7 +102,7 @@ pub async fn hydrate(db: &PgPool, stock: &StockStore, option_ids: &[i64]) -> Res
     // order of theirs can join the due set meanwhile.
     let held = stock.held().await?;
     let mut tx = db.begin().await?;
-    let view = share_derived(&mut tx, option_ids, &held).await?;
+    let view = share_derived(&mut tx, option_ids, &ids(&held)).await?;
     let rows = view.available;
     let wanted: HashSet<i64> = rows.iter().map(|r| r.0).collect();
     let holds = holds(stock, &held, view.statuses, &wanted).await?;
@@ -139,7 +162,7 @@ pub async fn reconcile(db: &PgPool, stock: &StockStore) -> Result<StockDrift, Fa
         .execute(&mut *tx)
         .await?;
     let (counters, held) = stock.snapshot(&ids).await?;
-    let view = share_derived(&mut tx, &ids, &held).await?;
+    let view = share_derived(&mut tx, &ids, &self::ids(&held)).await?;
     let rows = view.available;
     if rows.len() != ids.len() {
         // An option deleted meanwhile: compare the next round.

@@ -282,6 +282,10 @@ impl OrderAdmission {
                 ReserveOutcome::Missing(_) => {
                     return Err(Fault::invariant("stock counters still missing after hydration").into());
                 }
+                ReserveOutcome::Abandoned => {
+                    // Only an earlier attempt of this very id that outlived its deadline.
+                    return Err(Fault::invariant("an admission of this order id was abandoned and undone").into());
+                }
             }
         }
         if matches!(source, OrderSource::Cart) {

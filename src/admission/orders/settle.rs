@@ -24,9 +24,16 @@ use crate::{
             admitted_orders,
             orders::{self, HeldStock, Reservation},
         },
-        redis::{stock::StockStore, streams::orders::Admission},
+        redis::{
+            stock::{OrderRef, StockStore},
+            streams::orders::{Admission, AdmittedLine},
+        },
     },
 };
+
+/// Hash states of an order across stock groups that is not admitted: being admitted, being
+/// undone, undone (`lua/begin_order.lua`, `lua/abort_order.lua`).
+const INTENT_STATES: [&str; 3] = ["reserving", "aborting", "aborted"];
 
 /// Persists an order Postgres does not have yet from its Redis hash (the sink's code, so it
 /// is idempotent); false when Redis has no such order either. Writes only that order's rows
@@ -45,8 +52,9 @@ pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid)
 /// before this insert, so a batch persisting the same order at the same moment waits for the
 /// caller's commit at most, never the other way round in a cycle.
 pub async fn persist_from_redis_in(tx: &mut PgConnection, stock: &StockStore, order_id: Uuid) -> Result<bool, Fault> {
-    let fields = stock.order(order_id).await?;
-    if fields.is_empty() {
+    let Some((_, fields)) = stock.locate(order_id).await? else { return Ok(false) };
+    if fields.get("state").is_some_and(|s| INTENT_STATES.contains(&s.as_str())) {
+        // An order across stock groups still being admitted, or undone: not an order (yet).
         return Ok(false);
     }
     let Ok(admission) = Admission::from_fields(&fields) else {
@@ -91,7 +99,7 @@ pub async fn confirmed(stock: &StockStore, held: &HeldStock) {
     if held.reservation != Reservation::Redis {
         return;
     }
-    match stock.confirm(held.order_id).await {
+    match stock.confirm(held.order_id, &held.lines).await {
         Ok(-1) => {
             tracing::error!(order.id = %held.order_id, "a paid order had been released in redis; reconcile the stock")
         }
@@ -126,49 +134,59 @@ pub struct Repaired {
     pub persisted: u64,
     /// Orders settled in Redis after Postgres had settled them (a lost after-commit step).
     pub settled: u64,
+    /// Admissions across stock groups undone after their deadline (the admitter died or failed
+    /// between groups): the parts they held are back on sale.
+    pub undone: u64,
 }
 
-/// The sweeper's Redis pass over orders due at `now` that Redis still holds: an order Postgres
-/// does not have is persisted (the Postgres sweep then expires it like any other); an order
-/// Postgres has already settled (a process died after its commit) is settled in Redis now.
+/// The sweeper's Redis pass over orders due at `now` that Redis still holds: an admission
+/// across groups past its deadline is undone; an order Postgres does not have is persisted (the
+/// Postgres sweep then expires it like any other); an order Postgres has already settled (a
+/// process died after its commit) is settled in Redis now.
 pub async fn repair_due(db: &PgPool, stock: &StockStore, now: DateTime<Utc>, limit: usize) -> Result<Repaired, Fault> {
     let due = stock.due(now, limit).await?;
     let mut done = Repaired::default();
     if due.is_empty() {
         return Ok(done);
     }
-    let statuses: HashMap<Uuid, String> = orders::statuses(db, &due).await?.into_iter().collect();
+    let ids: Vec<Uuid> = due.iter().map(|o| o.id).collect();
+    let statuses: HashMap<Uuid, String> = orders::statuses(db, &ids).await?.into_iter().collect();
     let settled: Vec<Uuid> = statuses.iter().filter(|(_, s)| s.as_str() != "PENDING").map(|(id, _)| *id).collect();
     let mut lines: HashMap<Uuid, Vec<(i64, i64)>> = HashMap::new();
     for item in orders::items_of(db, &settled).await? {
         lines.entry(item.order_id).or_default().push((item.option_id, item.quantity.into()));
     }
-    for id in due {
-        match statuses.get(&id).map(String::as_str) {
-            None => {
-                if persist_from_redis(db, stock, id).await? {
-                    done.persisted += 1;
-                } else {
-                    // Neither Postgres nor Redis knows it any more: nothing left to settle.
-                    stock.forget_due(id).await?;
+    let unknown: Vec<OrderRef> = due.iter().filter(|o| !statuses.contains_key(&o.id)).copied().collect();
+    for (order, (state, lines)) in unknown.iter().zip(stock.states(&unknown).await?) {
+        match (state.as_deref(), lines) {
+            (Some("reserving" | "aborting"), Some(lines)) => {
+                let lines: Vec<AdmittedLine> = serde_json::from_str(&lines)
+                    .map_err(|e| Fault::invariant(format!("an order hash holds malformed lines: {e}")))?;
+                let quantities: Vec<(i64, i64)> = lines.iter().map(|l| (l.option_id, l.quantity)).collect();
+                if stock.abort(order.group, order.id, &quantities).await? {
+                    tracing::warn!(order.id = %order.id, "an admission across stock groups was abandoned; undone");
+                    done.undone += 1;
                 }
             }
-            Some("PENDING") => {}
-            Some(status) => {
-                let status = OrderStatus::parse(status).unwrap_or(OrderStatus::Expired);
-                let held = HeldStock {
-                    order_id: id,
-                    reservation: Reservation::Redis,
-                    lines: lines.remove(&id).unwrap_or_default(),
-                };
-                let changed = match status {
-                    OrderStatus::Cancelled | OrderStatus::Expired => stock.release(id, &held.lines).await?,
-                    _ => stock.confirm(id).await? == 1,
-                };
-                if changed {
-                    done.settled += 1;
-                }
-            }
+            _ if persist_from_redis(db, stock, order.id).await? => done.persisted += 1,
+            // Neither Postgres nor Redis knows it any more: nothing left to settle.
+            _ => stock.forget_due(*order).await?,
+        }
+    }
+    for order in due.iter().filter(|o| statuses.contains_key(&o.id)) {
+        let id = order.id;
+        let status = statuses[&id].as_str();
+        if status == "PENDING" {
+            continue;
+        }
+        let status = OrderStatus::parse(status).unwrap_or(OrderStatus::Expired);
+        let held = lines.remove(&id).unwrap_or_default();
+        let changed = match status {
+            OrderStatus::Cancelled | OrderStatus::Expired => stock.release(id, &held).await?,
+            _ => stock.confirm(id, &held).await? == 1,
+        };
+        if changed {
+            done.settled += 1;
         }
     }
     Ok(done)

@@ -31,6 +31,9 @@ pub async fn expire_due(db: &PgPool, stock: &StockStore, now: DateTime<Utc>) -> 
     if repaired.settled > 0 {
         tracing::warn!(order.settled = repaired.settled, "settled stock counters a crashed step had left behind");
     }
+    if repaired.undone > 0 {
+        tracing::warn!(order.undone = repaired.undone, "undid admissions across stock groups abandoned mid-way");
+    }
     let mut total = 0;
     loop {
         let held = expiry::expire_due_batch(db, now, BATCH).await?;

@@ -98,16 +98,16 @@ pub async fn persist(tx: &mut PgConnection, admissions: &[Admission]) -> sqlx::R
     Ok(inserted)
 }
 
-/// The sink of V2 orders: persists the admission stream `P:{stock}:stream` ([`OrderStream`]).
+/// The sink of V2 orders: persists the admission streams `P:{stock:<group>}:stream` ([`OrderStream`]).
 #[derive(Debug, Clone)]
 pub struct OrderSink {
     source: OrderStream,
 }
 
 impl OrderSink {
-    /// The sink of the stream named `stream` ([`crate::store::redis::stock::StockKeys::stream`]).
-    pub fn new(stream: String) -> OrderSink {
-        OrderSink { source: OrderStream::new(stream) }
+    /// The sink of the streams named `streams` ([`crate::store::redis::stock::StockKeys::streams`]).
+    pub fn new(streams: Vec<String>) -> OrderSink {
+        OrderSink { source: OrderStream::new(streams) }
     }
 }
 

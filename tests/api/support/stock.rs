@@ -42,27 +42,29 @@ pub async fn engine(app: &TestApp) -> OrderAdmission {
 
 /// The sink the consumer persists the app's admission stream with.
 pub async fn order_sink(app: &TestApp) -> OrderSink {
-    OrderSink::new(stock_store(app).await.keys().stream())
+    OrderSink::new(stock_store(app).await.keys().streams())
 }
 
-/// Every entry of the app's admission stream.
+/// Every entry of the app's admission streams (one per stock group).
 pub async fn stream_entries(app: &TestApp) -> Vec<StreamEntry> {
-    let stream = stock_store(app).await.keys().stream();
-    let reply: redis::streams::StreamRangeReply = redis_cmd(redis::cmd("XRANGE").arg(&stream).arg("-").arg("+")).await;
-    reply
-        .ids
-        .into_iter()
-        .map(|e| StreamEntry {
-            stream: stream.clone(),
-            id: e.id,
-            fields: e
-                .map
-                .into_iter()
-                .map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap()))
-                .collect::<HashMap<_, _>>(),
-            deliveries: 1,
-        })
-        .collect()
+    let mut out = Vec::new();
+    for stream in stock_store(app).await.keys().streams() {
+        let reply: redis::streams::StreamRangeReply =
+            redis_cmd(redis::cmd("XRANGE").arg(&stream).arg("-").arg("+")).await;
+        out.extend(reply.ids.into_iter().map(|e| {
+            StreamEntry {
+                stream: stream.clone(),
+                id: e.id,
+                fields: e
+                    .map
+                    .into_iter()
+                    .map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap()))
+                    .collect::<HashMap<_, _>>(),
+                deliveries: 1,
+            }
+        }));
+    }
+    out
 }
 
 /// Persists `entries` in one committed transaction, as the consumer would.
@@ -89,8 +91,8 @@ pub async fn avail_of(app: &TestApp, option_id: i64) -> Option<i64> {
 
 /// The `state` Redis keeps of a V2 order (`pending`, `paid`, `released`...), if any.
 pub async fn order_state(app: &TestApp, order_id: &str) -> Option<String> {
-    let key = stock_store(app).await.keys().order(order_id.parse().unwrap());
-    redis_cmd(redis::cmd("HGET").arg(key).arg("state")).await
+    let order = stock_store(app).await.order(order_id.parse().unwrap()).await.unwrap();
+    order.get("state").cloned()
 }
 
 /// Runs the expiry sweeper once with the clock at `now`; returns how many orders it expired.

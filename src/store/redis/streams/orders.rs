@@ -1,5 +1,6 @@
-//! The order admission stream (`{prefix}:{stock}:stream`): one entry per order the reservation
-//! script (`lua/reserve_stock.lua`) admitted. The entry (and the order's Redis hash, which holds
+//! The order admission streams (`{prefix}:{stock:<group>}:stream`, one per stock group): one
+//! entry per order the reservation (`lua/reserve_stock.lua`, or `lua/commit_order.lua` for an
+//! order across groups) admitted, in the stream of the order's home group. The entry (and the order's Redis hash, which holds
 //! the same fields plus `state`) carries everything needed to persist the order in Postgres
 //! without asking the catalog again: prices and names are captured at admission.
 //!
@@ -117,16 +118,16 @@ impl Admission {
 /// The name of the order admission stream, as a sink: logs and metric labels.
 pub const NAME: &str = "orders";
 
-/// The order admission stream of a deployment (one stream for every order).
+/// The order admission streams of a deployment (one per stock group, a fixed list).
 #[derive(Debug, Clone)]
 pub struct OrderStream {
-    stream: String,
+    streams: Vec<String>,
 }
 
 impl OrderStream {
-    /// The stream named `stream` ([`crate::store::redis::stock::StockKeys::stream`]).
-    pub fn new(stream: String) -> OrderStream {
-        OrderStream { stream }
+    /// The streams named `streams` ([`crate::store::redis::stock::StockKeys::streams`]).
+    pub fn new(streams: Vec<String>) -> OrderStream {
+        OrderStream { streams }
     }
 }
 
@@ -138,7 +139,7 @@ impl StreamSource for OrderStream {
     }
 
     async fn streams(&self) -> RedisResult<Vec<String>> {
-        Ok(vec![self.stream.clone()])
+        Ok(self.streams.clone())
     }
 
     fn decode(&self, entry: &StreamEntry) -> Result<Admission, String> {
