@@ -168,7 +168,9 @@ async fn a_raise_on_one_instance_is_seen_by_the_loser_memory_of_another_within_t
 #[tokio::test]
 async fn a_coupon_not_open_yet_is_not_remembered_closed_past_its_opening() {
     let app = coupon_app().await;
-    let opens = Utc::now() + TimeDelta::milliseconds(600);
+    // Far enough ahead that the refusals below all come before the opening, even on the
+    // cluster pass of a busy CI machine (600 ms was not: the third came after it there).
+    let opens = Utc::now() + TimeDelta::milliseconds(3000);
     let coupon = create_coupon(&app, 5, json!({"issue_starts_at": opens})).await;
     let users = app.create_users(2, "KR", 0).await;
     for _ in 0..3 {
