@@ -102,28 +102,51 @@ async fn a_coupon_issued_a_moment_ago_pays_an_order_before_the_consumer_runs_and
 }
 
 #[tokio::test]
-async fn a_users_coupon_list_includes_a_coupon_issued_a_moment_ago() {
+async fn a_users_coupon_list_includes_coupons_issued_a_moment_ago() {
     let app = spawn_app().await;
-    let coupon = create_coupon(&app, 10, json!({})).await;
+    // Three coupons: three hash tags, so three slots on a cluster (one read spans them).
+    let mut coupons = Vec::new();
+    for _ in 0..3 {
+        coupons.push(create_coupon(&app, 10, json!({})).await);
+    }
     let user = app.create_user("KR", 0).await;
-    let uc = json_of(issue(&app, coupon, user).await, 201).await["user_coupon_id"].clone();
+    let mut issued = Vec::new();
+    for coupon in &coupons {
+        issued
+            .push(json_of(issue(&app, *coupon, user).await, 201).await["user_coupon_id"].as_str().unwrap().to_owned());
+    }
     let res = app.get_as(user, &format!("/api/users/{user}/coupons?status=AVAILABLE")).await;
     let page = json_of(res, 200).await;
-    assert_eq!((page["total"].clone(), page["items"][0]["user_coupon_id"].clone()), (json!(1), uc));
-    assert_eq!(persisted(&app.db, coupon).await, (1, 1, 1), "persisted on read");
+    let mut listed: Vec<String> =
+        page["items"].as_array().unwrap().iter().map(|i| i["user_coupon_id"].as_str().unwrap().to_owned()).collect();
+    listed.sort();
+    issued.sort();
+    assert_eq!((page["total"].clone(), listed), (json!(3), issued));
+    for coupon in coupons {
+        assert_eq!(persisted(&app.db, coupon).await, (1, 1, 1), "persisted on read");
+    }
 }
 
 #[tokio::test]
 async fn the_coupon_views_and_stats_show_live_redis_counters_before_postgres_catches_up() {
     let app = spawn_app().await;
+    // A second coupon, of another slot on a cluster: the list reads both live counters at once.
+    let other = create_coupon(&app, 5, json!({})).await;
     let coupon = create_coupon(&app, 10, json!({})).await;
     for user in app.create_users(3, "KR", 0).await {
         json_of(issue(&app, coupon, user).await, 201).await;
     }
+    json_of(issue(&app, other, app.create_user("KR", 0).await).await, 201).await;
     let detail = json_of(app.get(&format!("/api/coupons/{coupon}")).await, 200).await;
     assert_eq!(detail["remaining_quantity"], 7);
     let listed = json_of(app.get("/api/coupons").await, 200).await;
-    assert_eq!(listed["items"][0]["remaining_quantity"], 7);
+    let remaining: Vec<(i64, i64)> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["id"].as_i64().unwrap(), i["remaining_quantity"].as_i64().unwrap()))
+        .collect();
+    assert!(remaining.contains(&(coupon, 7)) && remaining.contains(&(other, 4)), "{remaining:?}");
     let path = format!("/api/admin/coupons/{coupon}/stats");
     let stats = json_of(app.request(Method::GET, &path).bearer_auth(manager(&app)).send().await.unwrap(), 200).await;
     assert_eq!(

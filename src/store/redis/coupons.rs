@@ -18,6 +18,7 @@ use redis::{RedisResult, Value};
 use super::{
     RedisStore,
     keys::{CouponKeys, HYDRATED_COUPONS, SCRATCH, coupon_key},
+    spread::SpreadPipe,
     streams::{
         self,
         coupons::{held_record, parse_held_record, time_text},
@@ -304,12 +305,12 @@ pub async fn live(redis: &RedisStore, ids: &[i64]) -> RedisResult<HashMap<i64, (
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut pipe = redis::pipe();
+    let mut pipe = SpreadPipe::new();
     for id in ids {
         let k = CouponKeys::new(redis.prefix(), *id);
-        pipe.hget(&k.meta, "total").get(&k.remaining);
+        pipe.add(&k.meta, redis::Cmd::hget(&k.meta, "total")).add(&k.remaining, redis::Cmd::get(&k.remaining));
     }
-    let replies: Vec<Option<i64>> = pipe.query_async(&mut redis.conn()).await?;
+    let replies: Vec<Option<i64>> = pipe.query(redis).await?;
     Ok(ids
         .iter()
         .zip(replies.chunks(2))
@@ -335,11 +336,12 @@ pub async fn held_by_user(redis: &RedisStore, user_id: i64) -> RedisResult<Vec<I
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
+    let mut pipe = SpreadPipe::new();
     for id in &ids {
-        pipe.hget(CouponKeys::new(redis.prefix(), *id).held, user_id);
+        let held = CouponKeys::new(redis.prefix(), *id).held;
+        pipe.add(&held, redis::Cmd::hget(&held, user_id));
     }
-    let values: Vec<Option<String>> = pipe.query_async(&mut redis.conn()).await?;
+    let values: Vec<Option<String>> = pipe.query(redis).await?;
     Ok(ids.iter().zip(values).filter_map(|(c, v)| v.and_then(|v| parse_held_record(*c, user_id, &v))).collect())
 }
 

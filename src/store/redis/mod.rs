@@ -16,6 +16,7 @@ pub mod keys;
 pub mod lock;
 pub mod notices;
 pub mod sales;
+pub mod spread;
 pub mod stock;
 mod stock_reads;
 pub mod streams;

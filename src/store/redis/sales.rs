@@ -7,19 +7,23 @@ use redis::RedisResult;
 use super::{
     RedisStore,
     keys::{CouponKeys, HYDRATED_COUPONS},
+    spread::SpreadPipe,
 };
 
-/// How many keys the coupons `ids` still hold in Redis ([`CouponKeys::all`]), one round trip.
+/// How many keys the coupons `ids` still hold in Redis ([`CouponKeys::all`]), one round trip
+/// (one per slot, concurrently, on a cluster).
 pub async fn keys_remaining(redis: &RedisStore, ids: &[i64]) -> RedisResult<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
-    let mut pipe = redis::pipe();
+    let mut pipe = SpreadPipe::new();
     for id in ids {
         // One EXISTS per coupon: its keys share one hash tag, so one cluster slot.
-        pipe.cmd("EXISTS").arg(&CouponKeys::new(redis.prefix(), *id).all()[..]);
+        let coupon = CouponKeys::new(redis.prefix(), *id);
+        let keys = coupon.all();
+        pipe.add(&keys[0], redis::cmd("EXISTS").arg(&keys[..]).clone());
     }
-    let counts: Vec<u64> = pipe.query_async(&mut redis.conn()).await?;
+    let counts: Vec<u64> = pipe.query(redis).await?;
     Ok(counts.iter().sum())
 }
 
