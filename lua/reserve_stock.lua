@@ -1,5 +1,7 @@
 -- All-or-nothing stock reservation of one order (V2, JUPANG_ORDER_STRATEGY=redis-lua).
--- Every key shares the `{stock}` hash tag, so the script runs unchanged on Redis Cluster.
+-- Every key carries the hash tag of the order's stock group (src/store/redis/stock/keys.rs), so
+-- the script runs unchanged on Redis Cluster; an order across groups uses reserve_part.lua.
+-- take_lines is lua/take_lines.lua, prepended to this script.
 --
 -- KEYS[1] the admission stream, KEYS[2] the order's hash, KEYS[3] the due set (orders by expiry),
 -- KEYS[4] the user's recent orders, KEYS[5..] the avail counter of each line (distinct options).
@@ -24,28 +26,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     return {2}
 end
 
-local missing = {-1}
-local avail = {}
-for i = 1, n do
-    local v = redis.call('GET', KEYS[FIRST_AVAIL + i - 1])
-    if v then
-        avail[i] = tonumber(v)
-    else
-        missing[#missing + 1] = i
-    end
-end
-if #missing > 1 then
-    return missing
-end
-
-for i = 1, n do
-    if avail[i] < tonumber(ARGV[FIRST_QTY + i - 1]) then
-        return {0, i, avail[i]}
-    end
-end
-
-for i = 1, n do
-    redis.call('DECRBY', KEYS[FIRST_AVAIL + i - 1], ARGV[FIRST_QTY + i - 1])
+local refused = take_lines(FIRST_AVAIL, FIRST_QTY, n)
+if refused then
+    return refused
 end
 
 local fields = {

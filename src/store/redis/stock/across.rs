@@ -52,7 +52,7 @@ use crate::store::redis::streams::orders::Admission;
 pub const ADMISSION_DEADLINE: Duration = Duration::from_secs(60);
 
 static BEGIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/begin_order.lua")));
-static PART: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/reserve_part.lua")));
+static PART: LazyLock<Script> = LazyLock::new(|| Script::new(take_lines_then!("reserve_part.lua")));
 static SETTLE_PART: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/settle_part.lua")));
 static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/commit_order.lua")));
 static ABORT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/abort_order.lua")));

@@ -16,6 +16,14 @@
 //! [`Topic::Stock`] notice per option (hydration: one for the whole topic), so every instance forgets that the option was
 //! sold out (`admission::orders::sold_out`).
 
+/// The source of a reserving script (`lua/<name>`) with `lua/take_lines.lua` in front of it: the
+/// all-or-nothing take of an order's lines has one home, and a Redis script cannot load another.
+macro_rules! take_lines_then {
+    ($script:literal) => {
+        concat!(include_str!("../../../../lua/take_lines.lua"), include_str!(concat!("../../../../lua/", $script)))
+    };
+}
+
 pub mod across;
 pub mod keys;
 
@@ -43,7 +51,7 @@ pub const SETTLED_HASH_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a pending order's hash outlives its expiry (the sweeper settles it well before).
 pub const PENDING_HASH_GRACE: Duration = Duration::from_secs(24 * 3600);
 
-static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/reserve_stock.lua")));
+static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(take_lines_then!("reserve_stock.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/release_stock.lua")));
 static CONFIRM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/confirm_stock.lua")));
 static RESTOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/restock_stock.lua")));
