@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use self::breaker::Breaker;
-pub use self::breaker::{BreakerSettings, OUTBOX_BREAKER_STATE};
+pub use self::breaker::{BreakerSettings, OUTBOX_BREAKER_STATE, State as BreakerState};
 use crate::store::pg::outbox::{self, ClaimedEvent};
 
 /// `outbox_pending_events`: events not yet delivered nor FAILED.

@@ -94,6 +94,10 @@ async fn creating_a_product_records_its_initial_stock_as_stock_changed_events() 
     assert_eq!(events[0]["product_option_id"], created["options"][0]["id"]);
     assert_eq!(events[0]["delta"], 12);
     assert_eq!(events[1]["delta"], 3);
+    for e in &events {
+        let why = (e["movement"].as_str(), e["reason"].as_str(), e["reserved_delta"].as_i64());
+        assert_eq!(why, (Some("adjustment"), Some("product created"), Some(0)), "{e}");
+    }
 }
 
 #[tokio::test]

@@ -172,3 +172,40 @@ async fn every_dashboard_expression_is_valid_promql_over_metrics_serve_really_ex
     }
     prometheus.stop().await;
 }
+
+/// The panels with a query that reads `metric`.
+fn panels_reading(doc: &Value, metric: &str) -> Vec<Value> {
+    let panels = doc["panels"].as_array().unwrap();
+    let reads = |p: &&Value| {
+        p["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["expr"].as_str().is_some_and(|e| metric_names(e).contains(metric)))
+    };
+    panels.iter().filter(reads).cloned().collect()
+}
+
+#[test]
+fn the_dashboard_shows_the_outbox_lag_in_seconds_and_the_breaker_state_by_its_names() {
+    use jupang::workers::outbox::{BreakerState, OUTBOX_BREAKER_STATE, OUTBOX_OLDEST_PENDING_AGE};
+
+    let doc = dashboard();
+    let lag = panels_reading(&doc, OUTBOX_OLDEST_PENDING_AGE);
+    assert_eq!(lag.len(), 1, "one panel of the outbox lag");
+    assert_eq!(lag[0]["fieldConfig"]["defaults"]["unit"], "s", "{}", lag[0]["title"]);
+    let breaker = panels_reading(&doc, OUTBOX_BREAKER_STATE);
+    assert_eq!(breaker.len(), 1, "one panel of the breaker");
+    let defaults = &breaker[0]["fieldConfig"]["defaults"];
+    let mappings = defaults["mappings"].as_array().expect("the breaker panel maps its values to names");
+    let options = &mappings.iter().find(|m| m["type"] == "value").expect("a value mapping")["options"];
+    let shown: Vec<(String, String)> =
+        options.as_object().unwrap().iter().map(|(v, o)| (v.clone(), o["text"].as_str().unwrap().to_owned())).collect();
+    let states: Vec<(String, String)> =
+        BreakerState::ALL.iter().map(|s| ((*s as i32).to_string(), s.name().to_owned())).collect();
+    assert_eq!(shown, states, "the gauge's values and the breaker's state names");
+    assert_eq!(
+        (defaults["min"].as_i64(), defaults["max"].as_i64()),
+        (Some(0), Some(BreakerState::ALL.len() as i64 - 1))
+    );
+}

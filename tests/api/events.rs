@@ -126,7 +126,7 @@ async fn every_event_type_reaches_an_https_platform_once_with_its_idempotency_ke
 }
 
 #[tokio::test]
-async fn the_breaker_opens_after_n_failures_sends_nothing_while_open_and_closes_on_the_first_success() {
+async fn the_breaker_opens_after_n_failures_sends_nothing_while_open_half_opens_and_closes_on_the_first_success() {
     let platform = HttpsPlatform::start().await;
     platform.state.down.store(true, Ordering::SeqCst);
     let app = spawn_child_app_with(|v| {
@@ -166,7 +166,13 @@ async fn the_breaker_opens_after_n_failures_sends_nothing_while_open_and_closes_
 
     // The probe after the open period fails (still down): open again for another period.
     eventually(10, "the first probe", || async { platform.received().len() >= 4 }).await;
+    // The next probe is held on its way: the breaker shows half-open meanwhile, and closes on
+    // its success.
+    platform.hold();
     platform.state.down.store(false, Ordering::SeqCst);
+    await_metric(&app, "outbox_breaker_state", &[], 2.0).await;
+    eventually(10, "the second probe", || async { platform.received().len() >= 5 }).await;
+    platform.release();
     await_metric(&app, "outbox_breaker_state", &[], 0.0).await;
     eventually(20, "everything delivered", || async { undelivered(&app).await == 0 }).await;
     await_metric(&app, "outbox_oldest_pending_age_seconds", &[], 0.0).await;

@@ -3,6 +3,7 @@
 mod support;
 
 mod audit;
+mod audit_every_write;
 mod auth;
 mod cart;
 mod catalog;

@@ -3,19 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use jupang::store::redis::notices::{CHECK_EVERY, Notices, REVISIONS, Topic};
+use jupang::store::redis::notices::{CHECK_EVERY, REVISIONS, Topic};
 use tokio::sync::mpsc;
 
-use crate::support::{redis_cmd, sibling, spawn_app};
-
-/// Registers a handler for `topic` on `notices` that forwards every id it is given.
-fn forward(notices: &Notices, topic: Topic) -> mpsc::UnboundedReceiver<Option<i64>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    notices.on(topic, move |id| {
-        let _ = tx.send(id);
-    });
-    rx
-}
+use crate::support::{forward_notices, redis_cmd, sibling, spawn_app};
 
 /// The next id a handler was given, within `within`.
 async fn next(rx: &mut mpsc::UnboundedReceiver<Option<i64>>, within: Duration) -> Option<i64> {
@@ -26,8 +17,8 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Option<i64>>, within: Duration) -
 async fn a_change_announced_by_one_instance_reaches_the_handlers_of_another() {
     let app = spawn_app().await;
     let (a, b) = (sibling(&app, |_| {}).await, sibling(&app, |_| {}).await);
-    let mut coupons_on_b = forward(&b.state().notices, Topic::Coupon);
-    let mut products_on_b = forward(&b.state().notices, Topic::Product);
+    let mut coupons_on_b = forward_notices(&b.state().notices, Topic::Coupon);
+    let mut products_on_b = forward_notices(&b.state().notices, Topic::Product);
     let (notices_a, stop) = (a.state().notices.clone(), b.shutdown_token());
     tokio::spawn(b.run_until_stopped());
     // B's first subscription announces every topic once (whatever it may have cached before).
@@ -47,7 +38,7 @@ async fn a_change_announced_by_one_instance_reaches_the_handlers_of_another() {
 async fn a_lost_notice_is_healed_by_the_revision_check_within_its_bound() {
     let app = spawn_app().await;
     let b = sibling(&app, |_| {}).await;
-    let mut stock = forward(&b.state().notices, Topic::Stock);
+    let mut stock = forward_notices(&b.state().notices, Topic::Stock);
     let stop = b.shutdown_token();
     tokio::spawn(b.run_until_stopped());
     assert_eq!(next(&mut stock, Duration::from_secs(5)).await, None, "first subscription");

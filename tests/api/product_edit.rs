@@ -1,6 +1,6 @@
 //! `PATCH /admin/products/{id}`: an edit is served by every instance within a second (catalog
 //! reads and order pricing), an order already PENDING keeps its price, taking a product off sale
-//! stops orders at once, and a bad edit changes nothing.
+//! stops orders (V1) and admissions (V2) at once, and a bad edit changes nothing.
 
 use std::time::{Duration, Instant};
 
@@ -9,8 +9,8 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestApp, assert_error, balance_of, count, json_of, opt, order_items, pay, product, serving_sibling, simple,
-    spawn_app,
+    TestApp, assert_error, balance_of, count, for_each_strategy, json_of, opt, order_items, pay, product,
+    serving_sibling, serving_sibling_with, spawn_app,
 };
 
 /// The id in tokens of the inventory manager who edits.
@@ -66,11 +66,15 @@ async fn a_price_change_on_one_instance_is_seen_by_a_read_and_an_order_on_anothe
     stop.cancel();
 }
 
+for_each_strategy! {
 #[tokio::test]
-async fn taking_a_product_off_sale_stops_orders_at_once_here_and_within_a_second_elsewhere() {
-    let app = spawn_app().await;
+async fn taking_a_product_off_sale_stops_orders_at_once_here_and_within_a_second_elsewhere(s: Strategy) {
+    let app = s.spawn().await;
     let (id, options) = product(&app, "Recalled", "toys", true, &[opt(5_000, 50)]).await;
-    let (b, stop) = serving_sibling(&app).await;
+    let (b, stop) = serving_sibling_with(&app, |v| {
+        v.insert("JUPANG_ORDER_STRATEGY".into(), s.as_str().into());
+    })
+    .await;
     let users = app.create_users(3, "KR", 1_000_000).await;
     json_of(order_on(&app, &b, users[0], options[0]).await, 201).await;
     json_of(order_items(&app, users[0], &[(options[0], 1)]).await, 201).await;
@@ -92,20 +96,26 @@ async fn taking_a_product_off_sale_stops_orders_at_once_here_and_within_a_second
     assert_error(detail_on(&app, &b, id).await, 404, "PRODUCT_NOT_FOUND").await;
     stop.cancel();
 }
+}
 
 #[tokio::test]
-async fn names_description_category_and_picture_change_and_the_catalog_shows_them() {
+async fn names_description_category_picture_and_option_names_change_and_the_catalog_shows_them() {
     let app = spawn_app().await;
-    let id = simple(&app, "Old name", 1_000, 5).await;
+    let (id, options) = product(&app, "Old name", "electronics", true, &[opt(1_000, 5)]).await;
     assert_eq!(json_of(app.get(&format!("/api/products/{id}")).await, 200).await["name"], "한국어 Old name");
     let body = json!({
         "name": { "ko": " 새 이름 " }, "description": { "en": "" }, "category": "home-living", "image_url": null,
+        "options": [{ "id": options[0], "name": "Large" }],
     });
     let edited = json_of(edit(&app, id, &body).await, 200).await;
     assert_eq!((edited["name_ko"].as_str(), edited["name_en"].as_str()), (Some("새 이름"), Some("Old name")));
     assert_eq!((edited["description_en"].as_str(), edited["image_url"].is_null()), (Some(""), true));
     let page = json_of(app.get(&format!("/api/products/{id}")).await, 200).await;
     assert_eq!((page["name"].as_str(), page["category"].as_str()), (Some("새 이름"), Some("home-living")));
+    assert_eq!(
+        (page["options"][0]["id"].as_i64(), page["options"][0]["name"].as_str()),
+        (Some(options[0]), Some("Large"))
+    );
 }
 
 #[tokio::test]

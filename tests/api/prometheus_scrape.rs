@@ -16,9 +16,9 @@ use crate::support::{
     sample_names, scrape,
 };
 
-/// The contract's metrics (api.md, Metrics) and their labels besides `job` and `instance`;
-/// `_bucket` stands for the histogram.
-const CONTRACT: [(&str, &[&str]); 12] = [
+/// The contract's metrics (api.md, Metrics; and the outbox's of "Events and the data platform")
+/// and their labels besides `job` and `instance`; `_bucket` stands for the histogram.
+const CONTRACT: [(&str, &[&str]); 14] = [
     ("http_requests_total", &["method", "route", "status"]),
     ("http_request_duration_seconds_bucket", &["route", "le"]),
     ("coupon_issue_total", &["strategy", "outcome"]),
@@ -29,6 +29,8 @@ const CONTRACT: [(&str, &[&str]); 12] = [
     ("stream_persist_lag_seconds", &["stream"]),
     ("outbox_pending_events", &[]),
     ("outbox_delivery_total", &["outcome"]),
+    ("outbox_oldest_pending_age_seconds", &[]),
+    ("outbox_breaker_state", &[]),
     ("process_cpu_seconds_total", &[]),
     ("process_resident_memory_bytes", &[]),
 ];

@@ -115,9 +115,9 @@ pub struct Room {
     pub active: u64,
 }
 
-/// Creates or changes the room of an event that exists for `actor` (audited, unless nothing
-/// changes); `revoke` invalidates every pass issued so far. Every instance follows within the
-/// notices' bound ([`registry`]).
+/// Creates or changes the room of an event that exists for `actor` (audited); `revoke`
+/// invalidates every pass issued so far. Settings the room already has change nothing: no
+/// entry, no write, no notice. Every instance follows within the notices' bound ([`registry`]).
 pub async fn configure(
     state: &AppState,
     actor: &Caller,
@@ -134,12 +134,14 @@ pub async fn configure(
     }
     let rooms = &state.waiting_rooms;
     let before = rooms.store.settings(event).await?.map(|c| c.settings);
+    if before == Some(settings) && !revoke {
+        // Nothing to write, audit or announce: every instance already enforces these settings.
+        return room(state, event).await;
+    }
     // The room lives in Redis: its audit entry is written first in a transaction committed only
     // once Redis took the change, so a refused or failed change leaves no entry.
     let mut tx = state.db.begin().await?;
-    if before != Some(settings) || revoke {
-        audit::record(&mut tx, actor, room_change(event, before, settings, revoke)).await?;
-    }
+    audit::record(&mut tx, actor, room_change(event, before, settings, revoke)).await?;
     rooms.store.configure(event, settings, revoke).await?;
     tx.commit().await?;
     state.notices.publish(Topic::WaitingRoom, Some(event.id)).await?;

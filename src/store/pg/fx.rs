@@ -9,7 +9,8 @@ pub async fn rates(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, String)
 }
 
 /// Sets the rate of `pair` (`rate` is an exact decimal string, already validated); returns the
-/// rate it replaced, if any.
+/// rate it replaced, if any. A numerically equal rate (`1385.2` for `1385.20`) is left as it
+/// was written, with its `updated_at`: setting a rate to its value is no change.
 pub async fn set(tx: &mut PgConnection, pair: &str, rate: &str) -> sqlx::Result<Option<String>> {
     let before: Option<String> = sqlx::query_scalar("SELECT rate::text FROM fx_rates WHERE pair = $1 FOR UPDATE")
         .bind(pair)
@@ -17,7 +18,8 @@ pub async fn set(tx: &mut PgConnection, pair: &str, rate: &str) -> sqlx::Result<
         .await?;
     sqlx::query(
         "INSERT INTO fx_rates (pair, rate, updated_at) VALUES ($1, $2::numeric, now()) \
-         ON CONFLICT (pair) DO UPDATE SET rate = EXCLUDED.rate, updated_at = now()",
+         ON CONFLICT (pair) DO UPDATE SET rate = EXCLUDED.rate, updated_at = now() \
+         WHERE fx_rates.rate <> EXCLUDED.rate",
     )
     .bind(pair)
     .bind(rate)

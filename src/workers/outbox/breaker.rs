@@ -40,6 +40,20 @@ pub enum State {
     HalfOpen = 2,
 }
 
+impl State {
+    /// Every state, by gauge value.
+    pub const ALL: [State; 3] = [State::Closed, State::Open, State::HalfOpen];
+
+    /// Its name for people (logs, the dashboard's value mappings of the gauge).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+        }
+    }
+}
+
 /// The breaker's state machine; the relay holds it behind a mutex (no await while locked).
 #[derive(Debug)]
 pub struct Breaker {
@@ -127,6 +141,7 @@ impl Breaker {
     }
 
     fn move_to(&mut self, state: State) {
+        tracing::debug!(outbox.breaker_state = state.name(), "outbox circuit breaker moved");
         self.state = state;
         self.publish();
     }

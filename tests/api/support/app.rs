@@ -316,13 +316,31 @@ impl Drop for TestApp {
 /// subscribed (so nothing announced from here on is missed); answers its base URL. It stops when
 /// the token is cancelled.
 pub async fn serving_sibling(app: &TestApp) -> (String, CancellationToken) {
-    let b = sibling(app, |_| {}).await;
+    serving_sibling_with(app, |_| {}).await
+}
+
+/// Like [`serving_sibling`], after `customize` adjusts the sibling's variables (e.g. the order
+/// strategy of `app`).
+pub async fn serving_sibling_with(
+    app: &TestApp,
+    customize: impl FnOnce(&mut BTreeMap<String, String>),
+) -> (String, CancellationToken) {
+    let b = sibling(app, customize).await;
     let (base, stop) = (format!("http://{}", b.local_addr()), b.shutdown_token());
-    let (tx, mut subscribed) = tokio::sync::mpsc::unbounded_channel();
-    b.state().notices.on(jupang::store::redis::notices::Topic::Product, move |_| {
-        let _ = tx.send(());
-    });
+    let mut subscribed = forward_notices(&b.state().notices, jupang::store::redis::notices::Topic::Product);
     tokio::spawn(b.run_until_stopped());
     tokio::time::timeout(Duration::from_secs(5), subscribed.recv()).await.expect("the sibling subscribed");
     (base, stop)
+}
+
+/// Registers a handler for `topic` on `notices` that forwards every id it is given.
+pub fn forward_notices(
+    notices: &jupang::store::redis::notices::Notices,
+    topic: jupang::store::redis::notices::Topic,
+) -> tokio::sync::mpsc::UnboundedReceiver<Option<i64>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    notices.on(topic, move |id| {
+        let _ = tx.send(id);
+    });
+    rx
 }

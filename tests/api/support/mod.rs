@@ -3,6 +3,7 @@
 //! - [`app`]: the harness, a fresh app per test on its own database and Redis prefix, in this
 //!   process or as a child `jupang serve`;
 //! - [`http`]: reading answers the contract's way, sending requests at once;
+//! - [`audit`]: the audit log, and faults and fingerprints that prove a write is one transaction;
 //! - [`metrics`]: metric assertions that only the test itself can satisfy;
 //! - [`catalog`], [`orders`], [`coupons`]: fixtures and readers per domain;
 //! - [`stock`]: the V2 order engine's Redis side and stream;
@@ -18,6 +19,7 @@
 #![allow(dead_code)] // A toolbox shared by every test module; not each one uses every tool.
 
 pub mod app;
+pub mod audit;
 pub mod catalog;
 pub mod child;
 pub mod coupons;
@@ -33,6 +35,7 @@ pub mod stores;
 pub mod wait;
 
 pub use self::app::*;
+pub use self::audit::*;
 pub use self::catalog::*;
 pub use self::coupons::*;
 pub use self::http::*;

@@ -15,7 +15,10 @@ use std::{
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, http::StatusCode, routing::post};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+};
 use tokio_rustls::{
     TlsAcceptor,
     rustls::{
@@ -45,6 +48,10 @@ pub struct PlatformState {
     pub received: Mutex<Vec<Received>>,
     /// While set, every request is answered 503 (and still counted).
     pub down: AtomicBool,
+    /// While set, every request is counted and then held unanswered ([`HttpsPlatform::hold`]).
+    held: AtomicBool,
+    /// Wakes the held requests.
+    released: Notify,
 }
 
 /// A data platform served over HTTPS on 127.0.0.1 with a certificate of a CA made for the
@@ -108,12 +115,31 @@ impl HttpsPlatform {
             // Read before the request is counted: a test that sees the count may flip it safely.
             let down = s.down.load(Ordering::SeqCst);
             s.received.lock().unwrap().push(Received { at: Instant::now(), idempotency_key, body });
+            loop {
+                // Registered before the check, so a release in between is not missed.
+                let released = s.released.notified();
+                if !s.held.load(Ordering::SeqCst) {
+                    break;
+                }
+                released.await;
+            }
             if down { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::ACCEPTED }
         }
         let app = Router::new().route("/events", post(receive)).with_state(state.clone());
         let listener = TlsListener { tcp, tls: TlsAcceptor::from(Arc::new(config)) };
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         HttpsPlatform { url, ca_file, state }
+    }
+
+    /// From now on, requests are counted but not answered until [`HttpsPlatform::release`].
+    pub fn hold(&self) {
+        self.state.held.store(true, Ordering::SeqCst);
+    }
+
+    /// Answers the held requests, and the next ones at once.
+    pub fn release(&self) {
+        self.state.held.store(false, Ordering::SeqCst);
+        self.state.released.notify_waiters();
     }
 
     /// Every request so far.
