@@ -8,7 +8,8 @@
 # cluster costs per request here, not what 3 machines would add.
 #
 # Usage: scripts/cluster-bench.sh            (PEOPLE, SALES, COUPONS, CONNECTIONS, ROUNDS to scale;
-#                                             PROFILE=dev to use the debug build, indicative only)
+#                                             PROFILE=dev to use the debug build, indicative only;
+#                                             BIN=path to measure a binary built before)
 # Postgres and the single Redis as for the tests (scripts/services.sh up); the cluster is
 # JUPANG_TEST_REDIS_CLUSTER_URL if set, else the private one (`scripts/services.sh up --cluster`).
 set -euo pipefail
@@ -28,8 +29,9 @@ if [ -z "${JUPANG_TEST_REDIS_CLUSTER_URL:-}" ]; then
 fi
 CLUSTER_URL=$JUPANG_TEST_REDIS_CLUSTER_URL
 export JUPANG_JWT_SECRET=${JUPANG_JWT_SECRET:-benchmark-secret-benchmark-secret} RUST_LOG=warn
-unset JUPANG_WORKERS JUPANG_ISSUE_STRATEGY JUPANG_ORDER_STRATEGY JUPANG_REDIS_PREFIX
-case "$PROFILE" in
+unset JUPANG_WORKERS JUPANG_ISSUE_STRATEGY JUPANG_ORDER_STRATEGY JUPANG_REDIS_PREFIX JUPANG_TEST_REDIS_CLUSTER_URL
+case "${BIN:+prebuilt}${BIN:-$PROFILE}" in
+  prebuilt*) J=$BIN ;;
   release) cargo build --release --locked --bin jupang >&2; J=target/release/jupang ;;
   dev) cargo build --locked --bin jupang >&2; J=target/debug/jupang ;;
   *) echo "PROFILE must be release or dev" >&2; exit 2 ;;
