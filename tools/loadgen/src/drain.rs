@@ -89,6 +89,16 @@ pub enum Kind {
     Orders,
 }
 
+impl Kind {
+    /// `coupons` or `orders`, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Coupons => "coupons",
+            Kind::Orders => "orders",
+        }
+    }
+}
+
 /// What a drain measured and concluded.
 #[derive(Debug, Clone, Serialize)]
 pub struct DrainReport {
@@ -347,8 +357,11 @@ pub fn markdown(r: &DrainReport) -> String {
     let consumers = r.consumers.map_or("binary default".to_owned(), |c| c.to_string());
     let _ = writeln!(
         s,
-        "{} {:?} admissions (subject {}), `{}`, consumers: {consumers}\n",
-        r.events, r.kind, r.subject, r.server_bin
+        "{} {} admissions (subject {}), `{}`, consumers: {consumers}\n",
+        r.events,
+        r.kind.as_str(),
+        r.subject,
+        r.server_bin
     );
     s.push_str("| phase | seconds | events/s |\n| --- | ---: | ---: |\n");
     let _ = writeln!(s, "| fill (HTTP, no consumer) | {:.2} | {:.0} |", r.fill_secs, r.fill_rate);
