@@ -98,9 +98,12 @@ async fn four_consumers_of_one_group_persist_every_entry_exactly_once_with_their
     }
 }
 
+/// The summary form of `XPENDING`: count, smallest and largest id, then (consumer, count).
+type PendingSummary = (u64, Option<String>, Option<String>, Option<Vec<(String, String)>>);
+
 /// `XPENDING <stream> persist`: consumer -> entries it holds unacknowledged.
 fn pending_by_consumer(stream: &str) -> Vec<(String, u64)> {
-    let (_, _, _, consumers): (u64, Option<String>, Option<String>, Option<Vec<(String, String)>>) =
+    let (_, _, _, consumers): PendingSummary =
         redis::cmd("XPENDING").arg(stream).arg(GROUP).query(&mut redis_conn()).unwrap();
     consumers.unwrap_or_default().into_iter().map(|(c, n)| (c, n.parse().unwrap())).collect()
 }
