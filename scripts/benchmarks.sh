@@ -5,8 +5,8 @@
 #   1. `jupang loadgen compare`: the open run (100,000 people, 1,000 coupons, 20% double clicks,
 #      64 connections) against every issue strategy and the GET /health ceiling;
 #   2. the same with every request a success (10,000 people for 10,000 coupons): lock cost;
-#   3. the consumer's drain rate: 20,000 admissions made with no consumer, then the time a
-#      consumer-only process takes to put them all into Postgres;
+#   3. `jupang loadgen drain`, coupons and orders: 20,000 admissions made over HTTP with no
+#      consumer, then the rate a consumer-only process puts them into Postgres;
 #   4. `order-rush` against both order strategies, and `mixed`.
 # The hand-written analysis at the top comes from load-tests/benchmarks-intro.md.
 # Usage: scripts/benchmarks.sh [output file, default BENCHMARKS.md]   (PEOPLE=... to scale down)
@@ -35,7 +35,6 @@ serve() { # port, then env assignments
   echo "serve did not become ready: $(tail -5 "$TMP/serve.log")" >&2; exit 1
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
-count() { psql -qtA "$DATABASE_URL" -c "SELECT count(*) FROM user_coupons WHERE coupon_id = $1"; }
 
 echo "bench: 1/4 compare, open run" >&2
 $J loadgen compare --people "$PEOPLE" --coupons 1000 --connections 64 --quiet --markdown-out "$TMP/compare.md" >/dev/null
@@ -44,20 +43,9 @@ $J loadgen compare --people "$CONTENDED" --coupons "$CONTENDED" --double-click-r
   --markdown-out "$TMP/contended.md" >/dev/null
 
 echo "bench: 3/4 drain" >&2
-serve 18601 JUPANG_WORKERS=none
-# The verdict fails by design here (nothing persists without a consumer): only the load matters.
-$J loadgen open-run --target http://127.0.0.1:18601 --people "$DRAIN" --coupons "$DRAIN" --double-click-ratio 0 \
-  --connections 64 --quiet --converge-timeout-secs 1 >/dev/null 2>&1 || true
-stop
-C=$(psql -qtA "$DATABASE_URL" -c "SELECT max(id) FROM coupons")
-BEFORE=$(count "$C")
-START=$(date +%s.%N)
-serve 18601 JUPANG_WORKERS=consumer
-until [ "$(count "$C")" -ge "$DRAIN" ]; do sleep 0.02; done
-END=$(date +%s.%N)
-stop
-DRAIN_S=$(awk "BEGIN { printf \"%.2f\", $END - $START }")
-DRAIN_RATE=$(awk "BEGIN { printf \"%.0f\", ($DRAIN - $BEFORE) / ($END - $START) }")
+for kind in coupons orders; do
+  $J loadgen drain --kind "$kind" --events "$DRAIN" --quiet >"$TMP/drain-$kind.md"
+done
 
 echo "bench: 4/4 orders and mixed" >&2
 for strategy in redis-lua db-pessimistic; do
@@ -83,9 +71,12 @@ stop
   echo
   echo "## 3. Consumer drain rate"
   echo
-  echo "$((DRAIN - BEFORE)) admissions made with no consumer running were persisted into Postgres"
-  echo "by a consumer-only \`jupang serve\` in $DRAIN_S s, process start included: **$DRAIN_RATE issuances/s**."
-  echo
+  for kind in coupons orders; do
+    echo "\`jupang loadgen drain --kind $kind --events $DRAIN\`"
+    echo
+    cat "$TMP/drain-$kind.md"
+    echo
+  done
   for strategy in redis-lua db-pessimistic; do
     echo "## 4. Order rush, JUPANG_ORDER_STRATEGY=$strategy (1,000 units, 5,000 buyers, 64 connections)"
     echo

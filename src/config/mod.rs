@@ -76,6 +76,9 @@ pub struct Config {
     /// `JUPANG_STREAM_BATCH`: most entries a stream consumer reads and persists per transaction
     /// (`XREADGROUP COUNT`). Larger batches spend fewer commits and round trips per entry.
     pub stream_batch: usize,
+    /// `JUPANG_STREAM_CONSUMERS`: consumer tasks per stream sink in this process, each a member
+    /// of the one consumer group under its own name; their batches commit in parallel.
+    pub stream_consumers: usize,
 }
 
 /// The PEM bundle of `JUPANG_DATA_PLATFORM_CA`, as read at start-up.
@@ -132,6 +135,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "JUPANG_OUTBOX_MAX_RETRIES",
     "JUPANG_STREAM_CLAIM_IDLE_MS",
     "JUPANG_STREAM_BATCH",
+    "JUPANG_STREAM_CONSUMERS",
     // Read by the scripts, not by the binary; accepted so one environment serves both.
     "JUPANG_PG_PORT",
     "JUPANG_REDIS_PORT",
@@ -296,7 +300,8 @@ impl Config {
                 &parse("JUPANG_STREAM_CLAIM_IDLE_MS", "30000"),
                 "JUPANG_STREAM_CLAIM_IDLE_MS",
             )?),
-            stream_batch: stream_batch(&parse("JUPANG_STREAM_BATCH", "500"))?,
+            stream_batch: whole_in(&parse("JUPANG_STREAM_BATCH", "500"), "JUPANG_STREAM_BATCH", 1..=10_000)?,
+            stream_consumers: whole_in(&parse("JUPANG_STREAM_CONSUMERS", "4"), "JUPANG_STREAM_CONSUMERS", 1..=16)?,
         })
     }
 }
@@ -354,12 +359,13 @@ fn positive(raw: &str, var: &str) -> Result<u64, ConfigError> {
     }
 }
 
-/// `JUPANG_STREAM_BATCH`: 1 to 10,000 (one batch is one transaction and one reply in memory).
-fn stream_batch(raw: &str) -> Result<usize, ConfigError> {
-    const VAR: &str = "JUPANG_STREAM_BATCH";
+/// A whole number within `range`: `JUPANG_STREAM_BATCH` (1 to 10,000: one batch is one
+/// transaction and one reply in memory), `JUPANG_STREAM_CONSUMERS` (1 to 16: each consumer holds
+/// a Postgres connection while it persists, out of the pool requests share).
+fn whole_in(raw: &str, var: &str, range: std::ops::RangeInclusive<usize>) -> Result<usize, ConfigError> {
     match raw.parse::<usize>() {
-        Ok(v) if (1..=10_000).contains(&v) => Ok(v),
-        _ => Err(err(VAR, format!("expected a whole number from 1 to 10000, got `{raw}`"))),
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(err(var, format!("expected a whole number from {} to {}, got `{raw}`", range.start(), range.end()))),
     }
 }
 

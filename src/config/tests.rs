@@ -32,6 +32,7 @@ fn defaults_follow_the_contract() {
     assert_eq!(c.outbox_max_retries, 3);
     assert_eq!(c.stream_claim_idle, Duration::from_secs(30));
     assert_eq!(c.stream_batch, 500);
+    assert_eq!(c.stream_consumers, 4);
     assert_eq!(c.max_in_flight, 1024);
     assert_eq!(c.db_acquire_timeout, Duration::from_secs(2));
     assert_eq!(c.outbox_breaker_failures, 5);
@@ -67,6 +68,17 @@ fn a_malformed_value_names_its_variable() {
     assert_eq!(with("JUPANG_DB_ACQUIRE_TIMEOUT_MS", "2s").unwrap_err().var, "JUPANG_DB_ACQUIRE_TIMEOUT_MS");
     assert_eq!(with("JUPANG_OUTBOX_BREAKER_FAILURES", "0").unwrap_err().var, "JUPANG_OUTBOX_BREAKER_FAILURES");
     assert_eq!(with("JUPANG_OUTBOX_BREAKER_OPEN_SECS", "x").unwrap_err().var, "JUPANG_OUTBOX_BREAKER_OPEN_SECS");
+}
+
+#[test]
+fn stream_consumers_are_1_to_16_and_a_value_outside_names_the_variable() {
+    assert_eq!(with("JUPANG_STREAM_CONSUMERS", "1").unwrap().stream_consumers, 1);
+    assert_eq!(with("JUPANG_STREAM_CONSUMERS", "16").unwrap().stream_consumers, 16);
+    for bad in ["0", "17", "-1", "four", "2.5"] {
+        let e = with("JUPANG_STREAM_CONSUMERS", bad).unwrap_err();
+        assert_eq!(e.var, "JUPANG_STREAM_CONSUMERS", "{bad}");
+        assert!(e.reason.contains("from 1 to 16"), "{bad}: {}", e.reason);
+    }
 }
 
 #[test]

@@ -44,11 +44,11 @@ pub fn spawn(state: &AppState, shutdown: &CancellationToken, schedule: jobs::Sch
     if config.workers.consumer {
         // A new coupon's stream is announced by its hydration's notice: read at once.
         let coupons = CouponSink::new(state.redis.clone());
-        tasks.push(consumer::spawn_woken(coupons, state, shutdown, Topic::Coupon));
+        tasks.extend(consumer::spawn_woken(coupons, state, shutdown, Topic::Coupon));
         // V2 orders: admissions of the reservation scripts, persisted into Postgres (one stream
         // per stock group; on a cluster they live on different masters).
         let orders = OrderSink::new(state.order_admission.stock().keys().streams());
-        tasks.push(consumer::spawn(orders, state, shutdown));
+        tasks.extend(consumer::spawn(orders, state, shutdown));
         // The stock ledger's fold: the other half of getting V2 stock into Postgres.
         tasks.push(tokio::spawn(fold::run(state.db.clone(), shutdown.clone())));
         // Closed coupon sales leave Redis once the consumer has persisted all of them.

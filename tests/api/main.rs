@@ -10,6 +10,7 @@ mod catalog;
 mod catalog_admin;
 mod catalog_markets;
 mod cli;
+mod consumer_group;
 mod contract;
 mod coupon_admin;
 mod coupon_concurrency;

@@ -53,6 +53,18 @@ pub async fn persist(tx: &mut PgConnection, issued: &[IssuedCoupon]) -> sqlx::Re
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();
     let new: Vec<IssuedCoupon> = sorted.into_iter().filter(|c| inserted.contains(&c.id)).cloned().collect();
 
+    let events = new
+        .iter()
+        .map(|c| NewEvent {
+            kind: EventType::CouponIssued,
+            occurred_at: c.issued_at,
+            payload: json!({ "coupon_id": c.coupon_id, "user_id": c.user_id, "user_coupon_id": c.id }),
+        })
+        .collect();
+    outbox::enqueue_all(&mut *tx, events).await?;
+
+    // The counter goes last: every batch of a coupon updates its one row, and holds the row
+    // lock from here to the commit, so parallel consumers queue on it for the shortest time.
     let mut per_coupon: HashMap<i64, i32> = HashMap::new();
     for c in &new {
         *per_coupon.entry(c.coupon_id).or_default() += 1;
@@ -69,16 +81,6 @@ pub async fn persist(tx: &mut PgConnection, issued: &[IssuedCoupon]) -> sqlx::Re
         .execute(&mut *tx)
         .await?;
     }
-
-    let events = new
-        .iter()
-        .map(|c| NewEvent {
-            kind: EventType::CouponIssued,
-            occurred_at: c.issued_at,
-            payload: json!({ "coupon_id": c.coupon_id, "user_id": c.user_id, "user_coupon_id": c.id }),
-        })
-        .collect();
-    outbox::enqueue_all(&mut *tx, events).await?;
     Ok(new)
 }
 

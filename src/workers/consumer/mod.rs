@@ -2,9 +2,10 @@
 //! Postgres, at least once, and acknowledges nothing that is not committed. The contract it drives
 //! (entries, sinks, codecs) is `store::redis::streams`.
 //!
-//! One task per sink and process. Every stream gets the consumer group [`GROUP`] (created from
-//! id `0` with `MKSTREAM`); each process reads as its own consumer (a name unique per process),
-//! so several instances share the work. A round:
+//! `JUPANG_STREAM_CONSUMERS` tasks per sink and process ([`spawn_group`]). Every stream gets the
+//! consumer group [`GROUP`] (created from id `0` with `MKSTREAM`); each task reads as its own
+//! consumer (a name unique per task), so the tasks of one process and several instances share
+//! the work, and their batches commit in parallel. A round:
 //!
 //! 1. `XREADGROUP ... BLOCK` for new entries, on a dedicated connection (a blocked read must not
 //!    stall the shared multiplexed connection that serves requests);
@@ -22,7 +23,7 @@
 //! `stream_dead_letter_total{sink}`. Entries of a consumer that died are taken over with
 //! `XAUTOCLAIM` once idle for `JUPANG_STREAM_CLAIM_IDLE_MS`.
 //!
-//! Housekeeping every couple of seconds: the backlog and persistence lag gauges, and trimming
+//! Housekeeping every couple of seconds, by the first task of a group only: the backlog and persistence lag gauges, and trimming
 //! each stream below what the group has acknowledged (never an unacknowledged entry: hydration
 //! counts those).
 //!
@@ -82,6 +83,8 @@ pub struct ConsumerSettings {
     pub claim_idle: Duration,
     /// Gauges and trimming run this often.
     pub housekeeping_every: Duration,
+    /// Whether this task does the housekeeping: one task of a process's group is enough.
+    pub housekeeping: bool,
     /// When the sink names no stream, ask again after this long.
     pub idle_poll: Duration,
     /// Signalled when the sink may name a new stream (a new sale): a blocked read is given up
@@ -98,6 +101,7 @@ impl ConsumerSettings {
             block: Duration::from_millis(1_000).min(claim_idle.max(Duration::from_millis(50))),
             claim_idle,
             housekeeping_every: Duration::from_secs(2),
+            housekeeping: true,
             idle_poll: Duration::from_millis(250),
             wake: None,
         }
@@ -126,26 +130,51 @@ pub fn consumer_name() -> String {
     format!("{host}-{}-{random:08x}", std::process::id())
 }
 
-/// Starts a consumer task for `sink` over the application's stores; it returns once `shutdown`
-/// is cancelled.
-pub fn spawn<S: StreamSink>(sink: S, state: &AppState, shutdown: &CancellationToken) -> JoinHandle<()> {
+/// Starts the application's consumer tasks for `sink` (`JUPANG_STREAM_CONSUMERS` of them, see
+/// [`spawn_group`]); they return once `shutdown` is cancelled.
+pub fn spawn<S: StreamSink + Clone>(sink: S, state: &AppState, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
     let settings = ConsumerSettings::from_config(state);
-    tokio::spawn(run(sink, state.db.clone(), state.redis.clone(), settings, shutdown.clone()))
+    spawn_group(sink, &state.db, &state.redis, settings, state.config.stream_consumers, shutdown)
 }
 
 /// Like [`spawn`], woken by every change notice of `topic` (new streams appear with them).
-pub fn spawn_woken<S: StreamSink>(
+pub fn spawn_woken<S: StreamSink + Clone>(
     sink: S,
     state: &AppState,
     shutdown: &CancellationToken,
     topic: Topic,
-) -> JoinHandle<()> {
+) -> Vec<JoinHandle<()>> {
     let mut settings = ConsumerSettings::from_config(state);
     let wake = Arc::new(Notify::new());
     let notify = wake.clone();
     state.notices.on(topic, move |_| notify.notify_waiters());
     settings.wake = Some(wake);
-    tokio::spawn(run(sink, state.db.clone(), state.redis.clone(), settings, shutdown.clone()))
+    spawn_group(sink, &state.db, &state.redis, settings, state.config.stream_consumers, shutdown)
+}
+
+/// Starts `count` consumer tasks for `sink`, members of the one group [`GROUP`]: the first under
+/// `settings.consumer`, the others under names of their own ([`consumer_name`]), so that each
+/// entry is delivered to one of them and a task's pending entries are its own (claimed by the
+/// others only once idle beyond the threshold, like those of a dead process). Only the first
+/// does the housekeeping. Each task holds one Postgres connection while it persists a batch.
+pub fn spawn_group<S: StreamSink + Clone>(
+    sink: S,
+    db: &PgPool,
+    redis: &RedisStore,
+    settings: ConsumerSettings,
+    count: usize,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    (0..count.max(1))
+        .map(|i| {
+            let mut own = settings.clone();
+            if i > 0 {
+                own.consumer = consumer_name();
+                own.housekeeping = false;
+            }
+            tokio::spawn(run(sink.clone(), db.clone(), redis.clone(), own, shutdown.clone()))
+        })
+        .collect()
 }
 
 /// Runs a consumer until `shutdown` is cancelled. Errors are logged and retried with backoff;
@@ -242,7 +271,7 @@ impl<S: StreamSink> Consumer<S> {
                 self.groups.insert(s.clone());
             }
         }
-        if due(self.last_housekeeping, self.settings.housekeeping_every) {
+        if self.settings.housekeeping && due(self.last_housekeeping, self.settings.housekeeping_every) {
             self.last_housekeeping = Some(Instant::now());
             self.housekeeping(&streams).await.context("stream housekeeping")?;
         }

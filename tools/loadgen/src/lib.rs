@@ -5,7 +5,8 @@
 //! payment), [`mixed`] (browse, cart, order, pay), [`compare`] (the open run against every issue
 //! strategy and the `GET /health` ceiling, each on its own child `jupang serve`) and [`browse`]
 //! (catalog reads against the ceiling, optionally while an open run hammers the same server),
-//! [`waiting_room`] (N entrants of a waiting room polling as told until admitted).
+//! [`waiting_room`] (N entrants of a waiting room polling as told until admitted), [`drain`]
+//! (the V2 stream consumer's rate into Postgres, on child `jupang serve` processes).
 //! Every scenario prepares its own data before the clock starts, drives keep-alive connections
 //! through the [`engine`], records latency in HDR histograms corrected for coordinated omission
 //! ([`histogram`]), and ends with a correctness [`verdict`]: the exit status is non-zero when it
@@ -22,6 +23,7 @@ pub mod browse;
 pub mod catalog_mix;
 pub mod client;
 pub mod compare;
+pub mod drain;
 pub mod engine;
 pub mod histogram;
 pub mod mixed;
@@ -69,6 +71,8 @@ enum Scenario {
     Browse(browse::BrowseArgs),
     /// N entrants of a coupon's waiting room poll as told until admitted: order, cap, rates.
     WaitingRoom(waiting_room::WaitingRoomArgs),
+    /// N admissions made with no consumer, then the rate a consumer-only `serve` persists them.
+    Drain(drain::DrainArgs),
 }
 
 /// What the load generator needs from the environment; the `jupang` binary reads it.
@@ -90,6 +94,7 @@ pub async fn run(args: LoadgenArgs, env: &Env) -> anyhow::Result<()> {
         Scenario::Compare(a) => compare::run(a, env).await,
         Scenario::Browse(a) => browse::run(a, env).await,
         Scenario::WaitingRoom(a) => waiting_room::run(a, env).await,
+        Scenario::Drain(a) => drain::run(a, env).await,
     }
 }
 

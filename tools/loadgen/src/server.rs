@@ -1,7 +1,8 @@
-//! A child `jupang serve` for `compare`: the issue strategy is a start-up setting, so each
-//! strategy gets its own process, started with the load generator's environment plus
-//! `JUPANG_ISSUE_STRATEGY` and `JUPANG_LISTEN`, awaited on `/ready`, measured (peak resident
-//! memory) and stopped with SIGTERM like an operator would.
+//! A child `jupang serve` for `compare` and `drain`: the issue strategy and the workers are
+//! start-up settings, so each configuration gets its own process, started with the load
+//! generator's environment plus its own variables (`JUPANG_ISSUE_STRATEGY`, `JUPANG_WORKERS`...)
+//! and `JUPANG_LISTEN`, awaited on `/ready`, measured (peak resident memory) and stopped with
+//! SIGTERM like an operator would.
 
 use std::{
     path::{Path, PathBuf},
@@ -46,6 +47,13 @@ fn tail(path: &Path, lines: usize) -> String {
 impl ChildServer {
     /// Starts `bin serve` with `strategy` (or the inherited one), and waits until it is ready.
     pub async fn start(bin: &Path, strategy: Option<&str>, label: &str) -> anyhow::Result<ChildServer> {
+        let vars: Vec<(&str, &str)> = strategy.map(|s| ("JUPANG_ISSUE_STRATEGY", s)).into_iter().collect();
+        ChildServer::start_with(bin, &vars, label).await
+    }
+
+    /// Starts `bin serve` with `vars` on top of the inherited environment, and waits until it is
+    /// ready.
+    pub async fn start_with(bin: &Path, vars: &[(&str, &str)], label: &str) -> anyhow::Result<ChildServer> {
         let mut last_error = None;
         for _ in 0..3 {
             let port = free_port()?;
@@ -57,10 +65,8 @@ impl ChildServer {
                 .stdin(Stdio::null())
                 .stdout(out.try_clone()?)
                 .stderr(out)
+                .envs(vars.iter().copied())
                 .kill_on_drop(true);
-            if let Some(s) = strategy {
-                cmd.env("JUPANG_ISSUE_STRATEGY", s);
-            }
             let child = cmd.spawn().with_context(|| format!("cannot start {} serve", bin.display()))?;
             let pid = child.id().context("the child has no pid")?;
             let target = Target::parse(&format!("http://127.0.0.1:{port}"))?;
