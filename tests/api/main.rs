@@ -4,6 +4,7 @@ mod support;
 
 mod audit;
 mod auth;
+mod bounds;
 mod cart;
 mod catalog;
 mod catalog_admin;
