@@ -154,6 +154,19 @@ pub(crate) const MAX_OPTION_NAME: usize = 200;
 pub(crate) const MAX_DESCRIPTION: usize = 10_000;
 /// Most options one product may have.
 const MAX_OPTIONS: usize = 100;
+/// The largest price of an option, in minor units of its currency (₩40,000,000 or
+/// $400,000.00). Bounded so that what is computed from prices (a cart line, an order's total, a
+/// converted price) stays far inside 64 bits; migration 0009 holds the table to it too.
+pub const MAX_PRICE: i64 = 40_000_000;
+
+/// A price as given for `field`: a known currency and an amount from 0 to [`MAX_PRICE`].
+pub(crate) fn checked_price(field: &str, code: &str, amount: i64) -> Result<(Currency, i64), FieldError> {
+    let currency = Currency::parse(code).ok_or_else(|| FieldError::new(field, "only KRW and USD"))?;
+    if !(0..=MAX_PRICE).contains(&amount) {
+        return Err(FieldError::new(field, format!("must be from 0 to {MAX_PRICE}")));
+    }
+    Ok((currency, amount))
+}
 
 fn text(field: &str, value: &str, max: usize, required: bool) -> Result<String, FieldError> {
     if required { super::text::required(field, value, max) } else { super::text::optional(field, value, max) }
@@ -224,12 +237,7 @@ impl NewProduct {
             }
             let mut prices = Vec::with_capacity(raw.prices.len());
             for (code, amount) in raw.prices {
-                let field = format!("options[{i}].prices.{code}");
-                let currency = Currency::parse(&code).ok_or_else(|| FieldError::new(&field, "only KRW and USD"))?;
-                if amount < 0 {
-                    return Err(FieldError::new(field, "must be at least 0"));
-                }
-                prices.push((currency, amount));
+                prices.push(checked_price(&format!("options[{i}].prices.{code}"), &code, amount)?);
             }
             let stock = i32::try_from(raw.stock)
                 .ok()

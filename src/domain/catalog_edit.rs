@@ -7,8 +7,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{
-    Currency, FieldError,
-    catalog::{Localized, MAX_DESCRIPTION, MAX_OPTION_NAME, MAX_PRODUCT_NAME, checked_category, picture},
+    FieldError,
+    catalog::{
+        Localized, MAX_DESCRIPTION, MAX_OPTION_NAME, MAX_PRODUCT_NAME, checked_category, checked_price, picture,
+    },
 };
 
 /// One option's editable state: name and price per currency (minor units).
@@ -123,12 +125,8 @@ impl ProductState {
                 option.name = super::text::required(&format!("options[{i}].name"), name, MAX_OPTION_NAME)?;
             }
             for (code, amount) in &edit.prices {
-                let field = format!("options[{i}].prices.{code}");
-                let currency = Currency::parse(code).ok_or_else(|| FieldError::new(&field, "only KRW and USD"))?;
-                if *amount < 0 {
-                    return Err(FieldError::new(field, "must be at least 0"));
-                }
-                option.prices.insert(currency.code().to_owned(), *amount);
+                let (currency, amount) = checked_price(&format!("options[{i}].prices.{code}"), code, *amount)?;
+                option.prices.insert(currency.code().to_owned(), amount);
             }
         }
         let mut names: Vec<&str> = next.options.iter().map(|o| o.name.as_str()).collect();

@@ -65,6 +65,23 @@ impl Event {
     }
 }
 
+/// The form of a ticket id: its arrival number (1 or more, decimal), `-`, and 24 lowercase hex
+/// digits of signature. Anything else names no ticket and is refused as malformed.
+pub const TICKET_ID_PATTERN: &str = "^[1-9][0-9]{0,19}-[0-9a-f]{24}$";
+/// The longest ticket id ([`TICKET_ID_PATTERN`]'s longest match).
+pub const MAX_TICKET_ID: usize = 45;
+
+/// Whether `id` has the form [`TICKET_ID_PATTERN`] states.
+pub fn is_ticket_id(id: &str) -> bool {
+    let Some((seq, mac)) = id.split_once('-') else { return false };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    (1..=20).contains(&seq.len())
+        && digits(seq)
+        && !seq.starts_with('0')
+        && mac.len() == 24
+        && mac.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Where a ticket stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -178,6 +195,29 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    #[test]
+    fn a_ticket_id_is_a_positive_number_a_dash_and_24_hex_digits() {
+        let mac = "0123456789abcdef01234567";
+        for ok in [format!("1-{mac}"), format!("99999999999999999999-{mac}")] {
+            assert!(is_ticket_id(&ok), "{ok}");
+            assert!(ok.len() <= MAX_TICKET_ID);
+        }
+        for bad in [
+            format!("0-{mac}"),
+            format!("01-{mac}"),
+            format!("123456789012345678901-{mac}"),
+            format!("1-{}", mac.to_uppercase()),
+            format!("1-{mac}0"),
+            format!("1-{}", &mac[1..]),
+            format!("-{mac}"),
+            format!("1{mac}"),
+            format!("1-{mac}\n"),
+            format!("\u{661}-{mac}"),
+        ] {
+            assert!(!is_ticket_id(&bad), "{bad}");
+        }
+    }
 
     #[test]
     fn early_positions_are_a_permutation_and_late_ones_follow_arrival() {

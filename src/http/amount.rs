@@ -9,6 +9,7 @@ use utoipa::{
     openapi::{KnownFormat, ObjectBuilder, OneOfBuilder, RefOr, Schema, SchemaFormat, Type},
 };
 
+use super::objects_only::Object;
 use crate::domain::{Currency, FieldError};
 
 /// An amount of at least `MIN` minor units (KRW: won, USD: cents), given as a plain integer in
@@ -33,7 +34,7 @@ pub type NonNegativeAmount = AmountInput<0>;
 #[serde(untagged)]
 enum WireAmount {
     Minor(i64),
-    Money(MoneyObject),
+    Money(Object<MoneyObject>),
 }
 
 /// The object form; any other field is a client bug, refused as the schema's
@@ -51,7 +52,7 @@ impl<const MIN: i64> TryFrom<WireAmount> for AmountInput<MIN> {
     fn try_from(wire: WireAmount) -> Result<Self, String> {
         let (amount, currency) = match wire {
             WireAmount::Minor(a) => (a, None),
-            WireAmount::Money(m) => (m.amount, Some(m.currency)),
+            WireAmount::Money(Object(m)) => (m.amount, Some(m.currency)),
         };
         if amount < MIN {
             return Err(format!("must be at least {MIN}"));

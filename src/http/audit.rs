@@ -28,6 +28,19 @@ pub fn router() -> OpenApiRouter<AppState> {
         .route_layer(middleware::from_fn_with_state(&[Role::InventoryManager][..], require_roles))
 }
 
+/// The longest text filter, in characters (as declared on each).
+const MAX_FILTER: usize = 100;
+
+/// A text filter of at most [`MAX_FILTER`] characters, as given (an entity id is matched exactly).
+fn bounded(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.chars().count() > MAX_FILTER => {
+            Err(ApiError::validation(field, format!("must be at most {MAX_FILTER} characters")))
+        }
+        v => Ok(v),
+    }
+}
+
 /// Filters and page of the log.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -35,10 +48,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct AuditQuery {
     /// Only entries about this kind of thing: `user`, `product`, `product_option` (stock),
     /// `coupon`, `order`, `fx_rate`, `job`, `waiting_room`, `outbox_event`.
-    #[param(max_length = 100)]
+    #[param(max_length = 100)] // MAX_FILTER
     pub entity_type: Option<String>,
     /// Only entries about this id (as text: `42`, or an event's UUID).
-    #[param(max_length = 100)]
+    #[param(max_length = 100)] // MAX_FILTER
     pub entity_id: Option<String>,
     /// Only entries by this user id.
     #[param(minimum = 1)]
@@ -121,7 +134,14 @@ async fn list_entries(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let page = PageRequest::new(q.page, q.size)?;
-    let mut filter = Filter { entity_type: q.entity_type, entity_id: q.entity_id, actor: q.actor };
+    let mut filter = Filter {
+        entity_type: bounded("entity_type", q.entity_type)?,
+        entity_id: bounded("entity_id", q.entity_id)?,
+        actor: q.actor,
+    };
+    if filter.actor.is_some_and(|a| a < 1) {
+        return Err(ApiError::validation("actor", "must be a user id, 1 or more"));
+    }
     if !caller.has(Role::OpsAdmin) {
         // Through the gate as an inventory manager: the stock entries only.
         match filter.entity_type.as_deref() {

@@ -60,7 +60,8 @@ pub struct CreateOption {
     /// within the product.
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    /// Price in minor units per currency: keys `KRW` and/or `USD`, at least one, amounts >= 0.
+    /// Price in minor units per currency: keys `KRW` and/or `USD`, at least one, amounts 0 to
+    /// 40,000,000 (`MAX_PRICE`).
     #[schema(schema_with = prices_schema, example = json!({"KRW": 50000, "USD": 3999}))]
     pub prices: BTreeMap<String, i64>,
     /// Initial physical stock, >= 0.
@@ -98,7 +99,8 @@ pub fn prices_schema() -> utoipa::openapi::Object {
     let amount = ObjectBuilder::new()
         .schema_type(Type::Integer)
         .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
-        .minimum(Some(0));
+        .minimum(Some(0))
+        .maximum(Some(crate::domain::catalog::MAX_PRICE));
     let names = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["KRW", "USD"]));
     ObjectBuilder::new()
         .schema_type(Type::Object)

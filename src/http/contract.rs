@@ -13,6 +13,7 @@
 //! - **Integers.** Every request integer states its range (64-bit unless the format says 32).
 //! - **Markets.** A text `market` query parameter is `KR` or `US` (any case) or empty.
 //! - **Users.** Every `user_id` path parameter is at least 1 (`auth::UserScope` refuses less).
+//! - **Tickets.** A `ticket_id` path parameter has [`TICKET_ID_PATTERN`]'s form.
 //! - **Paging.** `page` and `size` of every list: [`PageRequest`]'s bounds, unless the list
 //!   declares its own.
 //!
@@ -25,7 +26,10 @@ use utoipa::{Modify, openapi::OpenApi};
 
 use crate::{
     config::Config,
-    domain::{PageRequest, text},
+    domain::{
+        PageRequest, text,
+        waiting_room::{MAX_TICKET_ID, TICKET_ID_PATTERN},
+    },
 };
 
 /// Writes the shared rules into the document (see the module documentation).
@@ -153,6 +157,10 @@ fn parameter(p: &mut Value) {
     // `UserScope` refuses a `user_id` below 1 before anything else.
     if place == "path" && name == "user_id" {
         schema["minimum"] = json!(1);
+    }
+    if place == "path" && name == "ticket_id" {
+        schema["pattern"] = json!(TICKET_ID_PATTERN);
+        schema["maxLength"] = json!(MAX_TICKET_ID);
     }
     // A list that declares its own bounds (the order history, which lowers a larger size to
     // the maximum) keeps them.

@@ -13,6 +13,7 @@ use super::{
     coupons::CouponView,
     error::{ApiError, ErrorBody},
     extract::{self, AcceptLanguage},
+    objects_only::Object,
 };
 use crate::{
     domain::{
@@ -39,7 +40,7 @@ pub enum CouponName {
     /// The same name in Korean and English.
     Plain(String),
     /// The name in each language.
-    Localized(LocalizedCouponName),
+    Localized(Object<LocalizedCouponName>),
 }
 
 /// A coupon name in each language.
@@ -57,7 +58,7 @@ impl CouponName {
     fn localized(self) -> Localized {
         match self {
             CouponName::Plain(n) => Localized::from(n.trim()),
-            CouponName::Localized(n) => Localized { ko: n.ko.trim().to_owned(), en: n.en.trim().to_owned() },
+            CouponName::Localized(Object(n)) => Localized { ko: n.ko.trim().to_owned(), en: n.en.trim().to_owned() },
         }
     }
 }

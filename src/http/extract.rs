@@ -5,7 +5,11 @@ use std::collections::HashMap;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Request, rejection::BytesRejection},
+    extract::{
+        FromRequest, FromRequestParts, Request,
+        path::ErrorKind,
+        rejection::{BytesRejection, PathRejection},
+    },
     http::{HeaderMap, StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
@@ -14,6 +18,7 @@ use serde_json::{Value, json};
 use super::{
     error::{ApiError, ErrorCode},
     language::ProfileLang,
+    objects_only::ObjectsOnly,
 };
 use crate::domain::{Lang, text};
 
@@ -93,7 +98,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 }
 
 /// Parses JSON, naming the field of the first error; a string (or key) holding NUL, which
-/// Postgres `text` cannot store, is refused naming its field.
+/// Postgres `text` cannot store, is refused naming its field, and so is an array where an object
+/// is wanted ([`ObjectsOnly`]), the body itself included.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // JSON can only spell NUL as the escape `\u0000` (a raw control byte is a syntax error), so
     // the full walk runs only for bodies containing that escape.
@@ -104,7 +110,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         return Err(text::nul_error(field).into());
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).or_else(|e| {
+    serde_path_to_error::deserialize(ObjectsOnly(&mut de)).or_else(|e| {
         let inner = e.inner();
         if inner.is_syntax() || inner.is_eof() {
             return Err(ApiError::validation("body", "malformed JSON"));
@@ -115,7 +121,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let retried = match serde_json::from_slice::<Value>(bytes) {
             Ok(mut value) => {
                 if integral_floats_to_integers(&mut value) {
-                    serde_path_to_error::deserialize(value)
+                    serde_path_to_error::deserialize(ObjectsOnly(value))
                 } else {
                     Err(e)
                 }
@@ -210,28 +216,50 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
                     })
                     .collect();
                 let value = if values.len() == 1 { values.remove(0) } else { Value::Array(values) };
+                // The first value that is no integer even without its zero fraction (one too
+                // large for 64 bits before any other: `event_id` `1e20`'s digits `.0`, not the
+                // valid `event_type` beside it), else no UUID either.
                 let field = || {
-                    let mut names: Vec<_> =
-                        raw.0.keys().filter(|k| integral_text(&raw.0[*k]).is_none()).cloned().collect();
-                    names.sort();
+                    let mut names: Vec<_> = raw.0.keys().collect();
+                    names.sort_by_key(|k| (integral_text(&raw.0[*k]).is_none(), *k));
                     names
                         .into_iter()
-                        .find(|k| raw.0[k].parse::<i64>().is_err() && uuid::Uuid::parse_str(&raw.0[k]).is_err())
+                        .find(|k| {
+                            let v = &raw.0[*k];
+                            integral_text(v).unwrap_or(v).parse::<i64>().is_err() && uuid::Uuid::parse_str(v).is_err()
+                        })
+                        .cloned()
                 };
                 serde_json::from_value::<T>(value).map(Path).map_err(|_| {
                     ApiError::validation(field().unwrap_or_else(|| "path".to_owned()), "not a valid identifier")
                 })
             }
-            Err(_) => {
-                let mut names: Vec<_> = raw.0.keys().cloned().collect();
-                names.sort();
-                let field = names
-                    .into_iter()
-                    .find(|k| raw.0[k].parse::<i64>().is_err() && uuid::Uuid::parse_str(&raw.0[k]).is_err())
-                    .unwrap_or_else(|| "path".to_owned());
+            Err(rejection) => {
+                // The key axum names, when it names one (an integer or UUID that did not parse);
+                // else the first parameter that is neither (an enum's value, which axum does
+                // not attribute).
+                let field = rejected_key(&rejection).unwrap_or_else(|| {
+                    let mut names: Vec<_> = raw.0.keys().cloned().collect();
+                    names.sort();
+                    names
+                        .into_iter()
+                        .find(|k| raw.0[k].parse::<i64>().is_err() && uuid::Uuid::parse_str(&raw.0[k]).is_err())
+                        .unwrap_or_else(|| "path".to_owned())
+                });
                 Err(ApiError::validation(field, "not a valid identifier"))
             }
         }
+    }
+}
+
+/// The path parameter a rejection names, if it names one.
+fn rejected_key(rejection: &PathRejection) -> Option<String> {
+    let PathRejection::FailedToDeserializePathParams(e) = rejection else { return None };
+    match e.kind() {
+        ErrorKind::ParseErrorAtKey { key, .. }
+        | ErrorKind::DeserializeError { key, .. }
+        | ErrorKind::InvalidUtf8InPathParam { key } => Some(key.clone()),
+        _ => None,
     }
 }
 
@@ -350,6 +378,15 @@ mod tests {
         assert_eq!((integral_text(".0"), integral_text("a.0")), (None, None));
         assert!(parse_json::<Order>(br#"{"user_id": 7.0, "items": [{"quantity": 2e0}]}"#).is_ok());
         assert_eq!(field_of(r#"{"user_id": 1,"#), "body");
+    }
+
+    #[test]
+    fn an_array_where_an_object_is_wanted_is_refused_naming_its_field() {
+        // Plain serde reads both as the structs, field by field in order.
+        assert!(serde_json::from_str::<Order>(r#"[1, [[2]]]"#).is_ok());
+        assert_eq!(field_of(r#"[1, []]"#), "body");
+        assert_eq!(field_of(r#"{"user_id": 1, "items": [[2]]}"#), "items[0]");
+        assert_eq!(field_of(r#"{"user_id": 1.0, "items": [[2]]}"#), "items[0]");
     }
 
     #[test]

@@ -133,9 +133,9 @@ pub struct AuditItem {
     pub created_at: DateTime<Utc>,
 }
 
-/// A page of the audit log.
+/// A page of the stock audit log (not the general audit log's `AuditPage`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPage {
+pub struct StockAuditPage {
     /// Newest first.
     pub items: Vec<AuditItem>,
     /// Page number, from 1.
@@ -150,7 +150,7 @@ pub struct AuditPage {
 #[utoipa::path(
     get, path = "/admin/inventory/audit", tag = "admin", params(AuditQuery), security(("bearer" = [])),
     responses(
-        (status = 200, body = AuditPage),
+        (status = 200, body = StockAuditPage),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "PRODUCT_OPTION_NOT_FOUND", body = ErrorBody),
     ),
@@ -158,7 +158,7 @@ pub struct AuditPage {
 async fn audit_log(
     State(state): State<AppState>,
     extract::Query(q): extract::Query<AuditQuery>,
-) -> Result<Json<AuditPage>, ApiError> {
+) -> Result<Json<StockAuditPage>, ApiError> {
     let page = PageRequest::new(q.page, q.size)?;
     let (rows, total) = inventory::audit(&state, q.product_option_id, page).await?;
     let items = rows
@@ -174,5 +174,5 @@ async fn audit_log(
             created_at: r.created_at,
         })
         .collect();
-    Ok(Json(AuditPage { items, page: page.page, size: page.size, total }))
+    Ok(Json(StockAuditPage { items, page: page.page, size: page.size, total }))
 }

@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A payment.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PaymentView {
+pub struct PaymentRecordView {
     /// Payment id (UUIDv7).
     pub payment_id: Uuid,
     /// The order paid.
@@ -47,10 +47,10 @@ pub struct PaymentView {
     pub refunded_amount: Money,
 }
 
-impl From<PaymentRecord> for PaymentView {
+impl From<PaymentRecord> for PaymentRecordView {
     fn from(p: PaymentRecord) -> Self {
         let currency = Currency::parse(&p.currency).unwrap_or(Currency::Krw);
-        PaymentView {
+        PaymentRecordView {
             payment_id: p.id,
             order_id: p.order_id,
             amount: Money::new(p.amount, currency),
@@ -67,7 +67,7 @@ impl From<PaymentRecord> for PaymentView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentPage {
     /// Newest first.
-    pub items: Vec<PaymentView>,
+    pub items: Vec<PaymentRecordView>,
     /// Page number, from 1.
     pub page: i64,
     /// Page size.
@@ -82,7 +82,7 @@ pub struct PaymentPage {
     params(("payment_id" = Uuid, Path, description = "Payment id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = PaymentView),
+        (status = 200, body = PaymentRecordView),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "PAYMENT_NOT_FOUND", body = ErrorBody),
     ),
@@ -91,7 +91,7 @@ async fn get_payment(
     State(state): State<AppState>,
     caller: Caller,
     Path(payment_id): Path<Uuid>,
-) -> Result<Json<PaymentView>, ApiError> {
+) -> Result<Json<PaymentRecordView>, ApiError> {
     Ok(Json(payment_records::get(&state, &caller, payment_id).await?.into()))
 }
 
@@ -113,6 +113,6 @@ async fn list_user_payments(
 ) -> Result<Json<PaymentPage>, ApiError> {
     let page = PageRequest::new(q.page, q.size)?;
     let (rows, total) = payment_records::list(&state, scope.user_id, page).await?;
-    let items = rows.into_iter().map(PaymentView::from).collect();
+    let items = rows.into_iter().map(PaymentRecordView::from).collect();
     Ok(Json(PaymentPage { items, page: page.page, size: page.size, total }))
 }

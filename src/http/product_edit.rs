@@ -64,10 +64,18 @@ pub struct OptionEdit {
     /// New name, 1-200 characters (trimmed), unique within the product.
     #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
-    /// Prices to set per currency (`KRW`, `USD`, minor units >= 0); currencies not given keep
+    /// Prices to set per currency (`KRW`, `USD`, minor units 0 to 40,000,000); currencies not given keep
     /// theirs. Orders already PENDING keep the price they captured.
-    #[schema(schema_with = prices_schema)]
+    #[schema(schema_with = optional_prices_schema)]
     pub prices: Option<BTreeMap<String, i64>>,
+}
+
+/// [`prices_schema`], or `null` (no price changes).
+fn optional_prices_schema() -> utoipa::openapi::Object {
+    let mut prices = prices_schema();
+    prices.schema_type =
+        utoipa::openapi::schema::SchemaType::from_iter([utoipa::openapi::Type::Object, utoipa::openapi::Type::Null]);
+    prices
 }
 
 /// An edit: only the fields given change.
@@ -125,8 +133,15 @@ async fn update_product(
             .options
             .unwrap_or_default()
             .into_iter()
-            .map(|o| OptionPatch { id: o.id, name: o.name, prices: o.prices.unwrap_or_default() })
-            .collect(),
+            .enumerate()
+            .map(|(i, o)| match o.prices {
+                // As declared (`minProperties`): prices given name at least one currency.
+                Some(prices) if prices.is_empty() => {
+                    Err(ApiError::validation(format!("options[{i}].prices"), "must have a price in KRW or USD"))
+                }
+                prices => Ok(OptionPatch { id: o.id, name: o.name, prices: prices.unwrap_or_default() }),
+            })
+            .collect::<Result<_, _>>()?,
     };
     let edited = products::update(&state, &caller, product_id, &patch, reason.as_deref()).await?;
     Ok(Json(edited))

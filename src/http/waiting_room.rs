@@ -18,7 +18,7 @@ use super::{
     extract,
 };
 use crate::{
-    domain::waiting_room::{Event, EventKind},
+    domain::waiting_room::{Event, EventKind, is_ticket_id},
     services::{
         AppState,
         waiting_room::{self, Room, Settings, Ticket},
@@ -138,8 +138,8 @@ pub struct TicketPath {
     /// The coupon's or product's id.
     #[param(minimum = 1)]
     pub event_id: i64,
-    /// The ticket id entering answered.
-    #[param(max_length = 64, pattern = "^[0-9]+-[0-9a-f]+$")]
+    // Its pattern is written into the document by `contract` (`TICKET_ID_PATTERN`).
+    /// The ticket id entering answered: its arrival number, `-`, 24 lowercase hex digits.
     pub ticket_id: String,
 }
 
@@ -256,8 +256,8 @@ async fn poll(
     caller: Caller,
     extract::Path(path): extract::Path<TicketPath>,
 ) -> Result<Json<Ticket>, ApiError> {
-    if path.ticket_id.len() > 64 {
-        return Err(ApiError::validation("ticket_id", "at most 64 characters"));
+    if !is_ticket_id(&path.ticket_id) {
+        return Err(ApiError::validation("ticket_id", "not a ticket id (a number, `-`, 24 hex digits)"));
     }
     Ok(Json(waiting_room::poll(&state, event(path.event_type, path.event_id)?, caller.user_id, &path.ticket_id).await?))
 }

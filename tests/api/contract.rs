@@ -363,6 +363,10 @@ async fn coupon_amounts_are_read_as_published_and_junk_is_400_naming_the_field()
         ("min_order_amount", json!(-1)),
         ("min_order_amount", json!({"amount": -1, "currency": "KRW"})),
         ("min_order_amount", json!([1000])),
+        // Untagged forms read objects only: serde alone reads these as `{amount, currency}`
+        // and `{ko, en}`.
+        ("min_order_amount", json!([1000, "KRW"])),
+        ("name", json!(["가", "A"])),
     ];
     for (field, value) in junk {
         let res = app

@@ -5,6 +5,7 @@ mod support;
 mod audit;
 mod audit_every_write;
 mod auth;
+mod bounds;
 mod cart;
 mod catalog;
 mod catalog_admin;
