@@ -21,7 +21,7 @@ pub async fn keys_remaining(redis: &RedisStore, ids: &[i64]) -> RedisResult<u64>
         // One EXISTS per coupon: its keys share one hash tag, so one cluster slot.
         let coupon = CouponKeys::new(redis.prefix(), *id);
         let keys = coupon.all();
-        pipe.add(&keys[0], redis::cmd("EXISTS").arg(&keys[..]).clone());
+        pipe.add(keys[0], redis::cmd("EXISTS").arg(&keys[..]).clone());
     }
     let counts: Vec<u64> = pipe.query(redis).await?;
     Ok(counts.iter().sum())
