@@ -5,6 +5,7 @@
 #   load-tests/run-k6.sh open-run   [k6 run options...]   # e.g. -e PEOPLE=10000 -e COUPONS=1000
 #   load-tests/run-k6.sh order-rush [k6 run options...]   # e.g. -e BUYERS=500 -e STOCK=50
 #   load-tests/run-k6.sh mixed      [k6 run options...]   # e.g. -e RATE=100 -e DURATION=2m
+#   load-tests/run-k6.sh waiting-room [k6 run options...] # e.g. -e PEOPLE=5000 -e ADMIT_PER_SECOND=500
 #
 #   BASE_URL           the server (default http://127.0.0.1:8080)
 #   USERS              tokens for users 1..USERS (default 1000); they must exist on the server:
@@ -23,8 +24,8 @@ die() { echo "run-k6: error: $*" >&2; exit 2; }
 
 scenario="${1:-}"
 case "$scenario" in
-  open-run | order-rush | mixed) shift ;;
-  *) die "usage: $0 open-run|order-rush|mixed [k6 run options...]" ;;
+  open-run | order-rush | mixed | waiting-room) shift ;;
+  *) die "usage: $0 open-run|order-rush|mixed|waiting-room [k6 run options...]" ;;
 esac
 
 if [ -n "${K6:-}" ]; then

@@ -109,6 +109,7 @@ impl Cli {
                 let tool_env = jupang_loadgen::Env {
                     jwt_secret: env.optional("JUPANG_JWT_SECRET"),
                     database_url: env.optional("DATABASE_URL"),
+                    redis_url: env.optional("REDIS_URL"),
                 };
                 jupang_loadgen::run(args, &tool_env).await
             }

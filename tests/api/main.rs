@@ -55,4 +55,6 @@ mod v2_order_settlement;
 mod v2_orders;
 mod v2_stock;
 mod waiting_room;
+mod waiting_room_redis;
+mod waiting_room_rules;
 mod wallet;

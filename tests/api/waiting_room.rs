@@ -21,31 +21,33 @@ use crate::support::{
 };
 
 /// Configures a room as an `ops_admin` and returns the room.
-async fn configure(app: &TestApp, event: &str, body: Value) -> Value {
+pub(crate) async fn configure(app: &TestApp, event: &str, body: Value) -> Value {
     let admin = app.token(1, &[Role::OpsAdmin]);
     let res = app.send_json(Method::PUT, &format!("/api/admin/waiting-rooms/{event}"), Some(&admin), &body).await;
     json_of(res, 200).await
 }
 
-fn settings(rate: u32, max_active: u32, ttl: u32, opens_in: TimeDelta) -> Value {
+/// Enabled room settings opening `opens_in` from now.
+pub(crate) fn settings(rate: u32, max_active: u32, ttl: u32, opens_in: TimeDelta) -> Value {
     json!({ "enabled": true, "admit_per_second": rate, "max_active": max_active, "pass_ttl_secs": ttl,
             "opens_at": Utc::now() + opens_in })
 }
 
 /// `POST .../tickets` as `user` on the server at `base`: (status, ticket).
-async fn enter(client: &Client, base: &str, token: &str, event: &str) -> (u16, Value) {
+pub(crate) async fn enter(client: &Client, base: &str, token: &str, event: &str) -> (u16, Value) {
     let res = client.post(format!("{base}/api/waiting-rooms/{event}/tickets")).bearer_auth(token).send().await.unwrap();
     let status = res.status().as_u16();
     (status, res.json().await.unwrap())
 }
 
-async fn poll(client: &Client, base: &str, token: &str, event: &str, ticket: &str) -> Value {
+/// `GET .../tickets/{ticket}` on the server at `base` (200 expected).
+pub(crate) async fn poll(client: &Client, base: &str, token: &str, event: &str, ticket: &str) -> Value {
     let url = format!("{base}/api/waiting-rooms/{event}/tickets/{ticket}");
     json_of(client.get(url).bearer_auth(token).send().await.unwrap(), 200).await
 }
 
 /// Polls a ticket (as told by `poll_after_ms`) until it is admitted; returns the answer.
-async fn admitted(app: &TestApp, user: i64, event: &str, ticket: &str) -> Value {
+pub(crate) async fn admitted(app: &TestApp, user: i64, event: &str, ticket: &str) -> Value {
     let token = app.customer(user);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -195,8 +197,14 @@ async fn entrants_before_the_opening_are_shuffled_once_and_later_ones_follow_arr
 }
 
 async fn issue_with(app: &TestApp, coupon: i64, user: i64, pass: Option<&str>) -> Response {
+    issue_on(app, &app.base, coupon, user, pass).await
+}
+
+/// `POST /coupons/{coupon}/issue` as `user` on the server at `base`, with `pass` if given.
+pub(crate) async fn issue_on(app: &TestApp, base: &str, coupon: i64, user: i64, pass: Option<&str>) -> Response {
     let mut req = app
-        .request(Method::POST, &format!("/api/coupons/{coupon}/issue"))
+        .client
+        .post(format!("{base}/api/coupons/{coupon}/issue"))
         .bearer_auth(app.customer(user))
         .json(&json!({ "user_id": user }));
     if let Some(pass) = pass {
@@ -205,7 +213,8 @@ async fn issue_with(app: &TestApp, coupon: i64, user: i64, pass: Option<&str>) -
     req.send().await.unwrap()
 }
 
-async fn refused(res: Response, reason: &str) {
+/// A 403 `WAITING_ROOM_PASS_REQUIRED` for `reason`, saying how to enter.
+pub(crate) async fn refused(res: Response, reason: &str) {
     let body = assert_error(res, 403, "WAITING_ROOM_PASS_REQUIRED").await;
     assert_eq!(body["details"]["reason"], reason, "{body}");
     assert!(body["details"]["enter"].as_str().unwrap().contains("/tickets"), "{body}");
@@ -299,7 +308,7 @@ async fn a_product_room_guards_orders_naming_it_and_a_revoke_ends_every_pass() {
 }
 
 #[tokio::test]
-async fn the_room_outlives_a_kill_9_of_the_server_that_held_it() {
+async fn the_room_outlives_a_kill_9_of_the_server_that_held_it_and_a_second_instance_carries_on() {
     let app = spawn_app().await;
     let coupon = create_coupon(&app, 10, json!({})).await;
     let event = format!("coupon/{coupon}");
@@ -315,9 +324,9 @@ async fn the_room_outlives_a_kill_9_of_the_server_that_held_it() {
         assert_eq!(status, 201);
         before.push((user, t["ticket_id"].as_str().unwrap().to_owned(), t["position"].as_u64().unwrap()));
     }
-    first.child.kill().await.unwrap();
-
+    // A second instance is up when the first dies (SIGKILL: no shutdown), and carries on.
     let second = serve_app(&app, &[]).await;
+    first.child.kill().await.unwrap();
     let base = format!("http://{}", second.addr);
     for (user, ticket, position) in &before {
         let (status, t) = enter(&app.client, &base, &app.customer(*user), &event).await;

@@ -111,7 +111,8 @@ pub struct Room {
     pub waiting: u64,
     /// Positions admitted so far.
     pub admitted: u64,
-    /// Admitted, with passes still alive (as of the last admission step).
+    /// Admitted, with passes still alive (as of the last admission step). Above `max_active`
+    /// after the cap was lowered, until enough of those passes expire.
     pub active: u64,
 }
 
@@ -180,7 +181,7 @@ pub async fn room(state: &AppState, event: Event) -> Result<Room, WaitingRoomErr
         epoch: c.epoch,
         waiting: l.seq.saturating_sub(l.admitted),
         admitted: l.admitted,
-        active: l.admitted.saturating_sub(l.expired_to).min(c.settings.max_active),
+        active: l.admitted.saturating_sub(l.expired_to),
     })
 }
 

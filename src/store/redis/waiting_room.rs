@@ -276,8 +276,10 @@ fn seed_arg(seed: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use redis::cluster_routing::Slot;
+
     use super::*;
-    use crate::domain::waiting_room::EventKind;
+    use crate::{domain::waiting_room::EventKind, store::redis::stock::keys::one_slot};
 
     #[test]
     fn every_key_of_a_room_shares_its_hash_tag() {
@@ -286,5 +288,19 @@ mod tests {
             assert!(k.starts_with("jupang:{wr:coupon:5}:"), "{k}");
         }
         assert_eq!(seed_arg(u64::MAX), (1 << 53) - 1);
+    }
+
+    #[test]
+    fn one_rooms_keys_share_one_cluster_slot_and_rooms_spread_over_many() {
+        let mut slots = std::collections::HashSet::new();
+        for kind in [EventKind::Coupon, EventKind::Product] {
+            for id in 1..=100 {
+                let event = Event { kind, id };
+                let keys = [ROOM, ENTRANTS, BATCHES].map(|s| room_key("jupang", event, s));
+                assert!(one_slot(&keys), "{keys:?}");
+                slots.insert(Slot::for_key(&keys[0]));
+            }
+        }
+        assert!(slots.len() > 150, "200 rooms on {} slots: they would crowd one master", slots.len());
     }
 }

@@ -83,6 +83,9 @@ pub struct Env {
     /// `DATABASE_URL`, the server's database: when set, users are made there and Postgres
     /// convergence is checked.
     pub database_url: Option<String>,
+    /// `REDIS_URL`, the server's Redis: when it names one Redis, `waiting-room` reports Redis's
+    /// CPU per poll.
+    pub redis_url: Option<String>,
 }
 
 /// Runs a scenario, prints its report, and fails when its verdict does.

@@ -8,6 +8,12 @@
 //!
 //! Polls are not paced by the load generator: the server shapes them, which is what is measured.
 //! At most `--connections` requests are in flight at once (entering and polling each).
+//!
+//! Before that run, in the same process and on the same connections, the [`throughput`] phases:
+//! the `GET /health` ceiling, entering and polling as fast as the server answers, and Redis's CPU
+//! per poll (`--throughput-polls 0` skips them).
+
+pub mod throughput;
 
 use std::{
     fmt::Write,
@@ -25,9 +31,12 @@ use tokio::sync::Semaphore;
 use super::{
     Common, Env, emit,
     histogram::{Summary, new_histogram, record},
+    report::LoadReport,
+    schedule::Pacing,
     setup::Setup,
     verdict::Verdict,
 };
+use throughput::Throughput;
 
 /// Options of `jupang loadgen waiting-room`.
 #[derive(Debug, Clone, Args)]
@@ -52,6 +61,10 @@ pub struct WaitingRoomArgs {
     /// Longest the run may take before it is a failure.
     #[arg(long, default_value_t = 600)]
     deadline_secs: u64,
+    /// Polls of the throughput phase (default: twice the entrants; 0 skips the ceiling, enter
+    /// and poll throughput phases).
+    #[arg(long)]
+    throughput_polls: Option<usize>,
 }
 
 /// What a waiting-room run measured and concluded.
@@ -85,6 +98,8 @@ pub struct WaitingRoomReport {
     pub time_to_admit_all_secs: f64,
     /// Non-2xx answers or transport errors.
     pub errors: u64,
+    /// Enter and poll throughput against the `GET /health` ceiling, and Redis's cost per poll.
+    pub throughput: Option<Throughput>,
     /// The checks.
     pub verdict: Verdict,
 }
@@ -209,11 +224,39 @@ pub fn peak_active(expiries: &[i64], ttl_ms: i64) -> u64 {
     peak as u64
 }
 
+/// The throughput phases on a room of their own that admits one person a minute (its polls
+/// find their tickets WAITING), unless `--throughput-polls 0`.
+async fn throughput_phases(
+    args: &WaitingRoomArgs,
+    env: &Env,
+    setup: &Setup,
+    target: &super::client::Target,
+) -> anyhow::Result<Option<Throughput>> {
+    let polls = args.throughput_polls.unwrap_or(2 * args.entrants as usize);
+    if polls == 0 {
+        return Ok(None);
+    }
+    let coupon_id = setup.create_coupon(target, args.entrants).await?;
+    let room = json!({ "enabled": true, "admit_per_second": 1, "max_active": 1, "pass_ttl_secs": 60,
+                       "opens_at": Utc::now() - TimeDelta::seconds(1) });
+    let event = format!("coupon/{coupon_id}");
+    setup.admin_put(target, &format!("/api/admin/waiting-rooms/{event}"), room).await.context("the throughput room")?;
+    let options = args.common.options(Pacing::Closed { connections: args.connections }, "waiting-room");
+    let tokens = setup.customer_tokens(args.entrants);
+    Ok(Some(throughput::measure(target, &event, tokens, polls, &options, env.redis_url.as_deref()).await?))
+}
+
+/// Answers of a phase that were not 2xx (transport errors included).
+fn failed(load: &LoadReport) -> u64 {
+    load.outcomes.iter().filter(|o| !(200..300).contains(&o.status)).map(|o| o.count).sum()
+}
+
 /// Runs the scenario and prints its report.
 pub async fn run(args: WaitingRoomArgs, env: &Env) -> anyhow::Result<()> {
     let target = args.common.target()?;
     let setup = Setup::new(env).await?;
     setup.ensure_users(args.entrants).await?;
+    let throughput = throughput_phases(&args, env, &setup, &target).await?;
     let coupon_id = setup.create_coupon(&target, args.entrants).await?;
     let event = format!("coupon/{coupon_id}");
     let room = json!({ "enabled": true, "admit_per_second": args.admit_per_second, "max_active": args.max_active,
@@ -268,6 +311,10 @@ pub async fn run(args: WaitingRoomArgs, env: &Env) -> anyhow::Result<()> {
         finals.len() == args.entrants as usize,
         format!("{} of {}", finals.len(), args.entrants),
     );
+    if let Some(t) = &throughput {
+        let bad = failed(&t.ceiling) + failed(&t.enter) + failed(&t.poll);
+        verdict.check("throughput phases: every answer 2xx", bad == 0, format!("{bad} not 2xx"));
+    }
     let report = WaitingRoomReport {
         scenario: "waiting-room",
         entrants: args.entrants,
@@ -283,6 +330,7 @@ pub async fn run(args: WaitingRoomArgs, env: &Env) -> anyhow::Result<()> {
         poll: Summary::of(&shared.poll_h.lock().unwrap_or_else(|e| e.into_inner())),
         time_to_admit_all_secs: (last_admission - started).as_secs_f64(),
         errors: *shared.errors.lock().unwrap_or_else(|e| e.into_inner()),
+        throughput,
         verdict,
     };
     emit(args.common.json, &report, || markdown(&report))?;
@@ -301,7 +349,40 @@ fn markdown(r: &WaitingRoomReport) -> String {
     let _ = writeln!(s, "| poll p50 / p99 | {:.2} / {:.2} ms |", r.poll.p50_ms, r.poll.p99_ms);
     let _ = writeln!(s, "| time to admit everyone | {:.1} s |", r.time_to_admit_all_secs);
     let _ = writeln!(s, "| errors | {} |\n", r.errors);
+    if let Some(t) = &r.throughput {
+        s.push_str(&throughput_markdown(t));
+    }
     s + &r.verdict.markdown()
+}
+
+fn throughput_markdown(t: &Throughput) -> String {
+    let mut s = String::from("Throughput, closed loop, one phase after the other on the same connections:\n\n");
+    s.push_str(
+        "| phase | requests | req/s | p50 ms | p99 ms | × ceiling |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for (name, load, ratio) in [
+        ("GET /health", &t.ceiling, 1.0),
+        ("enter", &t.enter, t.enter_ratio),
+        ("poll (WAITING)", &t.poll, t.poll_ratio),
+    ] {
+        let l = &load.latency;
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {:.0} | {:.2} | {:.2} | {ratio:.2} |",
+            load.requests, load.throughput_rps, l.p50_ms, l.p99_ms
+        );
+    }
+    match &t.redis {
+        Some(c) => {
+            let _ = writeln!(
+                s,
+                "\nRedis per poll: {:.1} µs of CPU (INFO cpu), {:.2} commands taking {:.1} µs (INFO commandstats).\n",
+                c.cpu_us_per_poll, c.commands_per_poll, c.command_us_per_poll
+            );
+        }
+        None => s.push_str("\nRedis per poll: not measured (set REDIS_URL to one Redis).\n\n"),
+    }
+    s
 }
 
 #[cfg(test)]
