@@ -50,9 +50,8 @@ impl StreamSink for LoggingSink {
     }
 }
 
-#[tokio::test]
-async fn four_consumers_of_one_group_persist_every_entry_exactly_once_with_their_batches_in_parallel() {
-    let app = spawn_app().await;
+/// The tables [`LoggingSink`] writes, in the test's own database.
+async fn logging_tables(app: &crate::support::TestApp) {
     sqlx::raw_sql(
         "CREATE TABLE group_rows (n BIGINT PRIMARY KEY);
          CREATE TABLE group_log (n BIGINT NOT NULL);
@@ -61,6 +60,12 @@ async fn four_consumers_of_one_group_persist_every_entry_exactly_once_with_their
     .execute(&app.db)
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn four_consumers_of_one_group_persist_every_entry_exactly_once_with_their_batches_in_parallel() {
+    let app = spawn_app().await;
+    logging_tables(&app).await;
     let sink = LoggingSink { stream: format!("{}:{{test}}:stream", app.redis_prefix) };
     let mut r = redis_conn();
     for n in 0..2_000 {
@@ -146,4 +151,54 @@ async fn a_serve_killed_while_its_four_consumers_hold_uncommitted_batches_loses_
     let dead: u64 = redis::cmd("XLEN").arg(format!("{stream}:dead")).query(&mut redis_conn()).unwrap();
     assert_eq!(dead, 0);
     second.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_most_consumers_allowed_on_both_stream_kinds_each_get_a_blocking_reader_of_their_own() {
+    let app = spawn_app().await;
+    logging_tables(&app).await;
+    // Two sinks, like the coupon and order streams of one process, at JUPANG_STREAM_CONSUMERS's
+    // maximum: 32 blocking readers, each holding its dedicated connection between reads.
+    let sinks: Vec<LoggingSink> = ["coupons", "orders"]
+        .iter()
+        .map(|kind| LoggingSink { stream: format!("{}:{{test-{kind}}}:stream", app.redis_prefix) })
+        .collect();
+    let mut r = redis_conn();
+    for (i, sink) in sinks.iter().enumerate() {
+        for n in 0..100 {
+            let _: String =
+                redis::cmd("XADD").arg(&sink.stream).arg("*").arg("n").arg(i * 1_000 + n).query(&mut r).unwrap();
+        }
+    }
+    let mut settings = ConsumerSettings::new(Duration::from_secs(30));
+    settings.batch = 5;
+    settings.block = Duration::from_millis(100);
+    let redis = redis_store(&app).await;
+    let stop = CancellationToken::new();
+    let tasks: Vec<_> = sinks
+        .iter()
+        .flat_map(|s| consumer::spawn_group(s.clone(), &app.db, &redis, settings.clone(), 16, &stop))
+        .collect();
+    assert_eq!(tasks.len(), 32);
+
+    eventually(15, "every one of the 32 consumers has read its stream", || async {
+        // Until the group exists, XINFO answers NOGROUP.
+        sinks.iter().all(|s| {
+            redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&s.stream)
+                .arg(GROUP)
+                .query::<Vec<redis::Value>>(&mut redis_conn())
+                .is_ok_and(|consumers| consumers.len() == 16)
+        })
+    })
+    .await;
+    eventually(15, "200 rows persisted", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM group_rows").fetch_one(&app.db).await.unwrap() == 200
+    })
+    .await;
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
 }

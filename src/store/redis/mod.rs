@@ -33,9 +33,11 @@ pub use conn::{DedicatedConn, RedisConn};
 
 /// Longest a reply on a [`RedisStore::dedicated`] connection may take.
 pub const DEDICATED_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections of the blocking-read pool: one per stream consumer of the process (two, one per
-/// stream kind), with room for consumers restarted after an error while the old one drops.
-pub const READER_POOL_SIZE: usize = 8;
+/// Connections of the blocking-read pool at most: one per stream consumer of the process (up to
+/// 16 per stream kind, the maximum of `JUPANG_STREAM_CONSUMERS`, and two kinds), with room for
+/// consumers restarted after an error while the old one drops. deadpool opens connections on
+/// demand, so the default of 4 per kind holds 8 of them, not 40.
+pub const READER_POOL_SIZE: usize = 2 * 16 + 8;
 /// Connections of the lock pool: lock holders and waiters at once, per process. A waiter beyond
 /// it waits for a connection at most [`POOL_WAIT`], then fails like an unreachable Redis (503).
 pub const LOCK_POOL_SIZE: usize = 64;
