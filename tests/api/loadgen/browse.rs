@@ -25,7 +25,7 @@ async fn browse_reads_the_listing_mix_and_product_pages_against_the_ceiling_whil
     let run = loadgen_on(
         &app,
         "browse",
-        "--requests 300 --connections 4 --p99-ms 60000 \
+        "--requests 300 --warmup-requests 30 --connections 4 --p99-ms 60000 \
          --with-open-run --open-people 100 --open-coupons 20 --open-connections 4",
     )
     .await;
@@ -42,6 +42,7 @@ async fn browse_reads_the_listing_mix_and_product_pages_against_the_ceiling_whil
         assert_eq!(outcome(phase, "200"), 300, "every read answered 200: {}", phase["outcomes"]);
     }
     assert_eq!(r["rows"][0]["ratio_to_ceiling"], 1.0);
+    assert_eq!(r["warmup_requests"], 30, "the warm-up is not counted in the phases");
     // The shop front's mix: both markets, every sort, deeper pages and category filters.
     let list = &r["list_mix"];
     assert_eq!(mixed(list, "market KR") + mixed(list, "market US"), 300);
@@ -62,7 +63,7 @@ async fn browse_reads_the_listing_mix_and_product_pages_against_the_ceiling_whil
 #[tokio::test]
 async fn browse_fails_its_verdict_and_names_each_catalog_phase_when_p99_is_over_the_bound() {
     let app = shop_app().await;
-    let run = loadgen_on(&app, "browse", "--requests 40 --connections 2 --p99-ms 0.001").await;
+    let run = loadgen_on(&app, "browse", "--requests 40 --warmup-requests 0 --connections 2 --p99-ms 0.001").await;
 
     assert!(!run.success, "exit status 0 despite a failed verdict");
     assert!(run.stderr.contains("verdict FAIL"), "stderr: {}", run.stderr);
