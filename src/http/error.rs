@@ -191,9 +191,13 @@ impl IntoResponse for ApiError {
 }
 
 fn render(p: &ErrorPayload, lang: Lang) -> Response {
-    let body = ErrorBody { code: p.code, message: p.code.message(lang).to_owned(), details: p.details.clone() };
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let mut res = Response::new(Body::from(bytes));
+    let body = if p.details.as_object().is_some_and(serde_json::Map::is_empty) {
+        Body::from(p.code.bare_body(lang))
+    } else {
+        let body = ErrorBody { code: p.code, message: p.code.message(lang).to_owned(), details: p.details.clone() };
+        Body::from(serde_json::to_vec(&body).unwrap_or_default())
+    };
+    let mut res = Response::new(body);
     *res.status_mut() = p.code.status();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res

@@ -1,7 +1,7 @@
 //! Every error code the API answers with: its wire form, its HTTP status, and its message in
 //! Korean and English (api.md lists the codes). Add a code here with both messages.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::LazyLock};
 
 use axum::http::StatusCode;
 use serde::{Serialize, Serializer};
@@ -95,6 +95,29 @@ error_codes! {
     Internal = "INTERNAL" => INTERNAL_SERVER_ERROR, "일시적인 오류가 발생했습니다", "Something went wrong on our side";
 }
 
+impl ErrorCode {
+    /// The JSON error body of this code with no details (`{}`) in `lang`: exactly the bytes
+    /// [`super::error::ErrorBody`] serialises to, rendered once per process. The refusals of the
+    /// hot paths (a sold-out coupon's losers, by the tens of thousands per second) carry no
+    /// details, and serialising the same bytes again for each of them was measurable work.
+    pub fn bare_body(self, lang: Lang) -> &'static [u8] {
+        static BODIES: LazyLock<Vec<[&'static [u8]; 2]>> = LazyLock::new(|| {
+            ErrorCode::ALL.iter().map(|&code| [Lang::Ko, Lang::En].map(|lang| bare(code, lang))).collect()
+        });
+        // Declaration order is the order of `ALL`; a new language is a compile error here.
+        BODIES[self as usize][match lang {
+            Lang::Ko => 0,
+            Lang::En => 1,
+        }]
+    }
+}
+
+/// Renders (and keeps for the process's life: a fixed, small table) a details-less body.
+fn bare(code: ErrorCode, lang: Lang) -> &'static [u8] {
+    let body = super::error::ErrorBody { code, message: code.message(lang).to_owned(), details: serde_json::json!({}) };
+    Box::leak(serde_json::to_vec(&body).unwrap_or_default().into_boxed_slice())
+}
+
 impl Serialize for ErrorCode {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -130,5 +153,18 @@ mod tests {
         assert_eq!(published, wire);
         assert!(published.iter().any(|c| c == "VALIDATION_ERROR"));
         assert!(published.iter().all(|c| c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')));
+    }
+
+    #[test]
+    fn every_bare_body_is_its_code_and_message_in_its_language_with_empty_details() {
+        for &code in ErrorCode::ALL {
+            for lang in [Lang::Ko, Lang::En] {
+                let body: serde_json::Value = serde_json::from_slice(code.bare_body(lang)).unwrap();
+                let expected =
+                    serde_json::json!({ "code": code.as_str(), "message": code.message(lang), "details": {} });
+                assert_eq!(body, expected, "{code:?} in {lang:?}");
+            }
+        }
+        assert_ne!(ErrorCode::CouponSoldOut.bare_body(Lang::Ko), ErrorCode::CouponSoldOut.bare_body(Lang::En));
     }
 }
