@@ -1,11 +1,7 @@
 //! Coupon routes for customers: the open campaigns, first-come issuing, and the coupons a user
 //! holds (api.md "Coupons"; seed 001 US-013, US-014).
 
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-};
+use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -16,7 +12,7 @@ use super::{
     auth::{Caller, UserScope},
     error::{ApiError, ErrorBody},
     extract::{self, AcceptLanguage},
-    waiting_room::pass_header,
+    waiting_room::Pass,
 };
 use crate::{
     domain::{
@@ -207,13 +203,13 @@ pub struct IssuedCouponView {
 async fn issue_coupon(
     State(state): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
+    pass: Pass,
     extract::Path(coupon_id): extract::Path<i64>,
     extract::Json(body): extract::Json<IssueRequest>,
 ) -> Result<(StatusCode, Json<IssuedCouponView>), ApiError> {
     caller.ensure_is(body.user_id)?;
     let event = Event { kind: EventKind::Coupon, id: coupon_id };
-    waiting_room::guard(&state, event, body.user_id, pass_header(&headers)?)?;
+    waiting_room::guard(&state, event, body.user_id, pass.value()?)?;
     let issued = coupons::issue(&state, coupon_id, body.user_id).await?.coupon;
     Ok((
         StatusCode::CREATED,

@@ -194,6 +194,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         use axum::extract::Path as AxumPath;
+        // The common case, on every id route (the hottest ones included), needs no map of the
+        // parameters nor copies of their names and values: a decoded parameter can hold NUL only
+        // if the path spells it `%00`, and a value that deserialises at once has no error to name.
+        if !parts.uri.path().contains("%00")
+            && let Ok(AxumPath(v)) = AxumPath::<T>::from_request_parts(parts, state).await
+        {
+            return Ok(Path(v));
+        }
         // Each parameter is parsed alone first so the error can name it.
         let raw = AxumPath::<HashMap<String, String>>::from_request_parts(parts, state)
             .await

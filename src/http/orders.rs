@@ -1,12 +1,7 @@
 //! Orders: creation with an all-or-nothing stock reservation, one order, a user's history.
 //! Payment and cancellation are in `payment.rs`.
 
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    middleware,
-};
+use axum::{Json, extract::State, http::StatusCode, middleware};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -19,7 +14,7 @@ use super::{
     error::{ApiError, ErrorBody, ErrorCode},
     extract::{self, Path, Query},
     idempotency::{self, Idempotency},
-    waiting_room::pass_header,
+    waiting_room::Pass,
 };
 use crate::{
     domain::{Money, PageRequest, fx::PriceSource, order::OrderStatus},
@@ -233,10 +228,10 @@ async fn create_order(
     State(state): State<AppState>,
     caller: Caller,
     idem: Idempotency,
-    headers: HeaderMap,
+    pass: Pass,
     extract::Json(body): extract::Json<CreateOrder>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
-    let result = match pass_header(&headers) {
+    let result = match pass.value() {
         Ok(pass) => create(&state, &caller, &idem, pass, body).await,
         Err(e) => Err(e),
     };

@@ -1,11 +1,11 @@
 //! Waiting-room routes (api.md "Waiting room"): configure a room per coupon or product, enter
 //! it, poll a ticket. The protected calls themselves (`POST /coupons/{id}/issue`, `POST
-//! /orders`) read the pass header through [`pass_header`].
+//! /orders`) read the pass header through [`Pass`].
 
 use axum::{
     Json,
-    extract::State,
-    http::{HeaderMap, StatusCode},
+    extract::{FromRequestParts, State},
+    http::{HeaderValue, StatusCode, request::Parts},
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,16 +30,30 @@ pub const PASS_HEADER: &str = "x-waiting-room-pass";
 /// Longest `X-Waiting-Room-Pass` value read (a few passes, comma separated).
 const MAX_PASS_HEADER: usize = 2048;
 
-/// The pass header of a protected call, if present: at most [`MAX_PASS_HEADER`] printable
-/// ASCII characters, as the document declares, or 400 naming it.
-pub fn pass_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(v) = headers.get(PASS_HEADER) else { return Ok(None) };
-    match v.to_str() {
-        Ok(s) if s.len() <= MAX_PASS_HEADER && s.bytes().all(|b| (0x20..=0x7e).contains(&b)) => Ok(Some(s)),
-        _ => Err(ApiError::validation(
-            "X-Waiting-Room-Pass",
-            format!("at most {MAX_PASS_HEADER} printable ASCII characters"),
-        )),
+/// The pass header of a protected call, as sent. Only this header is taken from the request
+/// (the protected calls are the hottest routes: a copy of every header cost allocations).
+pub struct Pass(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Pass {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Pass(parts.headers.get(PASS_HEADER).cloned()))
+    }
+}
+
+impl Pass {
+    /// The header, if present: at most [`MAX_PASS_HEADER`] printable ASCII characters, as the
+    /// document declares, or 400 naming it.
+    pub fn value(&self) -> Result<Option<&str>, ApiError> {
+        let Some(v) = &self.0 else { return Ok(None) };
+        match v.to_str() {
+            Ok(s) if s.len() <= MAX_PASS_HEADER && s.bytes().all(|b| (0x20..=0x7e).contains(&b)) => Ok(Some(s)),
+            _ => Err(ApiError::validation(
+                "X-Waiting-Room-Pass",
+                format!("at most {MAX_PASS_HEADER} printable ASCII characters"),
+            )),
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 //! at hydration or first use; the issue script compares the revision, so an edit made through
 //! another process is noticed on the next request and the entry is reloaded.
 
-use std::{collections::HashMap, sync::RwLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
 
 use crate::{
     domain::{
@@ -20,8 +23,9 @@ pub struct CachedTerms {
     pub market: Market,
     /// How long an issued coupon stays usable.
     pub validity: Validity,
-    /// The `meta` revision these were read at.
-    pub rev: String,
+    /// The `meta` revision these were read at (shared: every issue request takes a copy of the
+    /// terms, and a count is cheaper than an allocation).
+    pub rev: Arc<str>,
 }
 
 /// Coupon id -> the terms last read (one cache per process).
@@ -38,7 +42,7 @@ impl CouponTermsCache {
 
     /// Caches terms read from Redis and returns them.
     pub fn remember(&self, coupon_id: i64, t: &IssuingTerms) -> CachedTerms {
-        let cached = CachedTerms { market: t.market, validity: t.validity, rev: t.rev.clone() };
+        let cached = CachedTerms { market: t.market, validity: t.validity, rev: Arc::from(t.rev.as_str()) };
         self.terms.write().expect("cache lock").insert(coupon_id, cached.clone());
         cached
     }
