@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::support::{
-    Strategy, TestApp, assert_error, cancel, child::serve_app, coupon_app, create_coupon, issue, json_of, manager,
-    metric_value, option, order_request, persisted, redis_counters, scrape, settled, stored,
+    Strategy, TestApp, assert_error, cancel, child::serve_app, coupon_app, coupon_child_app, create_coupon, issue,
+    json_of, manager, metric_value, option, order_request, persisted, redis_counters, scrape, settled, stored,
 };
 
 /// Slack for scheduling on a loaded test machine, on top of a documented bound.
@@ -118,6 +118,72 @@ async fn an_open_run_with_a_raise_mid_sale_refuses_no_one_sold_out_after_the_rai
     settled(&app).await;
     assert_eq!(stored(&app.db, coupon).await.len(), 150);
     assert_eq!(persisted(&app.db, coupon).await, (150, 150, 150));
+}
+
+/// The refusal bodies exactly as the contract's `ErrorBody` serialises them (code, message,
+/// details), the bytes every refusal was answered with when each one was rendered per request.
+const SOLD_OUT_KO: &str = r#"{"code":"COUPON_SOLD_OUT","message":"선착순 마감","details":{}}"#;
+const SOLD_OUT_EN: &str = r#"{"code":"COUPON_SOLD_OUT","message":"sold out","details":{}}"#;
+const HELD_KO: &str = r#"{"code":"ALREADY_ISSUED","message":"이미 발급받은 쿠폰입니다","details":{}}"#;
+
+#[tokio::test]
+async fn a_refusal_from_memory_is_the_same_bytes_and_headers_in_the_callers_language_and_counted_per_route() {
+    // A process of its own, so every series below counts this test's requests alone.
+    let app = coupon_child_app().await;
+    let coupon = create_coupon(&app, 1, json!({})).await;
+    let users = app.create_users(5, "KR", 0).await;
+    json_of(
+        app.send_json(
+            Method::PATCH,
+            &format!("/api/users/{}", users[4]),
+            Some(&app.customer(users[4])),
+            &json!({"language": "en"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    json_of(issue(&app, coupon, users[0]).await, 201).await;
+    let before = scrape(&app).await;
+    let ask = |user: i64, language: Option<&str>| {
+        let mut req = app
+            .client
+            .post(format!("{}/api/coupons/{coupon}/issue", app.base))
+            .bearer_auth(app.customer(user))
+            .json(&json!({ "user_id": user }));
+        if let Some(l) = language {
+            req = req.header("Accept-Language", l);
+        }
+        req.send()
+    };
+    let cases = [
+        // Refused by the script (the holders are read then), then from memory.
+        (users[1], None, SOLD_OUT_KO),
+        (users[1], None, SOLD_OUT_KO),
+        (users[2], Some("en-US,en;q=0.9"), SOLD_OUT_EN),
+        (users[4], None, SOLD_OUT_EN),
+        (users[4], Some("ko"), SOLD_OUT_KO),
+        (users[0], None, HELD_KO),
+        (users[3], Some("en"), SOLD_OUT_EN),
+    ];
+    for (user, language, expected) in cases {
+        let res = ask(user, language).await.unwrap();
+        let what = format!("user {user}, Accept-Language {language:?}");
+        assert_eq!(res.status(), 400, "{what}");
+        let headers = res.headers().clone();
+        assert_eq!(headers["content-type"], "application/json", "{what}");
+        assert_eq!(headers["cache-control"], "private, no-store", "{what}");
+        assert_eq!(headers["content-length"], expected.len().to_string().as_str(), "{what}");
+        assert_eq!(res.text().await.unwrap(), expected, "{what}");
+    }
+    let after = scrape(&app).await;
+    assert_eq!(remembered(&after, coupon, "sold_out"), 5.0, "{after}");
+    assert_eq!(remembered(&after, coupon, "already_issued"), 1.0, "{after}");
+    let refused = |exposition: &str| {
+        let labels = [r#"method="POST""#, r#"route="/api/coupons/{coupon_id}/issue""#, r#"status="400""#];
+        metric_value(exposition, "http_requests_total", &labels)
+    };
+    assert_eq!(refused(&after) - refused(&before), cases.len() as f64, "{after}");
 }
 
 #[tokio::test]
