@@ -25,9 +25,10 @@
 //! V1 orders (`reservation = 'db'`) lock shared option rows when paid, in an order a batch could
 //! not keep; they are handed back and paid alone, as before.
 
-use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc};
+use std::{collections::HashMap, future::Future, sync::Arc};
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
@@ -154,7 +155,7 @@ async fn work(db: PgPool, stock: Arc<StockStore>, jobs: Arc<Mutex<mpsc::Receiver
 /// A future as a boxed `dyn Future + Send`: the compiler then proves `Send` where the future is
 /// made, with its concrete lifetimes, instead of for every lifetime where a spawned task holds it
 /// ("implementation of `Send` is not general enough").
-fn boxed<'a, T>(f: impl Future<Output = T> + Send + 'a) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+fn boxed<'a, T>(f: impl Future<Output = T> + Send + 'a) -> BoxFuture<'a, T> {
     Box::pin(f)
 }
 

@@ -10,9 +10,10 @@
 //! and refund give them back. Running V1 and V2 instances side by side is not supported (a V1
 //! order and a V2 admission could race for the last unit); switching strategies is.
 
-use std::{collections::HashMap, future::Future, pin::Pin};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -63,7 +64,7 @@ pub async fn persist_from_redis_in(tx: &mut PgConnection, stock: &StockStore, or
 pub async fn admissions_of(stock: &StockStore, order_ids: &[Uuid]) -> Result<Vec<Admission>, Fault> {
     // Boxed and collected first: otherwise the future is not `Send` "for every lifetime", which a
     // spawned batch worker needs.
-    let lookups: Vec<Pin<Box<dyn Future<Output = Result<Option<Admission>, Fault>> + Send + '_>>> =
+    let lookups: Vec<BoxFuture<'_, Result<Option<Admission>, Fault>>> =
         order_ids.iter().map(|id| Box::pin(admission_of(stock, *id)) as _).collect();
     let found = futures_util::future::try_join_all(lookups).await?;
     Ok(found.into_iter().flatten().collect())

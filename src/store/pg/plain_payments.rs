@@ -56,7 +56,13 @@ pub async fn pay(
     let mut answers: Vec<Option<Result<Paid, StoreError>>> = Vec::with_capacity(asks.len());
     let mut charges = Vec::new();
     for ask in asks {
-        answers.push(decide(ask, locked).map(|charge| charges.push(charge)).err().map(|r| Err(r.into())));
+        match decide(ask, locked) {
+            Ok(charge) => {
+                charges.push(charge);
+                answers.push(None);
+            }
+            Err(refused) => answers.push(Some(Err(refused.into()))),
+        }
     }
     let mut items: HashMap<Uuid, Vec<OrderItem>> = HashMap::new();
     if !charges.is_empty() {
