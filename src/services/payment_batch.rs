@@ -25,7 +25,11 @@
 //! V1 orders (`reservation = 'db'`) lock shared option rows when paid, in an order a batch could
 //! not keep; they are handed back and paid alone, as before.
 
-use std::{collections::HashMap, future::Future, sync::Arc};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, OnceLock},
+};
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -87,23 +91,37 @@ struct Job {
 #[derive(Clone)]
 pub struct PaymentBatches {
     queue: mpsc::Sender<Job>,
+    workers: Arc<Workers>,
+}
+
+/// What the workers need, kept until the first payment starts them: a process that never pays
+/// (a consumer-only instance, most test apps) runs no idle worker.
+struct Workers {
+    db: PgPool,
+    stock: Arc<StockStore>,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    started: OnceLock<()>,
 }
 
 impl PaymentBatches {
-    /// Starts [`WORKERS`] workers paying through `db`, persisting missing V2 orders from `stock`.
+    /// The queue of [`WORKERS`] workers paying through `db`, persisting missing V2 orders from
+    /// `stock`; they start with the first payment.
     pub fn start(db: PgPool, stock: StockStore) -> PaymentBatches {
         metrics::describe_histogram!(BATCH_SIZE, metrics::Unit::Count, "Payments per group commit (one transaction)");
         let (queue, jobs) = mpsc::channel(4096);
-        let jobs = Arc::new(Mutex::new(jobs));
-        let stock = Arc::new(stock);
-        for _ in 0..WORKERS {
-            tokio::spawn(work(db.clone(), stock.clone(), jobs.clone()));
-        }
-        PaymentBatches { queue }
+        let workers =
+            Workers { db, stock: Arc::new(stock), jobs: Arc::new(Mutex::new(jobs)), started: OnceLock::new() };
+        PaymentBatches { queue, workers: Arc::new(workers) }
     }
 
     /// Pays `ask` in the next batch; answered after that batch's COMMIT.
     pub async fn pay(&self, ask: Ask) -> Result<Answer, Fault> {
+        let w = &self.workers;
+        w.started.get_or_init(|| {
+            for _ in 0..WORKERS {
+                tokio::spawn(work(w.db.clone(), w.stock.clone(), w.jobs.clone()));
+            }
+        });
         let (reply, answer) = oneshot::channel();
         let stopped = || Fault::invariant("the payment workers have stopped");
         self.queue.send(Job { ask, reply }).await.map_err(|_| stopped())?;
