@@ -12,7 +12,9 @@ use crate::{
     auth::JwtKeys,
     config::{Config, IssueStrategy, OrderStrategy},
     http, metrics,
-    services::{self, AppState, Shared, catalog_cache::CatalogCache, waiting_room::WaitingRooms},
+    services::{
+        self, AppState, Shared, catalog_cache::CatalogCache, payment_batch::PaymentBatches, waiting_room::WaitingRooms,
+    },
     store::{
         Fault, pg,
         redis::{
@@ -145,7 +147,10 @@ impl Application {
         notices.on(Topic::WaitingRoom, move |_| rooms.reload_soon());
         let orders = order_admission.clone();
         notices.on(Topic::Product, move |id| orders.product_changed(id));
+        let payments = (config.order_strategy == OrderStrategy::RedisLua)
+            .then(|| PaymentBatches::start(db.clone(), order_admission.stock().clone()));
         let state = AppState::new(Shared {
+            payments,
             catalog,
             waiting_rooms,
             order_admission,

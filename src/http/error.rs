@@ -165,6 +165,10 @@ impl From<Fault> for ApiError {
             Fault::Shared(inner) if matches!(&*inner, Fault::Db(sqlx::Error::PoolTimedOut)) => {
                 ApiError::internal(sqlx::Error::PoolTimedOut)
             }
+            // A batch of payments that failed for all its members on an unreachable Redis.
+            Fault::Shared(inner) if matches!(&*inner, Fault::Redis(e) if redis_unavailable(e)) => {
+                ApiError::overloaded(RETRY_AFTER_SECS)
+            }
             f @ (Fault::Invariant(_) | Fault::Shared(_)) => ApiError::internal(f),
         }
     }

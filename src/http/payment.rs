@@ -141,6 +141,10 @@ impl From<&Paid> for PaymentView {
     }
 }
 
+fn render_paid(paid: &Paid) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&PaymentView::from(paid))
+}
+
 async fn pay(
     state: &AppState,
     caller: &Caller,
@@ -149,8 +153,8 @@ async fn pay(
     body: PayOrder,
 ) -> Result<PaymentView, ApiError> {
     caller.ensure_is(body.user_id)?;
-    let render = |p: &Paid| serde_json::to_vec(&PaymentView::from(p));
-    let receipt = idem.receipt(StatusCode::OK, &render);
+    // A plain function (`'static`): the receipt travels with the payment to a batch worker.
+    let receipt = idem.receipt(StatusCode::OK, &render_paid);
     let paid = payment::pay(state, order_id, body.user_id, body.user_coupon_id, receipt).await?;
     Ok(PaymentView::from(&paid))
 }

@@ -17,6 +17,7 @@ pub mod health;
 pub mod idempotency;
 pub mod orders;
 pub mod payment;
+pub mod payment_batch;
 pub mod payment_records;
 pub mod popular;
 pub mod profiles;

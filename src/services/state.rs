@@ -9,7 +9,7 @@ use crate::{
     admission::{coupons::CouponAdmission, orders::OrderAdmission},
     auth::JwtKeys,
     config::Config,
-    services::{catalog_cache::CatalogCache, waiting_room::WaitingRooms},
+    services::{catalog_cache::CatalogCache, payment_batch::PaymentBatches, waiting_room::WaitingRooms},
     store::redis::{RedisStore, notices::Notices},
 };
 
@@ -56,4 +56,6 @@ pub struct Shared {
     pub catalog: CatalogCache,
     /// The waiting rooms: their Redis state, signing, and the rooms cached in process.
     pub waiting_rooms: WaitingRooms,
+    /// V2 payments' group commit (none with V1 orders, whose payments stay one per transaction).
+    pub payments: Option<PaymentBatches>,
 }

@@ -35,6 +35,7 @@ mod orders;
 mod outbox;
 mod overload;
 mod payment;
+mod payment_batch;
 mod payment_records;
 mod popular;
 mod product_edit;

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -52,17 +53,32 @@ pub async fn persist_from_redis(db: &PgPool, stock: &StockStore, order_id: Uuid)
 /// before this insert, so a batch persisting the same order at the same moment waits for the
 /// caller's commit at most, never the other way round in a cycle.
 pub async fn persist_from_redis_in(tx: &mut PgConnection, stock: &StockStore, order_id: Uuid) -> Result<bool, Fault> {
-    let Some((_, fields)) = stock.locate(order_id).await? else { return Ok(false) };
-    if fields.get("state").is_some_and(|s| INTENT_STATES.contains(&s.as_str())) {
-        // An order across stock groups still being admitted, or undone: not an order (yet).
-        return Ok(false);
-    }
-    let Ok(admission) = Admission::from_fields(&fields) else {
-        // A hash holding only a refund marker: the order itself is in Postgres already.
-        return Ok(false);
-    };
+    let Some(admission) = admission_of(stock, order_id).await? else { return Ok(false) };
     admitted_orders::persist(tx, &[admission]).await?;
     Ok(true)
+}
+
+/// The admissions Redis holds for those of `order_ids` that are admitted orders (what
+/// [`persist_from_redis_in`] would persist), looked up concurrently: a batch of payments persists
+/// them with one multi-row insert (`admitted_orders::persist`, in id order) before it locks anything.
+pub async fn admissions_of(stock: &StockStore, order_ids: &[Uuid]) -> Result<Vec<Admission>, Fault> {
+    // Boxed and collected first: otherwise the future is not `Send` "for every lifetime", which a
+    // spawned batch worker needs.
+    let lookups: Vec<BoxFuture<'_, Result<Option<Admission>, Fault>>> =
+        order_ids.iter().map(|id| Box::pin(admission_of(stock, *id)) as _).collect();
+    let found = futures_util::future::try_join_all(lookups).await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// The admission in the Redis hash of `order_id`; none when Redis holds no admitted order there.
+async fn admission_of(stock: &StockStore, order_id: Uuid) -> Result<Option<Admission>, Fault> {
+    let Some((_, fields)) = stock.locate(order_id).await? else { return Ok(None) };
+    if fields.get("state").is_some_and(|s| INTENT_STATES.contains(&s.as_str())) {
+        // An order across stock groups still being admitted, or undone: not an order (yet).
+        return Ok(None);
+    }
+    // A hash holding only a refund marker does not parse: the order itself is in Postgres already.
+    Ok(Admission::from_fields(&fields).ok())
 }
 
 /// Persists a user's latest admitted orders that Postgres does not have yet, so a listing
