@@ -204,6 +204,10 @@ pub async fn run<S: StreamSink>(
             Ok(()) => consumer.failures = 0,
             Err(e) => {
                 consumer.failures += 1;
+                // A read that failed (Redis killed mid-reply) may have been handed entries this
+                // consumer never saw: they are in its pending list only, which `>` never reads
+                // again, and no one else claims them before the idle threshold.
+                consumer.history = true;
                 let pause = backoff(consumer.failures);
                 tracing::warn!(
                     sink = consumer.sink.name(),
