@@ -5,9 +5,11 @@ use jupang::http::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use jupang::store::redis::keys::CouponKeys;
+
 use crate::support::{
     TestApp, assert_error, count, coupon_app, coupon_body, create_coupon, issue, json_of, manager, micros, product,
-    settled, time_of,
+    redis_cmd, settled, spawn_app_with, time_of,
 };
 
 async fn patch(app: &TestApp, coupon: i64, body: Value) -> reqwest::Response {
@@ -186,4 +188,24 @@ async fn stats_count_issued_persisted_used_and_remaining() {
     );
     let res = app.request(Method::GET, "/api/admin/coupons/424242/stats").bearer_auth(manager(&app)).send().await;
     assert_error(res.unwrap(), 404, "COUPON_NOT_FOUND").await;
+}
+
+#[tokio::test]
+async fn under_a_v1_design_the_stats_count_postgres_issues_even_with_a_stale_copy_of_the_coupon_in_redis() {
+    let app = spawn_app_with(|v| {
+        v.insert("JUPANG_ISSUE_STRATEGY".into(), "db-pessimistic".into());
+    })
+    .await;
+    let coupon = create_coupon(&app, 10, json!({})).await;
+    // What a `redis-lua` instance sharing this Redis would have hydrated before anyone pressed.
+    let keys = CouponKeys::new(&app.redis_prefix, coupon);
+    let () = redis_cmd(redis::cmd("HSET").arg(&keys.meta).arg("total").arg(10)).await;
+    let () = redis_cmd(redis::cmd("SET").arg(&keys.remaining).arg(10)).await;
+    for user in app.create_users(3, "KR", 0).await {
+        assert_eq!(issue(&app, coupon, user).await.status(), 201);
+    }
+
+    let path = format!("/api/admin/coupons/{coupon}/stats");
+    let stats = json_of(app.request(Method::GET, &path).bearer_auth(manager(&app)).send().await.unwrap(), 200).await;
+    assert_eq!((stats["issued"].as_i64(), stats["remaining"].as_i64()), (Some(3), Some(7)), "{stats}");
 }

@@ -93,8 +93,13 @@ pub async fn get(state: &AppState, coupon_id: i64) -> Result<LiveCoupon, CouponE
 }
 
 /// The live `(total, remaining)` of the hydrated coupons among `ids`. A read that only displays
-/// them degrades to Postgres's (persisted) counters when Redis does not answer.
+/// them degrades to Postgres's (persisted) counters when Redis does not answer. Only `redis-lua`
+/// issues through those counters: under a V1 design Postgres counts every issue, and a copy in
+/// Redis (hydrated while a `redis-lua` instance ran) is stale by construction, so none is read.
 pub async fn live_counts(state: &AppState, ids: &[i64]) -> HashMap<i64, (u32, u32)> {
+    if state.config.issue_strategy != IssueStrategy::RedisLua {
+        return HashMap::new();
+    }
     state.coupon_admission.live(ids).await.unwrap_or_else(|e| {
         tracing::warn!(error.cause = %e, "live coupon counters unavailable; showing persisted ones");
         HashMap::new()
